@@ -1,0 +1,216 @@
+//! Connecting to the cluster the way kubectl does, and turning API failures into
+//! errors that say what failed, where, and what to do next.
+
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Api, Client, Config};
+
+use crate::cli::GlobalArgs;
+use crate::deckhouse::resources::{GROUP, Module, ModuleConfig, ModulePullOverride, ModuleSource, MpoVersion};
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// A connected cluster: the client plus what error messages need to say where.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    /// The kubeconfig context in use (or `in-cluster`).
+    pub context: String,
+    pub server: String,
+    pub request_timeout: Option<Duration>,
+}
+
+impl Cluster {
+    /// Loads kubeconfig like kubectl: `--kubeconfig`, else `$KUBECONFIG` (several files,
+    /// merged), else `~/.kube/config`, else the in-cluster service account.
+    pub async fn connect(global: &GlobalArgs) -> Result<Self> {
+        let request_timeout = validate::duration_flag("request-timeout", &global.request_timeout, true)?;
+        let request_timeout = (!request_timeout.is_zero()).then_some(request_timeout);
+        let options = KubeConfigOptions {
+            context: global.context.clone(),
+            cluster: global.cluster.clone(),
+            user: global.user.clone(),
+        };
+        let (mut config, context) = match load_kubeconfig(global)? {
+            Some(kubeconfig) => {
+                let context = options
+                    .context
+                    .clone()
+                    .or_else(|| kubeconfig.current_context.clone())
+                    .unwrap_or_default();
+                let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|err| kubeconfig_error(err, &context))?;
+                (config, context)
+            }
+            None => {
+                let config = Config::incluster().map_err(|_| {
+                    Error::runtime("no kubeconfig found and not running inside a cluster")
+                        .with_hint("pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config")
+                })?;
+                (config, "in-cluster".to_string())
+            }
+        };
+        if let Some(timeout) = request_timeout {
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+            config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
+        }
+        config.default_retry = false;
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let client = Client::try_from(config).map_err(|err| {
+            Error::runtime(format!("cannot set up a client for {server} (context {context:?}): {}", short_cause(&err)))
+                .with_hint("check the certificate and user entries of the kubeconfig")
+        })?;
+        Ok(Self { client, context, server, request_timeout })
+    }
+
+    pub fn mpo_api(&self, version: MpoVersion) -> Api<ModulePullOverride> {
+        Api::all_with(self.client.clone(), &version)
+    }
+
+    pub fn modules(&self) -> Api<Module> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn module_sources(&self) -> Api<ModuleSource> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn module_configs(&self) -> Api<ModuleConfig> {
+        Api::all(self.client.clone())
+    }
+
+    /// Which ModulePullOverride version the cluster serves: v1alpha2 when available,
+    /// else v1alpha1; an error when the Deckhouse CRDs are not installed.
+    pub async fn mpo_version(&self) -> Result<MpoVersion> {
+        let (v2, v1) = tokio::join!(
+            self.serves_mpo(MpoVersion::V1alpha2),
+            self.serves_mpo(MpoVersion::V1alpha1)
+        );
+        if v2? {
+            return Ok(MpoVersion::V1alpha2);
+        }
+        if v1? {
+            return Ok(MpoVersion::V1alpha1);
+        }
+        Err(Error::runtime(format!(
+            "the cluster {} (context {:?}) does not serve modulepulloverrides.{GROUP}",
+            self.server, self.context
+        ))
+        .with_hint("this does not look like a Deckhouse cluster; check --context"))
+    }
+
+    async fn serves_mpo(&self, version: MpoVersion) -> Result<bool> {
+        match self.client.list_api_group_resources(&version.api_version()).await {
+            Ok(list) => Ok(list.resources.iter().any(|r| r.name == "modulepulloverrides")),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(err) => Err(self.api_error(err, "discover", &format!("{GROUP}/{}", version.as_str()))),
+        }
+    }
+
+    /// Maps a failed API call to our error: `verb` and `resource` name what was tried.
+    pub fn api_error(&self, err: kube::Error, verb: &str, resource: &str) -> Error {
+        let place = format!("{} (context {:?})", self.server, self.context);
+        match err {
+            kube::Error::Api(status) => match status.code {
+                401 => Error::runtime(format!("the API server {place} rejected the credentials (401 Unauthorized)"))
+                    .with_hint("the token or certificate has expired or is wrong: log in again and retry"),
+                403 => Error::runtime(format!(
+                    "forbidden: you may not {verb} {resource} on {place}: {}",
+                    status.message
+                ))
+                .with_hint(format!(
+                    "ask a cluster admin for RBAC that allows '{verb}' on {resource}; check with: kubectl auth can-i {verb} {resource}"
+                )),
+                404 => Error::runtime(format!("{resource} not found on {place}")),
+                409 => Error::runtime(format!("conflict while trying to {verb} {resource}: {}", status.message))
+                    .with_hint("the object changed meanwhile; run the command again"),
+                422 | 400 => Error::usage(format!("the API server refused to {verb} {resource}: {}", status.message)),
+                code => Error::runtime(format!(
+                    "the API server {place} failed to {verb} {resource}: {} ({code})",
+                    status.message
+                )),
+            },
+            other => Error::runtime(format!("cannot reach the API server {place}: {}", short_cause(&other)))
+                .with_hint("check that the cluster is running and reachable, and that --context is right"),
+        }
+    }
+}
+
+fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {
+    if let Some(path) = &global.kubeconfig {
+        return Kubeconfig::read_from(path)
+            .map(Some)
+            .map_err(|err| kubeconfig_error(err, &path.display().to_string()));
+    }
+    match Kubeconfig::from_env() {
+        Ok(Some(config)) => return Ok(Some(config)),
+        Ok(None) => {}
+        Err(err) => return Err(kubeconfig_error(err, "$KUBECONFIG")),
+    }
+    let Some(home) = std::env::var_os("HOME") else {
+        return Ok(None);
+    };
+    let default = std::path::Path::new(&home).join(".kube/config");
+    if !default.exists() {
+        return Ok(None);
+    }
+    Kubeconfig::read_from(&default)
+        .map(Some)
+        .map_err(|err| kubeconfig_error(err, &default.display().to_string()))
+}
+
+fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
+    let (message, hint) = match &err {
+        KubeconfigError::LoadContext(name) => (
+            format!("context {name:?} not found in the kubeconfig"),
+            "list contexts with: kubectl config get-contexts",
+        ),
+        KubeconfigError::LoadClusterOfContext(name) => (
+            format!("cluster {name:?} not found in the kubeconfig"),
+            "check the context's cluster entry: kubectl config view",
+        ),
+        KubeconfigError::CurrentContextNotSet => (
+            "the kubeconfig has no current-context".to_string(),
+            "pass --context or run: kubectl config use-context NAME",
+        ),
+        KubeconfigError::ReadConfig(_, path) => (
+            format!("cannot read kubeconfig {}", path.display()),
+            "check the path given by --kubeconfig or KUBECONFIG",
+        ),
+        KubeconfigError::Parse(_) | KubeconfigError::KindMismatch | KubeconfigError::ApiVersionMismatch => (
+            format!("the kubeconfig {place} is not valid YAML of a kubeconfig"),
+            "repair the file or point --kubeconfig at another one",
+        ),
+        KubeconfigError::MissingClusterUrl | KubeconfigError::ParseClusterUrl(_) => (
+            format!("the kubeconfig {place} has no valid cluster server URL"),
+            "set clusters[].cluster.server to https://HOST:PORT",
+        ),
+        KubeconfigError::LoadCertificateAuthority(_) | KubeconfigError::ParseCertificates(_) => (
+            format!("the kubeconfig {place} has an unreadable certificate-authority"),
+            "check clusters[].cluster.certificate-authority(-data)",
+        ),
+        KubeconfigError::LoadClientCertificate(_) | KubeconfigError::LoadClientKey(_) => (
+            format!("the kubeconfig {place} has an unreadable client certificate or key"),
+            "check users[].user.client-certificate(-data) and client-key(-data)",
+        ),
+        _ => (
+            format!("invalid kubeconfig {place}: {}", short_cause(&err)),
+            "check the kubeconfig with: kubectl config view",
+        ),
+    };
+    Error::runtime(message).with_hint(hint)
+}
+
+/// The innermost cause of an error, which is usually the informative part
+/// ("connection refused", "certificate unknown") without the wrapper chain.
+pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current: &(dyn std::error::Error + 'static) = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    let text = current.to_string();
+    if text.is_empty() { err.to_string() } else { text }
+}

@@ -1,0 +1,67 @@
+//! One module per user-facing command, each with a single `run` entry point.
+
+mod completion;
+mod create;
+mod delete;
+mod diff;
+mod edit;
+mod explain;
+mod registry;
+mod renew;
+mod status;
+mod version;
+
+use crate::cli::{Cli, Command};
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::output::Printer;
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success, healthy, in sync (exit 0).
+    Success,
+    /// The checked condition does not hold; already reported (exit 1).
+    ConditionFailed,
+}
+
+/// What every command gets: the global flags and the printer.
+pub struct Ctx {
+    pub global: crate::cli::GlobalArgs,
+    pub printer: Printer,
+}
+
+impl Ctx {
+    pub async fn cluster(&self) -> Result<Cluster> {
+        Cluster::connect(&self.global).await
+    }
+}
+
+pub fn run(cli: Cli, printer: Printer) -> Result<Outcome> {
+    let ctx = Ctx { global: cli.global, printer };
+    // `version` needs no runtime: keep start-up minimal.
+    if let Command::Version(args) = &cli.command {
+        return version::run(&ctx, args);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|err| Error::runtime(format!("cannot start the async runtime: {err}")))?;
+    runtime.block_on(dispatch(ctx, cli.command))
+}
+
+async fn dispatch(ctx: Ctx, command: Command) -> Result<Outcome> {
+    match command {
+        Command::Create(args) => create::run(&ctx, args).await,
+        Command::Edit(args) => edit::run(&ctx, args).await,
+        Command::Renew(args) => renew::run(&ctx, args).await,
+        Command::Delete(args) => delete::run(&ctx, args).await,
+        Command::Status(args) => status::run(&ctx, args).await,
+        Command::Explain(args) => explain::run(&ctx, args).await,
+        Command::Diff(args) => diff::run(&ctx, args).await,
+        Command::Registry(args) => registry::run(&ctx, args).await,
+        Command::Completion(args) => completion::run(&ctx, args).await,
+        Command::Version(args) => version::run(&ctx, &args),
+    }
+}

@@ -1,0 +1,3 @@
+//! The Deckhouse side: typed resources and the pure logic that reasons about them.
+
+pub mod resources;

@@ -1,0 +1,341 @@
+//! Typed Deckhouse resources (group `deckhouse.io`, all cluster-scoped).
+//!
+//! Every field the cluster fills in is optional: objects come from clusters of many DKP
+//! versions, and a missing field must give a clear message, never a decode failure.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::CustomResource;
+use kube::core::ClusterResourceScope;
+use serde::{Deserialize, Serialize};
+
+pub const GROUP: &str = "deckhouse.io";
+pub const MPO_FINALIZER: &str = "modules.deckhouse.io/mpo-finalizer";
+pub const DEPLOYED_ON_ANNOTATION: &str = "modules.deckhouse.io/deployed-on";
+/// Renew annotation of controllers since deckhouse PR #22716 (only `"true"` counts).
+pub const RENEW_ANNOTATION: &str = "modules.deckhouse.io/renew";
+/// The documented bare annotation; older controllers react to any annotation change.
+pub const LEGACY_RENEW_ANNOTATION: &str = "renew";
+
+/// The ModulePullOverride API version a cluster serves, chosen by discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum MpoVersion {
+    V1alpha1,
+    #[default]
+    V1alpha2,
+}
+
+impl MpoVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MpoVersion::V1alpha1 => "v1alpha1",
+            MpoVersion::V1alpha2 => "v1alpha2",
+        }
+    }
+
+    pub fn api_version(self) -> String {
+        format!("{GROUP}/{}", self.as_str())
+    }
+
+    /// v1alpha1 requires `spec.source`.
+    pub fn requires_source(self) -> bool {
+        self == MpoVersion::V1alpha1
+    }
+}
+
+/// A ModulePullOverride of either served version (v1alpha1 only adds `spec.source`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModulePullOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: MpoSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MpoStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MpoSpec {
+    #[serde(default)]
+    pub image_tag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
+    /// v1alpha1 only: the ModuleSource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MpoStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+}
+
+impl ModulePullOverride {
+    pub fn message(&self) -> Option<&str> {
+        self.status.as_ref()?.message.as_deref()
+    }
+
+    pub fn image_digest(&self) -> Option<&str> {
+        self.status.as_ref()?.image_digest.as_deref().filter(|d| !d.is_empty())
+    }
+
+    pub fn updated_at(&self) -> Option<&str> {
+        self.status.as_ref()?.updated_at.as_deref().filter(|d| !d.is_empty())
+    }
+}
+
+impl kube::Resource for ModulePullOverride {
+    type DynamicType = MpoVersion;
+    type Scope = ClusterResourceScope;
+
+    fn kind(_: &MpoVersion) -> Cow<'_, str> {
+        "ModulePullOverride".into()
+    }
+    fn group(_: &MpoVersion) -> Cow<'_, str> {
+        GROUP.into()
+    }
+    fn version(version: &MpoVersion) -> Cow<'_, str> {
+        version.as_str().into()
+    }
+    fn plural(_: &MpoVersion) -> Cow<'_, str> {
+        "modulepulloverrides".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// A Module. Its data lives in a top-level `properties` object, not `spec`; newer DKP
+/// versions may drop `properties`, so it is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Module {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<ModuleProperties>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ModuleStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub available_sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accessibility: Option<ModuleAccessibility>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleAccessibility {
+    #[serde(default)]
+    pub editions: BTreeMap<String, EditionAccess>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditionAccess {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<bool>,
+    #[serde(default)]
+    pub enabled_in_bundles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<ModuleCondition>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleCondition {
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+impl Module {
+    pub fn condition(&self, type_: &str) -> Option<&ModuleCondition> {
+        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    pub fn phase(&self) -> Option<&str> {
+        self.status.as_ref()?.phase.as_deref()
+    }
+}
+
+impl kube::Resource for Module {
+    type DynamicType = ();
+    type Scope = ClusterResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Module".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1alpha1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "modules".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Where modules come from: a registry repo with credentials.
+#[derive(CustomResource, Debug, Clone, Default, Serialize, Deserialize)]
+#[kube(
+    group = "deckhouse.io",
+    version = "v1alpha1",
+    kind = "ModuleSource",
+    status = "ModuleSourceStatus",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleSourceSpec {
+    #[serde(default)]
+    pub registry: SourceRegistry,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_channel: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRegistry {
+    #[serde(default)]
+    pub repo: String,
+    /// base64 of a docker config.json; never printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_cfg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleSourceStatus {
+    #[serde(default)]
+    pub modules: Vec<SourceModule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceModule {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub overridden: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A module's configuration: whether it is enabled and which source it uses.
+#[derive(CustomResource, Debug, Clone, Default, Serialize, Deserialize)]
+#[kube(group = "deckhouse.io", version = "v1alpha1", kind = "ModuleConfig", schema = "disabled")]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleConfigSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+/// A release of a module delivered through its update policy.
+#[derive(CustomResource, Debug, Clone, Default, Serialize, Deserialize)]
+#[kube(
+    group = "deckhouse.io",
+    version = "v1alpha1",
+    kind = "ModuleRelease",
+    status = "ModuleReleaseStatus",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleReleaseSpec {
+    #[serde(default)]
+    pub module_name: String,
+    #[serde(default)]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleReleaseStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+}

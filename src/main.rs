@@ -1,0 +1,35 @@
+//! `kubectl-mpo`: parse the command line, run the command, map the result to an exit code.
+
+mod cli;
+mod cluster;
+mod cmd;
+mod deckhouse;
+mod error;
+mod output;
+mod registry;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let printer = output::Printer::new(cli.global.no_color, cli.global.verbose);
+    let outcome = cmd::run(cli, printer);
+    match outcome {
+        Ok(cmd::Outcome::Success) => ExitCode::SUCCESS,
+        Ok(cmd::Outcome::ConditionFailed) => ExitCode::from(1),
+        Err(err) => {
+            printer.error(&err);
+            ExitCode::from(err.kind.exit_code())
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Validation of user input before any request is sent. Pure functions.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Longest module name: it becomes a Kubernetes object name and a registry path
+/// component, so the DNS-1123 label rules apply.
+const MAX_MODULE_NAME: usize = 63;
+const MAX_TAG: usize = 128;
+
+/// A module name: a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63).
+pub fn module_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= MAX_MODULE_NAME
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("invalid module name {name:?}")).with_hint(
+            "module names are lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters (e.g. hello-world)",
+        ))
+    }
+}
+
+/// An OCI tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn image_tag(tag: &str) -> Result<()> {
+    let bytes = tag.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= MAX_TAG
+        && bytes.first().is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("invalid image tag {tag:?}")).with_hint(
+            "tags are letters, digits, '_', '.' and '-', start with a letter, digit or '_', at most 128 characters",
+        ))
+    }
+}
+
+/// A `scanInterval`: the CRD pattern `^(\d+h)?(\d+m)?(\d+s)?$`, but not empty and not
+/// zero (the controller would never re-scan).
+pub fn scan_interval(text: &str) -> Result<Duration> {
+    let invalid = || {
+        Error::usage(format!("invalid scan interval {text:?}"))
+            .with_hint("use hours, minutes and seconds in that order, greater than zero: 15s, 1m, 1h30m")
+    };
+    let mut rest = text;
+    let mut total: u64 = 0;
+    let mut last_unit = 0usize;
+    for (index, unit) in ['h', 'm', 's'].into_iter().enumerate() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || rest.as_bytes().get(digits) != Some(&(unit as u8)) {
+            continue;
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        let seconds = match unit {
+            'h' => value.checked_mul(3600),
+            'm' => value.checked_mul(60),
+            _ => Some(value),
+        };
+        total = seconds.and_then(|s| total.checked_add(s)).ok_or_else(invalid)?;
+        rest = &rest[digits + 1..];
+        last_unit = index + 1;
+    }
+    if text.is_empty() || !rest.is_empty() || last_unit == 0 || total == 0 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// A duration for our own flags (`--timeout`, `--request-timeout`): like
+/// `scan_interval` but also accepts `ms` and, when `allow_zero`, `0`.
+pub fn duration_flag(flag: &str, text: &str, allow_zero: bool) -> Result<Duration> {
+    if allow_zero && text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let invalid = || {
+        Error::usage(format!("invalid value {text:?} for --{flag}"))
+            .with_hint("use a duration such as 30s, 2m or 1m30s")
+    };
+    if let Some(millis) = text.strip_suffix("ms") {
+        let value: u64 = millis.parse().map_err(|_| invalid())?;
+        if value == 0 && !allow_zero {
+            return Err(invalid());
+        }
+        return Ok(Duration::from_millis(value));
+    }
+    match scan_interval(text) {
+        Ok(duration) => Ok(duration),
+        Err(_) if allow_zero && matches!(text, "0s" | "0m" | "0h") => Ok(Duration::ZERO),
+        Err(_) => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names() {
+        for good in ["echo", "hello-world", "a", "m1", &"a".repeat(63)] {
+            assert!(module_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Echo", "-echo", "echo-", "echo_1", "echo.x", "a/b", "ехо", &"a".repeat(64), "echo "] {
+            assert!(module_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tags() {
+        for good in ["main-patch-03354", "pr333", "v1.2.3", "_x", "A.b-c_d", &"a".repeat(128)] {
+            assert!(image_tag(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".v1", "-x", "a:b", "a/b", "a b", "sha256@x", &"a".repeat(129), "тег"] {
+            assert!(image_tag(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(scan_interval("15s").ok(), Some(Duration::from_secs(15)));
+        assert_eq!(scan_interval("1h2m3s").ok(), Some(Duration::from_secs(3723)));
+        assert_eq!(scan_interval("5m").ok(), Some(Duration::from_secs(300)));
+        assert_eq!(scan_interval("1h0s").ok(), Some(Duration::from_secs(3600)));
+        for bad in ["", "0s", "0h0m0s", "1.5s", "100ms", "-1s", "1s1m", "15", "s", "1d", " 1s", "99999999999999999999h"] {
+            assert!(scan_interval(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn duration_flags() {
+        assert_eq!(duration_flag("timeout", "500ms", false).ok(), Some(Duration::from_millis(500)));
+        assert_eq!(duration_flag("timeout", "2m", false).ok(), Some(Duration::from_secs(120)));
+        assert_eq!(duration_flag("request-timeout", "0", true).ok(), Some(Duration::ZERO));
+        assert!(duration_flag("timeout", "0", false).is_err());
+        assert!(duration_flag("timeout", "abc", false).is_err());
+    }
+}
