@@ -12,6 +12,8 @@ pub enum Kind {
     Usage,
     /// Cluster/registry unreachable, auth or RBAC refused, CRD missing (exit 3).
     Runtime,
+    /// The user pressed Ctrl-C (exit 130, as shells report SIGINT).
+    Interrupted,
 }
 
 impl Kind {
@@ -20,6 +22,7 @@ impl Kind {
             Kind::Condition => 1,
             Kind::Usage => 2,
             Kind::Runtime => 3,
+            Kind::Interrupted => 130,
         }
     }
 }

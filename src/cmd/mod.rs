@@ -5,9 +5,11 @@ mod create;
 mod delete;
 mod diff;
 mod edit;
+mod preflight;
 mod explain;
 mod registry;
 mod renew;
+mod shared;
 mod status;
 mod version;
 

@@ -216,6 +216,15 @@ pub fn age_of(timestamp: Option<&str>) -> String {
     age(Duration::from_secs(elapsed.as_secs().max(0) as u64))
 }
 
+/// A yes/no question on the terminal (default: no).
+pub fn confirm(question: &str) -> Result<bool> {
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .map_err(|err| Error::runtime(format!("cannot read the answer: {err}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,3 +244,4 @@ mod tests {
         assert_eq!(age_of(Some("garbage")), "<unknown>");
     }
 }
+

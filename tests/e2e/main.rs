@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `kubectl-mpo` binary against the sandbox's real
+//! kube-apiserver, registries and controller simulator (see sandbox/README.md).
+//! They fail, never skip, when no sandbox is running.
+
+mod support;
+
+mod cli;
+mod kubeconfig;
+mod validation;

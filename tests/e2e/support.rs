@@ -1,0 +1,106 @@
+//! Running the plugin binary against the sandbox.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub use mpo_sandbox::State;
+
+/// The running sandbox; panics (failing the test) when there is none.
+pub fn state() -> &'static State {
+    static STATE: OnceLock<State> = OnceLock::new();
+    STATE.get_or_init(|| match State::discover() {
+        Ok(state) => state,
+        Err(err) => panic!("end-to-end tests need the sandbox: {err:#}"),
+    })
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubectl-mpo"))
+}
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from_output(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Both streams, for assertions about what a user sees.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(self.code, expected, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A command for the binary with a clean environment pointing at the sandbox's
+/// admin kubeconfig (never ~/.kube/config).
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("KUBECONFIG", &state().kubeconfig)
+        .env("HOME", home_dir())
+        .env_remove("NO_COLOR")
+        .env_remove("KUBE_EDITOR")
+        .env_remove("EDITOR")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the binary with `args` against the sandbox.
+pub fn mpo(args: &[&str]) -> Run {
+    run(command(args))
+}
+
+pub fn run(mut command: Command) -> Run {
+    match command.output() {
+        Ok(output) => Run::from_output(output),
+        Err(err) => panic!("cannot run {}: {err}", binary().display()),
+    }
+}
+
+/// An empty HOME so that no user file (~/.kube/config, ~/.docker/config.json) leaks in.
+pub fn home_dir() -> PathBuf {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("kubectl-mpo-e2e-home-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
+    })
+    .clone()
+}
+
+/// A name unique to this test run, for objects a test creates.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id() % 100_000)
+}
+
+/// A Tokio runtime for tests that prepare objects through the sandbox fixtures.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(err) => panic!("cannot start a runtime: {err}"),
+    }
+}
