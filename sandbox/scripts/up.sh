@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Starts the sandbox: etcd + kube-apiserver (built from the Kubernetes Go module),
+# three docker-registry variants, a Bearer token service and the Deckhouse controller
+# simulator, all on 127.0.0.1, then seeds it and writes env.sh and state.json.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SANDBOX_DIR="${SANDBOX_DIR:-$ROOT/target/sandbox}"
+mkdir -p "$SANDBOX_DIR"
+SANDBOX_DIR="$(cd "$SANDBOX_DIR" && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+mkdir -p "$TARGET_DIR"
+TARGET_DIR="$(cd "$TARGET_DIR" && pwd)"
+PKI="$SANDBOX_DIR/pki"
+PIDS="$SANDBOX_DIR/pids"
+LOGS="$SANDBOX_DIR/logs"
+DATA="$SANDBOX_DIR/data"
+
+log() { printf '[sandbox] %s\n' "$*" >&2; }
+die() { printf '[sandbox] error: %s\n' "$*" >&2; exit 1; }
+
+alive() { [[ -f "$PIDS/$1.pid" ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+
+if [[ -f "$SANDBOX_DIR/state.json" ]] && alive kube-apiserver && alive simulator; then
+  log "already up in $SANDBOX_DIR (source $SANDBOX_DIR/env.sh)"
+  exit 0
+fi
+if [[ -d "$PIDS" ]]; then
+  log "stale sandbox state in $SANDBOX_DIR: stopping it first"
+  "$ROOT/sandbox/scripts/down.sh"
+fi
+mkdir -p "$PKI" "$PIDS" "$LOGS" "$DATA"
+trap 'status=$?; if [[ $status -ne 0 ]]; then log "start-up failed; logs are in $LOGS"; fi' EXIT
+
+# --- binaries -------------------------------------------------------------------
+CONTROL_PLANE="$("$ROOT/sandbox/scripts/build-control-plane.sh")"
+log "control plane binaries: $CONTROL_PLANE"
+log "building kubectl-mpo and mpo-sandbox"
+(cd "$ROOT" && cargo build --quiet --workspace --bins)
+SANDBOX_BIN="$TARGET_DIR/debug/mpo-sandbox"
+REGISTRY_BIN="$(command -v docker-registry || true)"
+[[ -n "$REGISTRY_BIN" ]] || die "docker-registry not found: apt-get install docker-registry"
+command -v htpasswd >/dev/null || die "htpasswd not found: apt-get install apache2-utils"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+start() { # name, command...
+  local name=$1
+  shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+wait_for() { # description, seconds, command...
+  local what=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "timed out waiting for $what"
+    sleep 0.2
+  done
+}
+
+# --- PKI --------------------------------------------------------------------------
+log "generating certificates"
+(
+  cd "$PKI"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=mpo-sandbox-ca" \
+    -keyout ca.key -out ca.crt 2>/dev/null
+  cat >server.ext <<EOF
+subjectAltName = IP:127.0.0.1, DNS:localhost
+extendedKeyUsage = serverAuth
+EOF
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr 2>/dev/null
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile server.ext -out server.crt 2>/dev/null
+  echo "extendedKeyUsage = clientAuth" >client.ext
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=cert-admin" -keyout admin.key -out admin.csr 2>/dev/null
+  openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile client.ext -out admin.crt 2>/dev/null
+  openssl genrsa -out sa.key 2048 2>/dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  # The token service signs registry tokens with this key; the registry trusts its cert.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=mpo-sandbox-token-issuer" \
+    -keyout token.key -out token.crt 2>/dev/null
+  rm -f ./*.csr ./*.ext ./*.srl
+)
+
+secret() { head -c 18 /dev/urandom | base64 | tr -d '/+=' ; }
+ADMIN_TOKEN="admin-$(secret)"
+READONLY_TOKEN="readonly-$(secret)"
+DEVELOPER_TOKEN="developer-$(secret)"
+cat >"$PKI/tokens.csv" <<EOF
+$ADMIN_TOKEN,admin,admin,"system:masters"
+$READONLY_TOKEN,readonly,readonly,
+$DEVELOPER_TOKEN,developer,developer,
+EOF
+chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
+
+# --- etcd + kube-apiserver ------------------------------------------------------------
+ETCD_PORT=$(free_port)
+ETCD_PEER_PORT=$(free_port)
+API_PORT=$(free_port)
+log "starting etcd on 127.0.0.1:$ETCD_PORT"
+start etcd "$CONTROL_PLANE/etcd" --name sandbox --data-dir "$DATA/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "sandbox=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --log-level warn
+wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+log "starting kube-apiserver on 127.0.0.1:$API_PORT"
+start kube-apiserver "$CONTROL_PLANE/kube-apiserver" \
+  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+  --tls-cert-file "$PKI/server.crt" --tls-private-key-file "$PKI/server.key" \
+  --client-ca-file "$PKI/ca.crt" --token-auth-file "$PKI/tokens.csv" \
+  --authorization-mode RBAC \
+  --service-account-issuer https://kubernetes.default.svc \
+  --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+  --service-cluster-ip-range 10.96.0.0/24 \
+  --enable-priority-and-fairness=false --profiling=false
+API="https://127.0.0.1:$API_PORT"
+wait_for kube-apiserver 90 curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" "$API/readyz"
+
+# --- kubeconfig ------------------------------------------------------------------------
+b64() { base64 -w0 "$1"; }
+KUBECONFIG_FILE="$SANDBOX_DIR/kubeconfig"
+cat >"$KUBECONFIG_FILE" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: sandbox
+  cluster:
+    server: $API
+    certificate-authority-data: $(b64 "$PKI/ca.crt")
+users:
+- name: admin
+  user:
+    token: $ADMIN_TOKEN
+- name: cert-admin
+  user:
+    client-certificate-data: $(b64 "$PKI/admin.crt")
+    client-key-data: $(b64 "$PKI/admin.key")
+- name: readonly
+  user:
+    token: $READONLY_TOKEN
+- name: developer
+  user:
+    token: $DEVELOPER_TOKEN
+contexts:
+- name: sandbox
+  context: {cluster: sandbox, user: admin}
+- name: sandbox-cert
+  context: {cluster: sandbox, user: cert-admin}
+- name: sandbox-readonly
+  context: {cluster: sandbox, user: readonly}
+- name: sandbox-developer
+  context: {cluster: sandbox, user: developer}
+current-context: sandbox
+EOF
+chmod 600 "$KUBECONFIG_FILE"
+export KUBECONFIG="$KUBECONFIG_FILE"
+kubectl apply -f "$ROOT/sandbox/rbac.yaml" >/dev/null
+
+# --- registries ---------------------------------------------------------------------------
+REGISTRY_USER="mpo-dev"
+REGISTRY_PASSWORD="pw-$(secret)"
+TOKEN_USER="mpo-ci"
+TOKEN_PASSWORD="pw-$(secret)"
+htpasswd -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$PKI/htpasswd" 2>/dev/null
+TLS_PORT=$(free_port)
+TOKEN_REGISTRY_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+TOKEN_SERVICE_PORT=$(free_port)
+
+registry_config() { # name port extra-yaml
+  local dir="$DATA/registry-$1"
+  mkdir -p "$dir"
+  cat >"$SANDBOX_DIR/registry-$1.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$2
+  secret: $(secret)
+$3
+EOF
+}
+registry_config tls "$TLS_PORT" "  tls:
+    certificate: $PKI/server.crt
+    key: $PKI/server.key
+auth:
+  htpasswd:
+    realm: mpo-sandbox
+    path: $PKI/htpasswd"
+registry_config token "$TOKEN_REGISTRY_PORT" "  tls:
+    certificate: $PKI/server.crt
+    key: $PKI/server.key
+auth:
+  token:
+    realm: http://127.0.0.1:$TOKEN_SERVICE_PORT/token
+    service: mpo-sandbox-registry
+    issuer: mpo-sandbox-token-issuer
+    rootcertbundle: $PKI/token.crt"
+registry_config http "$HTTP_PORT" ""
+
+for variant in tls token http; do
+  log "starting registry '$variant'"
+  start "registry-$variant" "$REGISTRY_BIN" serve "$SANDBOX_DIR/registry-$variant.yml"
+done
+printf '%s' "$TOKEN_PASSWORD" >"$PKI/token-password"
+chmod 600 "$PKI/token-password"
+start token-service "$SANDBOX_BIN" token-server --listen "127.0.0.1:$TOKEN_SERVICE_PORT" \
+  --key "$PKI/token.key" --cert "$PKI/token.crt" --issuer mpo-sandbox-token-issuer \
+  --service mpo-sandbox-registry --user "$TOKEN_USER" --password-file "$PKI/token-password"
+wait_for "registry tls" 30 curl -s -o /dev/null --cacert "$PKI/ca.crt" "https://127.0.0.1:$TLS_PORT/v2/"
+wait_for "registry token" 30 curl -s -o /dev/null --cacert "$PKI/ca.crt" "https://127.0.0.1:$TOKEN_REGISTRY_PORT/v2/"
+wait_for "registry http" 30 curl -sf "http://127.0.0.1:$HTTP_PORT/v2/"
+wait_for "token service" 30 curl -s -o /dev/null "http://127.0.0.1:$TOKEN_SERVICE_PORT/healthz"
+
+# --- state ---------------------------------------------------------------------------------
+cat >"$SANDBOX_DIR/state.json" <<EOF
+{
+  "dir": "$SANDBOX_DIR",
+  "kubeconfig": "$KUBECONFIG_FILE",
+  "api_server": "$API",
+  "contexts": { "admin": "sandbox", "cert": "sandbox-cert", "readonly": "sandbox-readonly", "developer": "sandbox-developer" },
+  "ca_file": "$PKI/ca.crt",
+  "registries": {
+    "tls": { "host": "127.0.0.1:$TLS_PORT", "scheme": "HTTPS", "auth": "basic", "username": "$REGISTRY_USER", "password": "$REGISTRY_PASSWORD" },
+    "token": { "host": "127.0.0.1:$TOKEN_REGISTRY_PORT", "scheme": "HTTPS", "auth": "bearer", "username": "$TOKEN_USER", "password": "$TOKEN_PASSWORD", "token_realm": "http://127.0.0.1:$TOKEN_SERVICE_PORT/token" },
+    "http": { "host": "127.0.0.1:$HTTP_PORT", "scheme": "HTTP", "auth": "none" }
+  }
+}
+EOF
+chmod 600 "$SANDBOX_DIR/state.json"
+cat >"$SANDBOX_DIR/env.sh" <<EOF
+# Generated by sandbox/scripts/up.sh: source it to use the sandbox.
+export KUBECONFIG="$KUBECONFIG_FILE"
+export MPO_SANDBOX_DIR="$SANDBOX_DIR"
+export MPO_REGISTRY_TLS="127.0.0.1:$TLS_PORT"
+export MPO_REGISTRY_TOKEN="127.0.0.1:$TOKEN_REGISTRY_PORT"
+export MPO_REGISTRY_HTTP="127.0.0.1:$HTTP_PORT"
+export PATH="$TARGET_DIR/debug:\$PATH"
+EOF
+
+# --- seed + simulator ------------------------------------------------------------------------
+log "applying CRDs and seeding"
+"$SANDBOX_BIN" seed --state "$SANDBOX_DIR/state.json" --crds "$ROOT/sandbox/crds"
+start simulator "$SANDBOX_BIN" simulate --state "$SANDBOX_DIR/state.json"
+wait_for simulator 30 grep -q "simulator ready" "$LOGS/simulator.log"
+log "up: source $SANDBOX_DIR/env.sh"
