@@ -58,11 +58,15 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a ModulePullOverride: run MODULE from the registry tag TAG
-    #[command(after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354\n  kubectl mpo create echo --tag pr333 --scan-interval 1m --wait\n  kubectl mpo create echo --tag pr333 --dry-run=client -o yaml")]
+    #[command(
+        after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354\n  kubectl mpo create echo --tag pr333 --scan-interval 1m --wait\n  kubectl mpo create echo --tag pr333 --dry-run=client -o yaml"
+    )]
     Create(CreateArgs),
 
     /// Change an existing override (only the fields given)
-    #[command(after_help = "Examples:\n  kubectl mpo edit echo --tag v1.0.0\n  kubectl mpo edit echo --rollback=true\n  kubectl mpo edit echo            # opens $KUBE_EDITOR/$EDITOR on a terminal")]
+    #[command(
+        after_help = "Examples:\n  kubectl mpo edit echo --tag v1.0.0\n  kubectl mpo edit echo --rollback=true\n  kubectl mpo edit echo            # opens $KUBE_EDITOR/$EDITOR on a terminal"
+    )]
     Edit(EditArgs),
 
     /// Force an immediate re-check (and redeploy on newer controllers)
@@ -70,11 +74,15 @@ pub enum Command {
     Renew(RenewArgs),
 
     /// Delete an override
-    #[command(after_help = "Examples:\n  kubectl mpo delete echo\n  kubectl mpo delete echo --rollback --yes")]
+    #[command(
+        after_help = "Examples:\n  kubectl mpo delete echo\n  kubectl mpo delete echo --rollback --yes"
+    )]
     Delete(DeleteArgs),
 
     /// Show overrides with the cluster's and the registry's digest
-    #[command(after_help = "Examples:\n  kubectl mpo status\n  kubectl mpo status echo -o wide\n  kubectl mpo status --offline -o json")]
+    #[command(
+        after_help = "Examples:\n  kubectl mpo status\n  kubectl mpo status echo -o wide\n  kubectl mpo status --offline -o json"
+    )]
     Status(StatusArgs),
 
     /// Explain why an override is not Ready, and how to fix it
@@ -90,7 +98,9 @@ pub enum Command {
     Registry(RegistryCommand),
 
     /// Print a shell completion script
-    #[command(after_help = "Examples:\n  source <(kubectl mpo completion bash)\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\"")]
+    #[command(
+        after_help = "Examples:\n  source <(kubectl mpo completion bash)\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\""
+    )]
     Completion(CompletionArgs),
 
     /// Print the version

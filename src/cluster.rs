@@ -7,7 +7,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Client, Config};
 
 use crate::cli::GlobalArgs;
-use crate::deckhouse::resources::{GROUP, Module, ModuleConfig, ModulePullOverride, ModuleSource, MpoVersion};
+use crate::deckhouse::resources::{
+    GROUP, Module, ModuleConfig, ModulePullOverride, ModuleSource, MpoVersion,
+};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -25,7 +27,8 @@ impl Cluster {
     /// Loads kubeconfig like kubectl: `--kubeconfig`, else `$KUBECONFIG` (several files,
     /// merged), else `~/.kube/config`, else the in-cluster service account.
     pub async fn connect(global: &GlobalArgs) -> Result<Self> {
-        let request_timeout = validate::duration_flag("request-timeout", &global.request_timeout, true)?;
+        let request_timeout =
+            validate::duration_flag("request-timeout", &global.request_timeout, true)?;
         let request_timeout = (!request_timeout.is_zero()).then_some(request_timeout);
         let options = KubeConfigOptions {
             context: global.context.clone(),
@@ -58,12 +61,24 @@ impl Cluster {
             config.connect_timeout = Some(timeout.min(Duration::from_secs(10)));
         }
         config.default_retry = false;
-        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
         let client = Client::try_from(config).map_err(|err| {
-            Error::runtime(format!("cannot set up a client for {server} (context {context:?}): {}", short_cause(&err)))
-                .with_hint("check the certificate and user entries of the kubeconfig")
+            Error::runtime(format!(
+                "cannot set up a client for {server} (context {context:?}): {}",
+                short_cause(&err)
+            ))
+            .with_hint("check the certificate and user entries of the kubeconfig")
         })?;
-        Ok(Self { client, context, server, request_timeout })
+        Ok(Self {
+            client,
+            context,
+            server,
+            request_timeout,
+        })
     }
 
     pub fn mpo_api(&self, version: MpoVersion) -> Api<ModulePullOverride> {
@@ -103,10 +118,19 @@ impl Cluster {
     }
 
     async fn serves_mpo(&self, version: MpoVersion) -> Result<bool> {
-        match self.client.list_api_group_resources(&version.api_version()).await {
-            Ok(list) => Ok(list.resources.iter().any(|r| r.name == "modulepulloverrides")),
+        match self
+            .client
+            .list_api_group_resources(&version.api_version())
+            .await
+        {
+            Ok(list) => Ok(list
+                .resources
+                .iter()
+                .any(|r| r.name == "modulepulloverrides")),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-            Err(err) => Err(self.api_error(err, "discover", &format!("{GROUP}/{}", version.as_str()))),
+            Err(err) => {
+                Err(self.api_error(err, "discover", &format!("{GROUP}/{}", version.as_str())))
+            }
         }
     }
 
@@ -180,7 +204,9 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
             format!("cannot read kubeconfig {}", path.display()),
             "check the path given by --kubeconfig or KUBECONFIG",
         ),
-        KubeconfigError::Parse(_) | KubeconfigError::KindMismatch | KubeconfigError::ApiVersionMismatch => (
+        KubeconfigError::Parse(_)
+        | KubeconfigError::KindMismatch
+        | KubeconfigError::ApiVersionMismatch => (
             format!("the kubeconfig {place} is not valid YAML of a kubeconfig"),
             "repair the file or point --kubeconfig at another one",
         ),
@@ -212,5 +238,9 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     let text = current.to_string();
-    if text.is_empty() { err.to_string() } else { text }
+    if text.is_empty() {
+        err.to_string()
+    } else {
+        text
+    }
 }

@@ -40,7 +40,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), hint: None, detail: None }
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+            detail: None,
+        }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {

@@ -14,7 +14,9 @@ pub fn module_name(name: &str) -> Result<()> {
     let bytes = name.as_bytes();
     let valid = !bytes.is_empty()
         && bytes.len() <= MAX_MODULE_NAME
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
     if valid {
@@ -31,7 +33,9 @@ pub fn image_tag(tag: &str) -> Result<()> {
     let bytes = tag.as_bytes();
     let valid = !bytes.is_empty()
         && bytes.len() <= MAX_TAG
-        && bytes.first().is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
@@ -48,8 +52,9 @@ pub fn image_tag(tag: &str) -> Result<()> {
 /// zero (the controller would never re-scan).
 pub fn scan_interval(text: &str) -> Result<Duration> {
     let invalid = || {
-        Error::usage(format!("invalid scan interval {text:?}"))
-            .with_hint("use hours, minutes and seconds in that order, greater than zero: 15s, 1m, 1h30m")
+        Error::usage(format!("invalid scan interval {text:?}")).with_hint(
+            "use hours, minutes and seconds in that order, greater than zero: 15s, 1m, 1h30m",
+        )
     };
     let mut rest = text;
     let mut total: u64 = 0;
@@ -65,7 +70,9 @@ pub fn scan_interval(text: &str) -> Result<Duration> {
             'm' => value.checked_mul(60),
             _ => Some(value),
         };
-        total = seconds.and_then(|s| total.checked_add(s)).ok_or_else(invalid)?;
+        total = seconds
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(invalid)?;
         rest = &rest[digits + 1..];
         last_unit = index + 1;
     }
@@ -108,17 +115,45 @@ mod tests {
         for good in ["echo", "hello-world", "a", "m1", &"a".repeat(63)] {
             assert!(module_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "Echo", "-echo", "echo-", "echo_1", "echo.x", "a/b", "ехо", &"a".repeat(64), "echo "] {
+        for bad in [
+            "",
+            "Echo",
+            "-echo",
+            "echo-",
+            "echo_1",
+            "echo.x",
+            "a/b",
+            "ехо",
+            &"a".repeat(64),
+            "echo ",
+        ] {
             assert!(module_name(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn tags() {
-        for good in ["main-patch-03354", "pr333", "v1.2.3", "_x", "A.b-c_d", &"a".repeat(128)] {
+        for good in [
+            "main-patch-03354",
+            "pr333",
+            "v1.2.3",
+            "_x",
+            "A.b-c_d",
+            &"a".repeat(128),
+        ] {
             assert!(image_tag(good).is_ok(), "{good}");
         }
-        for bad in ["", ".v1", "-x", "a:b", "a/b", "a b", "sha256@x", &"a".repeat(129), "тег"] {
+        for bad in [
+            "",
+            ".v1",
+            "-x",
+            "a:b",
+            "a/b",
+            "a b",
+            "sha256@x",
+            &"a".repeat(129),
+            "тег",
+        ] {
             assert!(image_tag(bad).is_err(), "{bad:?}");
         }
     }
@@ -126,19 +161,44 @@ mod tests {
     #[test]
     fn intervals() {
         assert_eq!(scan_interval("15s").ok(), Some(Duration::from_secs(15)));
-        assert_eq!(scan_interval("1h2m3s").ok(), Some(Duration::from_secs(3723)));
+        assert_eq!(
+            scan_interval("1h2m3s").ok(),
+            Some(Duration::from_secs(3723))
+        );
         assert_eq!(scan_interval("5m").ok(), Some(Duration::from_secs(300)));
         assert_eq!(scan_interval("1h0s").ok(), Some(Duration::from_secs(3600)));
-        for bad in ["", "0s", "0h0m0s", "1.5s", "100ms", "-1s", "1s1m", "15", "s", "1d", " 1s", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "0s",
+            "0h0m0s",
+            "1.5s",
+            "100ms",
+            "-1s",
+            "1s1m",
+            "15",
+            "s",
+            "1d",
+            " 1s",
+            "99999999999999999999h",
+        ] {
             assert!(scan_interval(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn duration_flags() {
-        assert_eq!(duration_flag("timeout", "500ms", false).ok(), Some(Duration::from_millis(500)));
-        assert_eq!(duration_flag("timeout", "2m", false).ok(), Some(Duration::from_secs(120)));
-        assert_eq!(duration_flag("request-timeout", "0", true).ok(), Some(Duration::ZERO));
+        assert_eq!(
+            duration_flag("timeout", "500ms", false).ok(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            duration_flag("timeout", "2m", false).ok(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            duration_flag("request-timeout", "0", true).ok(),
+            Some(Duration::ZERO)
+        );
         assert!(duration_flag("timeout", "0", false).is_err());
         assert!(duration_flag("timeout", "abc", false).is_err());
     }

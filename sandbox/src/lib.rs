@@ -1,6 +1,28 @@
-//! Sandbox library: the running sandbox's description and the fixtures end-to-end tests
-//! use to prepare cluster objects and registry images. It never depends on the plugin.
+//! The kubectl-mpo sandbox: state description, image building, seeding, the Deckhouse
+//! controller simulator and the registry token service. Test infrastructure only; it
+//! shares no code with the plugin.
 
+pub mod image;
+pub mod registry;
+pub mod seed;
+pub mod simulator;
 pub mod state;
+pub mod token_server;
 
 pub use state::State;
+
+/// A client for the sandbox API server as its admin.
+pub async fn client(state: &State) -> anyhow::Result<kube::Client> {
+    client_for(state, &state.contexts.admin).await
+}
+
+/// A client for one of the sandbox kubeconfig contexts.
+pub async fn client_for(state: &State, context: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&state.kubeconfig)?;
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(kube::Client::try_from(config)?)
+}

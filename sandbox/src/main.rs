@@ -1,7 +1,12 @@
 //! `mpo-sandbox`: seeding, the Deckhouse controller simulator and the registry token
 //! service of the local sandbox.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use mpo_sandbox::image::{Layer, Pusher, module_files};
+use mpo_sandbox::{State, seed, simulator, token_server};
 
 #[derive(Parser)]
 #[command(name = "mpo-sandbox", about = "kubectl-mpo test sandbox tools")]
@@ -11,10 +16,66 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Apply the CRDs, push the seed images and create the seed objects.
+    Seed {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        crds: PathBuf,
+    },
+    /// Run the Deckhouse controller simulator until killed.
+    Simulate {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Serve registry Bearer tokens.
+    TokenServer(token_server::Args),
+    /// Push a module image (standard module files plus a note) and print its digest.
+    PushModule {
+        #[arg(long)]
+        state: PathBuf,
+        /// Sandbox registry: tls, token or http.
+        #[arg(long, default_value = "tls")]
+        registry: String,
+        #[arg(long)]
+        module: String,
+        #[arg(long)]
+        tag: String,
+        /// Text written into values.yaml, templates and docs so builds differ.
+        #[arg(long, default_value = "custom build")]
+        note: String,
+    },
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<State> {
+    let dir = path.parent().context("state path has no directory")?;
+    State::load(dir)
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Seed { state, crds } => seed::run(&load(&state)?, &crds).await,
+        Command::Simulate { state } => simulator::run(&load(&state)?).await,
+        Command::TokenServer(args) => token_server::run(args).await,
+        Command::PushModule {
+            state,
+            registry,
+            module,
+            tag,
+            note,
+        } => {
+            let state = load(&state)?;
+            let pusher = Pusher::new(&state, &registry)?;
+            let repository = format!("{}/{module}", seed::repo_path(&registry));
+            let files = module_files(&module, &tag, &[], &note);
+            let pushed = pusher
+                .push_image(&repository, &tag, &[Layer::with_files(files)], "amd64")
+                .await?;
+            println!("{}", pushed.digest);
+            Ok(())
+        }
+    }
 }

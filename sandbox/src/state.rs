@@ -21,6 +21,8 @@ pub struct Contexts {
     pub admin: String,
     pub cert: String,
     pub readonly: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub developer: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,8 +44,12 @@ pub struct Registry {
 impl State {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join("state.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {} (is the sandbox up? run `make sandbox-up`)", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (is the sandbox up? run `make sandbox-up`)",
+                path.display()
+            )
+        })?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::shared::{self, Overrides, Seen};
-use super::{preflight, Ctx, Outcome};
+use super::{Ctx, Outcome, preflight};
 use crate::cli::{DryRun, EditArgs};
 use crate::deckhouse::resources::{ModulePullOverride, MpoSpec};
 use crate::error::{Error, Result};
@@ -31,15 +31,22 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     let from_flags = args.tag.is_some() || args.scan_interval.is_some() || args.rollback.is_some();
     let editor = editor_command();
     if !from_flags && editor.is_none() && !ctx.printer.interactive() {
-        return Err(Error::usage("nothing to change: give --tag, --scan-interval or --rollback")
-            .with_hint(format!("for example: kubectl mpo edit {} --tag v1.2.3", args.module)));
+        return Err(
+            Error::usage("nothing to change: give --tag, --scan-interval or --rollback").with_hint(
+                format!("for example: kubectl mpo edit {} --tag v1.2.3", args.module),
+            ),
+        );
     }
 
     let overrides = Overrides::connect(ctx).await?;
     let original = overrides.require(&args.module).await?;
 
     let wanted = if from_flags {
-        Changes { tag: args.tag.clone(), scan_interval: args.scan_interval.clone(), rollback: args.rollback }
+        Changes {
+            tag: args.tag.clone(),
+            scan_interval: args.scan_interval.clone(),
+            rollback: args.rollback,
+        }
     } else if let Some(editor) = editor {
         match edit_in_editor(ctx, &editor, &original)? {
             Some(changes) => changes,
@@ -50,17 +57,23 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         }
     } else {
         let tag = preflight::pick_tag(ctx, &overrides, &args.module).await?;
-        Changes { tag: Some(tag), ..Changes::default() }
+        Changes {
+            tag: Some(tag),
+            ..Changes::default()
+        }
     };
     let changes = wanted.against(&original.spec);
     if changes.is_empty() {
-        ctx.printer.line(format!("modulepulloverride/{} unchanged", args.module));
+        ctx.printer
+            .line(format!("modulepulloverride/{} unchanged", args.module));
         return Ok(Outcome::Success);
     }
     if let Some(tag) = &changes.tag {
         let checks = preflight::run(ctx, &overrides, &args.module, tag).await?;
         if !checks.ok {
-            ctx.printer.warn(format!("with tag {tag} the override will not become Ready until the problem above is fixed"));
+            ctx.printer.warn(format!(
+                "with tag {tag} the override will not become Ready until the problem above is fixed"
+            ));
         }
     }
 
@@ -70,14 +83,30 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         if !shared::print_object(ctx, &preview, overrides.version, args.output)? {
             ctx.printer.yaml(&preview)?;
         }
-        ctx.printer.note("(dry run: nothing was sent to the cluster)");
+        ctx.printer
+            .note("(dry run: nothing was sent to the cluster)");
         return Ok(Outcome::Success);
     }
 
-    let updated = write(ctx, &overrides, &original, &changes, args.dry_run == DryRun::Server).await?;
+    let updated = write(
+        ctx,
+        &overrides,
+        &original,
+        &changes,
+        args.dry_run == DryRun::Server,
+    )
+    .await?;
     if !shared::print_object(ctx, &updated, overrides.version, args.output)? {
-        let dry = if args.dry_run == DryRun::Server { " (server dry run)" } else { "" };
-        ctx.printer.line(format!("modulepulloverride/{} edited{dry}: {}", args.module, changes.describe(&original.spec)));
+        let dry = if args.dry_run == DryRun::Server {
+            " (server dry run)"
+        } else {
+            ""
+        };
+        ctx.printer.line(format!(
+            "modulepulloverride/{} edited{dry}: {}",
+            args.module,
+            changes.describe(&original.spec)
+        ));
     }
     if args.wait.wait && args.dry_run == DryRun::None {
         return wait_for_new_verdict(ctx, &overrides, &args.module, &original, timeout).await;
@@ -98,7 +127,10 @@ impl Changes {
     fn against(&self, spec: &MpoSpec) -> Changes {
         Changes {
             tag: self.tag.clone().filter(|t| *t != spec.image_tag),
-            scan_interval: self.scan_interval.clone().filter(|s| Some(s) != spec.scan_interval.as_ref()),
+            scan_interval: self
+                .scan_interval
+                .clone()
+                .filter(|s| Some(s) != spec.scan_interval.as_ref()),
             rollback: self.rollback.filter(|r| Some(*r) != spec.rollback),
         }
     }
@@ -137,7 +169,10 @@ impl Changes {
     fn collisions(&self, base: &MpoSpec, theirs: &MpoSpec) -> Vec<String> {
         let mut out = Vec::new();
         if self.tag.is_some() && base.image_tag != theirs.image_tag {
-            out.push(format!("spec.imageTag ({} -> {})", base.image_tag, theirs.image_tag));
+            out.push(format!(
+                "spec.imageTag ({} -> {})",
+                base.image_tag, theirs.image_tag
+            ));
         }
         if self.scan_interval.is_some() && base.scan_interval != theirs.scan_interval {
             out.push(format!(
@@ -147,7 +182,10 @@ impl Changes {
             ));
         }
         if self.rollback.is_some() && base.rollback != theirs.rollback {
-            out.push(format!("spec.rollback ({:?} -> {:?})", base.rollback, theirs.rollback));
+            out.push(format!(
+                "spec.rollback ({:?} -> {:?})",
+                base.rollback, theirs.rollback
+            ));
         }
         out
     }
@@ -158,17 +196,29 @@ impl Changes {
             parts.push(format!("imageTag {} -> {tag}", before.image_tag));
         }
         if let Some(interval) = &self.scan_interval {
-            parts.push(format!("scanInterval {} -> {interval}", before.scan_interval.as_deref().unwrap_or("<unset>")));
+            parts.push(format!(
+                "scanInterval {} -> {interval}",
+                before.scan_interval.as_deref().unwrap_or("<unset>")
+            ));
         }
         if let Some(rollback) = self.rollback {
-            parts.push(format!("rollback {} -> {rollback}", before.rollback.unwrap_or(false)));
+            parts.push(format!(
+                "rollback {} -> {rollback}",
+                before.rollback.unwrap_or(false)
+            ));
         }
         parts.join(", ")
     }
 }
 
 /// Patches only the changed fields, guarded by the resourceVersion that was read.
-async fn write(ctx: &Ctx, overrides: &Overrides, original: &ModulePullOverride, changes: &Changes, dry_run: bool) -> Result<ModulePullOverride> {
+async fn write(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    original: &ModulePullOverride,
+    changes: &Changes,
+    dry_run: bool,
+) -> Result<ModulePullOverride> {
     let name = original.metadata.name.clone().unwrap_or_default();
     let mut resource_version = original.metadata.resource_version.clone();
     for _ in 0..MAX_CONFLICT_RETRIES {
@@ -176,7 +226,10 @@ async fn write(ctx: &Ctx, overrides: &Overrides, original: &ModulePullOverride, 
             "metadata": { "resourceVersion": resource_version },
             "spec": changes.spec_patch(),
         });
-        match overrides.guarded_merge_patch(&name, &patch, dry_run, "patch").await? {
+        match overrides
+            .guarded_merge_patch(&name, &patch, dry_run, "patch")
+            .await?
+        {
             Some(updated) => return Ok(updated),
             None => {
                 let current = overrides.require(&name).await?;
@@ -188,7 +241,12 @@ async fn write(ctx: &Ctx, overrides: &Overrides, original: &ModulePullOverride, 
                     ))
                     .with_hint(format!("look at the current state (kubectl get mpo {name} -o yaml) and run the edit again")));
                 }
-                ctx.printer.debug(1, format!("{name} changed meanwhile in other fields; re-applying the edit on top"));
+                ctx.printer.debug(
+                    1,
+                    format!(
+                        "{name} changed meanwhile in other fields; re-applying the edit on top"
+                    ),
+                );
                 resource_version = current.metadata.resource_version.clone();
             }
         }
@@ -199,22 +257,38 @@ async fn write(ctx: &Ctx, overrides: &Overrides, original: &ModulePullOverride, 
 
 /// After an edit, waits until the controller has reacted: a new digest, a new
 /// message, or a refreshed `updatedAt`.
-async fn wait_for_new_verdict(ctx: &Ctx, overrides: &Overrides, name: &str, before: &ModulePullOverride, timeout: Duration) -> Result<Outcome> {
+async fn wait_for_new_verdict(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    name: &str,
+    before: &ModulePullOverride,
+    timeout: Duration,
+) -> Result<Outcome> {
     let baseline = before.status.clone().unwrap_or_default();
-    let object = shared::wait_for(ctx, overrides, name, timeout, "controller verdict on the new spec", |seen| match seen {
-        Seen::Present(object) => {
-            let status = object.status.clone().unwrap_or_default();
-            let reacted = status.image_digest != baseline.image_digest
-                || status.message != baseline.message
-                || status.updated_at != baseline.updated_at;
-            (reacted && status.message.as_deref().is_some_and(|m| !m.is_empty())).then(|| Some(object.clone()))
-        }
-        Seen::Gone => Some(None),
-    })
+    let object = shared::wait_for(
+        ctx,
+        overrides,
+        name,
+        timeout,
+        "controller verdict on the new spec",
+        |seen| match seen {
+            Seen::Present(object) => {
+                let status = object.status.clone().unwrap_or_default();
+                let reacted = status.image_digest != baseline.image_digest
+                    || status.message != baseline.message
+                    || status.updated_at != baseline.updated_at;
+                (reacted && status.message.as_deref().is_some_and(|m| !m.is_empty()))
+                    .then(|| Some(object.clone()))
+            }
+            Seen::Gone => Some(None),
+        },
+    )
     .await?;
     match object {
         Some(object) => super::create::report_verdict(ctx, overrides, name, &object).await,
-        None => Err(Error::condition(format!("modulepulloverride {name:?} was deleted while waiting"))),
+        None => Err(Error::condition(format!(
+            "modulepulloverride {name:?} was deleted while waiting"
+        ))),
     }
 }
 
@@ -236,19 +310,31 @@ struct EditableSpec {
 }
 
 /// Opens the editor on the spec; `None` when the user changed nothing.
-fn edit_in_editor(ctx: &Ctx, editor: &str, original: &ModulePullOverride) -> Result<Option<Changes>> {
+fn edit_in_editor(
+    ctx: &Ctx,
+    editor: &str,
+    original: &ModulePullOverride,
+) -> Result<Option<Changes>> {
     let name = original.metadata.name.clone().unwrap_or_default();
     let editable = EditableSpec {
         image_tag: original.spec.image_tag.clone(),
-        scan_interval: original.spec.scan_interval.clone().unwrap_or_else(|| "15s".into()),
+        scan_interval: original
+            .spec
+            .scan_interval
+            .clone()
+            .unwrap_or_else(|| "15s".into()),
         rollback: original.spec.rollback.unwrap_or(false),
     };
-    let body = serde_saphyr::to_string(&editable).map_err(|err| Error::runtime(format!("cannot render the spec: {err}")))?;
+    let body = serde_saphyr::to_string(&editable)
+        .map_err(|err| Error::runtime(format!("cannot render the spec: {err}")))?;
     let text = format!(
         "# Edit the spec of ModulePullOverride {name:?}. Lines starting with '#' are ignored;\n\
          # an unchanged file cancels the edit. Fields: imageTag, scanInterval (h/m/s), rollback.\n{body}"
     );
-    let path = std::env::temp_dir().join(format!("kubectl-mpo-edit-{name}-{}.yaml", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "kubectl-mpo-edit-{name}-{}.yaml",
+        std::process::id()
+    ));
     write_private(&path, &text)?;
     let status = std::process::Command::new("sh")
         .arg("-c")
@@ -257,26 +343,48 @@ fn edit_in_editor(ctx: &Ctx, editor: &str, original: &ModulePullOverride) -> Res
         .arg(&path)
         .status()
         .map_err(|err| Error::runtime(format!("cannot start the editor {editor:?}: {err}")))?;
-    let edited = std::fs::read_to_string(&path).map_err(|err| Error::runtime(format!("cannot read back {}: {err}", path.display())));
+    let edited = std::fs::read_to_string(&path)
+        .map_err(|err| Error::runtime(format!("cannot read back {}: {err}", path.display())));
     let _ = std::fs::remove_file(&path);
     if !status.success() {
-        return Err(Error::runtime(format!("the editor {editor:?} exited with {status}; nothing was changed")));
+        return Err(Error::runtime(format!(
+            "the editor {editor:?} exited with {status}; nothing was changed"
+        )));
     }
     let edited = edited?;
     if edited == text {
         return Ok(None);
     }
-    let uncommented: String = edited.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
-    let parsed: BTreeMap<String, Value> = serde_saphyr::from_str(&uncommented)
-        .map_err(|err| Error::usage(format!("the edited spec is not valid YAML: {err}")).with_hint("nothing was changed; run the edit again"))?;
-    let spec: EditableSpec = serde_json::from_value(Value::Object(parsed.into_iter().collect())).map_err(|err| {
-        Error::usage(format!("the edited spec is invalid: {err}")).with_hint("keep the fields imageTag, scanInterval and rollback; nothing was changed")
+    let uncommented: String = edited
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let parsed: BTreeMap<String, Value> = serde_saphyr::from_str(&uncommented).map_err(|err| {
+        Error::usage(format!("the edited spec is not valid YAML: {err}"))
+            .with_hint("nothing was changed; run the edit again")
     })?;
+    let spec: EditableSpec = serde_json::from_value(Value::Object(parsed.into_iter().collect()))
+        .map_err(|err| {
+            Error::usage(format!("the edited spec is invalid: {err}")).with_hint(
+                "keep the fields imageTag, scanInterval and rollback; nothing was changed",
+            )
+        })?;
     validate::image_tag(&spec.image_tag)?;
     validate::scan_interval(&spec.scan_interval)?;
-    ctx.printer.debug(1, format!("editor returned imageTag={} scanInterval={} rollback={}", spec.image_tag, spec.scan_interval, spec.rollback));
-    let changes = Changes { tag: Some(spec.image_tag), scan_interval: Some(spec.scan_interval), rollback: Some(spec.rollback) }
-        .against(&original.spec);
+    ctx.printer.debug(
+        1,
+        format!(
+            "editor returned imageTag={} scanInterval={} rollback={}",
+            spec.image_tag, spec.scan_interval, spec.rollback
+        ),
+    );
+    let changes = Changes {
+        tag: Some(spec.image_tag),
+        scan_interval: Some(spec.scan_interval),
+        rollback: Some(spec.rollback),
+    }
+    .against(&original.spec);
     Ok((!changes.is_empty()).then_some(changes))
 }
 
@@ -286,8 +394,11 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|err| Error::runtime(format!("cannot write {}: {err}", path.display())))?;
-    file.write_all(text.as_bytes()).map_err(|err| Error::runtime(format!("cannot write {}: {err}", path.display())))
+    let mut file = options
+        .open(path)
+        .map_err(|err| Error::runtime(format!("cannot write {}: {err}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .map_err(|err| Error::runtime(format!("cannot write {}: {err}", path.display())))
 }
 
 #[cfg(test)]
@@ -295,21 +406,52 @@ mod tests {
     use super::*;
 
     fn spec(tag: &str, interval: &str, rollback: bool) -> MpoSpec {
-        MpoSpec { image_tag: tag.into(), scan_interval: Some(interval.into()), rollback: Some(rollback), source: None }
+        MpoSpec {
+            image_tag: tag.into(),
+            scan_interval: Some(interval.into()),
+            rollback: Some(rollback),
+            source: None,
+        }
     }
 
     #[test]
     fn only_real_changes_are_kept() {
-        let wanted = Changes { tag: Some("a".into()), scan_interval: Some("15s".into()), rollback: Some(true) };
+        let wanted = Changes {
+            tag: Some("a".into()),
+            scan_interval: Some("15s".into()),
+            rollback: Some(true),
+        };
         let changes = wanted.against(&spec("a", "15s", false));
-        assert_eq!(changes, Changes { tag: None, scan_interval: None, rollback: Some(true) });
-        assert_eq!(Value::Object(changes.spec_patch()), json!({"rollback": true}));
+        assert_eq!(
+            changes,
+            Changes {
+                tag: None,
+                scan_interval: None,
+                rollback: Some(true)
+            }
+        );
+        assert_eq!(
+            Value::Object(changes.spec_patch()),
+            json!({"rollback": true})
+        );
     }
 
     #[test]
     fn collisions_only_on_fields_we_set() {
-        let changes = Changes { tag: Some("new".into()), ..Changes::default() };
-        assert!(changes.collisions(&spec("a", "15s", false), &spec("a", "30s", true)).is_empty());
-        assert_eq!(changes.collisions(&spec("a", "15s", false), &spec("b", "15s", false)).len(), 1);
+        let changes = Changes {
+            tag: Some("new".into()),
+            ..Changes::default()
+        };
+        assert!(
+            changes
+                .collisions(&spec("a", "15s", false), &spec("a", "30s", true))
+                .is_empty()
+        );
+        assert_eq!(
+            changes
+                .collisions(&spec("a", "15s", false), &spec("b", "15s", false))
+                .len(),
+            1
+        );
     }
 }

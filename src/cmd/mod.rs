@@ -5,8 +5,8 @@ mod create;
 mod delete;
 mod diff;
 mod edit;
-mod preflight;
 mod explain;
+mod preflight;
 mod registry;
 mod renew;
 mod shared;
@@ -40,7 +40,10 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli, printer: Printer) -> Result<Outcome> {
-    let ctx = Ctx { global: cli.global, printer };
+    let ctx = Ctx {
+        global: cli.global,
+        printer,
+    };
     // `version` needs no runtime: keep start-up minimal.
     if let Command::Version(args) = &cli.command {
         return version::run(&ctx, args);

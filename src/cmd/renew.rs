@@ -12,7 +12,7 @@ use serde_json::json;
 use super::shared::{self, Overrides, Seen};
 use super::{Ctx, Outcome};
 use crate::cli::RenewArgs;
-use crate::deckhouse::resources::{ModulePullOverride, LEGACY_RENEW_ANNOTATION, RENEW_ANNOTATION};
+use crate::deckhouse::resources::{LEGACY_RENEW_ANNOTATION, ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
 use crate::output::Tone;
 use crate::validate;
@@ -50,23 +50,36 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
     }}});
     let renewed = join_all(targets.iter().map(|target| async {
         let name = target.metadata.name.clone().unwrap_or_default();
-        overrides.merge_patch(&name, &patch, false, "patch").await.map(|_| name)
+        overrides
+            .merge_patch(&name, &patch, false, "patch")
+            .await
+            .map(|_| name)
     }))
     .await;
     for result in &renewed {
         match result {
-            Ok(name) => ctx.printer.line(format!("modulepulloverride/{name} renew requested")),
+            Ok(name) => ctx
+                .printer
+                .line(format!("modulepulloverride/{name} renew requested")),
             Err(err) => ctx.printer.error(err),
         }
     }
     if let Some(Err(err)) = renewed.iter().find(|r| r.is_err()) {
-        return Err(Error::new(err.kind, "not every override could be renewed (see above)"));
+        return Err(Error::new(
+            err.kind,
+            "not every override could be renewed (see above)",
+        ));
     }
     if !args.wait.wait {
         return Ok(Outcome::Success);
     }
 
-    let results = join_all(targets.iter().map(|before| wait_one(ctx, &overrides, before, timeout))).await;
+    let results = join_all(
+        targets
+            .iter()
+            .map(|before| wait_one(ctx, &overrides, before, timeout)),
+    )
+    .await;
     let mut outcome = Outcome::Success;
     for result in results {
         match result {
@@ -83,7 +96,12 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
 }
 
 /// Waits for one override's controller reaction and reports old and new digest.
-async fn wait_one(ctx: &Ctx, overrides: &Overrides, before: &ModulePullOverride, timeout: Duration) -> Result<Outcome> {
+async fn wait_one(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    before: &ModulePullOverride,
+    timeout: Duration,
+) -> Result<Outcome> {
     let name = before.metadata.name.clone().unwrap_or_default();
     let old_status = before.status.clone().unwrap_or_default();
     let reacted = |seen: Seen<'_>| match seen {
@@ -93,22 +111,45 @@ async fn wait_one(ctx: &Ctx, overrides: &Overrides, before: &ModulePullOverride,
                 || status.image_digest != old_status.image_digest
                 || status.message != old_status.message;
             // The renew annotation is removed once a forced redeploy has finished.
-            let consumed = !object.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(RENEW_ANNOTATION));
+            let consumed = !object
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(RENEW_ANNOTATION));
             (changed || consumed).then(|| Some(object.clone()))
         }
         Seen::Gone => Some(None),
     };
     let first_wait = timeout.min(QUIET_RECHECK_GRACE);
-    let settled = match shared::wait_for(ctx, overrides, &name, first_wait, "controller re-check", reacted).await {
+    let settled = match shared::wait_for(
+        ctx,
+        overrides,
+        &name,
+        first_wait,
+        "controller re-check",
+        reacted,
+    )
+    .await
+    {
         Ok(found) => found,
         Err(err) if err.kind == Kind::Condition => {
             // No visible reaction: an older controller re-checks an unchanged digest
             // without writing status. If it is Ready, that is the answer.
             let current = overrides.require(&name).await?;
-            if shared::is_ready(&current) && current.image_digest() == old_status.image_digest.as_deref() {
+            if shared::is_ready(&current)
+                && current.image_digest() == old_status.image_digest.as_deref()
+            {
                 Some(current)
             } else if timeout > first_wait {
-                shared::wait_for(ctx, overrides, &name, timeout - first_wait, "controller re-check", reacted).await?
+                shared::wait_for(
+                    ctx,
+                    overrides,
+                    &name,
+                    timeout - first_wait,
+                    "controller re-check",
+                    reacted,
+                )
+                .await?
             } else {
                 return Err(err);
             }
@@ -116,7 +157,9 @@ async fn wait_one(ctx: &Ctx, overrides: &Overrides, before: &ModulePullOverride,
         Err(err) => return Err(err),
     };
     let Some(after) = settled else {
-        return Err(Error::condition(format!("modulepulloverride {name:?} was deleted while waiting")));
+        return Err(Error::condition(format!(
+            "modulepulloverride {name:?} was deleted while waiting"
+        )));
     };
     if !shared::is_ready(&after) {
         return super::create::report_verdict(ctx, overrides, &name, &after).await;
@@ -124,9 +167,15 @@ async fn wait_one(ctx: &Ctx, overrides: &Overrides, before: &ModulePullOverride,
     let old = old_status.image_digest.as_deref().unwrap_or("<none>");
     let new = after.image_digest().unwrap_or("<none>");
     if old == new {
-        ctx.printer.line(format!("{name}: {new} ({})", ctx.printer.paint("unchanged", Tone::Dim)));
+        ctx.printer.line(format!(
+            "{name}: {new} ({})",
+            ctx.printer.paint("unchanged", Tone::Dim)
+        ));
     } else {
-        ctx.printer.line(format!("{name}: {old} -> {} ", ctx.printer.paint(new, Tone::Good)));
+        ctx.printer.line(format!(
+            "{name}: {old} -> {} ",
+            ctx.printer.paint(new, Tone::Good)
+        ));
     }
     Ok(Outcome::Success)
 }

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use kube::Resource;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher;
-use kube::Resource;
 
 use super::Ctx;
 use crate::cli::OutputFormat;
@@ -30,36 +30,70 @@ impl Overrides {
     pub async fn connect(ctx: &Ctx) -> Result<Self> {
         let cluster = ctx.cluster().await?;
         let version = cluster.mpo_version().await?;
-        ctx.printer.debug(1, format!("using {} on {} (context {:?})", version.api_version(), cluster.server, cluster.context));
+        ctx.printer.debug(
+            1,
+            format!(
+                "using {} on {} (context {:?})",
+                version.api_version(),
+                cluster.server,
+                cluster.context
+            ),
+        );
         let api = cluster.mpo_api(version);
-        Ok(Self { cluster, version, api })
+        Ok(Self {
+            cluster,
+            version,
+            api,
+        })
     }
 
     /// The override, or `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<ModulePullOverride>> {
-        self.api.get_opt(name).await.map_err(|err| self.cluster.api_error(err, "get", RESOURCE))
+        self.api
+            .get_opt(name)
+            .await
+            .map_err(|err| self.cluster.api_error(err, "get", RESOURCE))
     }
 
     /// The override, or an error that says how to create it.
     pub async fn require(&self, name: &str) -> Result<ModulePullOverride> {
         self.get(name).await?.ok_or_else(|| {
-            Error::runtime(format!("modulepulloverride {name:?} not found on {} (context {:?})", self.cluster.server, self.cluster.context))
-                .with_hint(format!("create it with: kubectl mpo create {name} --tag TAG"))
+            Error::runtime(format!(
+                "modulepulloverride {name:?} not found on {} (context {:?})",
+                self.cluster.server, self.cluster.context
+            ))
+            .with_hint(format!(
+                "create it with: kubectl mpo create {name} --tag TAG"
+            ))
         })
     }
 
     /// A JSON merge patch; `dry_run` asks the API server to validate without persisting.
-    pub async fn merge_patch(&self, name: &str, patch: &serde_json::Value, dry_run: bool, verb: &str) -> Result<ModulePullOverride> {
+    pub async fn merge_patch(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+        dry_run: bool,
+        verb: &str,
+    ) -> Result<ModulePullOverride> {
         match self.guarded_merge_patch(name, patch, dry_run, verb).await? {
             Some(updated) => Ok(updated),
-            None => Err(Error::runtime(format!("modulepulloverride {name:?} changed while it was being written"))
-                .with_hint("run the command again")),
+            None => Err(Error::runtime(format!(
+                "modulepulloverride {name:?} changed while it was being written"
+            ))
+            .with_hint("run the command again")),
         }
     }
 
     /// Like [`Self::merge_patch`], but a patch carrying `metadata.resourceVersion` that
     /// lost a race returns `None` (409 Conflict) so the caller can re-read and decide.
-    pub async fn guarded_merge_patch(&self, name: &str, patch: &serde_json::Value, dry_run: bool, verb: &str) -> Result<Option<ModulePullOverride>> {
+    pub async fn guarded_merge_patch(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+        dry_run: bool,
+        verb: &str,
+    ) -> Result<Option<ModulePullOverride>> {
         let mut params = PatchParams::default();
         params.field_manager = Some(FIELD_MANAGER.to_string());
         params.dry_run = dry_run;
@@ -73,7 +107,12 @@ impl Overrides {
 
 /// Prints an object as `-o json|yaml|name`; returns false for table-ish formats so
 /// the caller prints its own summary.
-pub fn print_object(ctx: &Ctx, object: &ModulePullOverride, version: MpoVersion, format: Option<OutputFormat>) -> Result<bool> {
+pub fn print_object(
+    ctx: &Ctx,
+    object: &ModulePullOverride,
+    version: MpoVersion,
+    format: Option<OutputFormat>,
+) -> Result<bool> {
     let mut object = object.clone();
     object.api_version = Some(version.api_version());
     object.kind = Some(ModulePullOverride::kind(&version).into_owned());
@@ -82,9 +121,10 @@ pub fn print_object(ctx: &Ctx, object: &ModulePullOverride, version: MpoVersion,
     match format {
         Some(OutputFormat::Json) => ctx.printer.json(&object)?,
         Some(OutputFormat::Yaml) => ctx.printer.yaml(&object)?,
-        Some(OutputFormat::Name) => ctx
-            .printer
-            .line(format!("modulepulloverride.deckhouse.io/{}", object.metadata.name.as_deref().unwrap_or_default())),
+        Some(OutputFormat::Name) => ctx.printer.line(format!(
+            "modulepulloverride.deckhouse.io/{}",
+            object.metadata.name.as_deref().unwrap_or_default()
+        )),
         Some(OutputFormat::Wide) | None => return Ok(false),
     }
     Ok(true)
@@ -106,14 +146,18 @@ pub async fn wait_for<T>(
     waiting_for: &str,
     mut check: impl FnMut(Seen<'_>) -> Option<T>,
 ) -> Result<T> {
-    let spinner = ctx.printer.spinner(format!("waiting for {name}: {waiting_for}"));
+    let spinner = ctx
+        .printer
+        .spinner(format!("waiting for {name}: {waiting_for}"));
     // Keep each watch request shorter than the client's read timeout, so a quiet
     // object does not look like a dead connection.
     let watch_secs = overrides
         .cluster
         .request_timeout
         .map_or(290, |t| t.as_secs().saturating_sub(2).clamp(1, 290)) as u32;
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}")).timeout(watch_secs);
+    let config = watcher::Config::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(watch_secs);
     let mut events = std::pin::pin!(watcher(overrides.api.clone(), config));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);

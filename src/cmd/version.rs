@@ -23,7 +23,10 @@ pub fn run(ctx: &Ctx, args: &VersionArgs) -> Result<Outcome> {
     match args.output {
         Some(OutputFormat::Json) => ctx.printer.json(&info)?,
         Some(OutputFormat::Yaml) => ctx.printer.yaml(&info)?,
-        _ => ctx.printer.line(format!("kubectl-mpo {} ({}, {})", info.version, info.commit, info.target)),
+        _ => ctx.printer.line(format!(
+            "kubectl-mpo {} ({}, {})",
+            info.version, info.commit, info.target
+        )),
     }
     Ok(Outcome::Success)
 }

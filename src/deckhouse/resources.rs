@@ -94,11 +94,19 @@ impl ModulePullOverride {
     }
 
     pub fn image_digest(&self) -> Option<&str> {
-        self.status.as_ref()?.image_digest.as_deref().filter(|d| !d.is_empty())
+        self.status
+            .as_ref()?
+            .image_digest
+            .as_deref()
+            .filter(|d| !d.is_empty())
     }
 
     pub fn updated_at(&self) -> Option<&str> {
-        self.status.as_ref()?.updated_at.as_deref().filter(|d| !d.is_empty())
+        self.status
+            .as_ref()?
+            .updated_at
+            .as_deref()
+            .filter(|d| !d.is_empty())
     }
 }
 
@@ -206,7 +214,11 @@ pub struct ModuleCondition {
 
 impl Module {
     pub fn condition(&self, type_: &str) -> Option<&ModuleCondition> {
-        self.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
     }
 
     pub fn phase(&self) -> Option<&str> {
@@ -303,7 +315,12 @@ pub struct SourceModule {
 
 /// A module's configuration: whether it is enabled and which source it uses.
 #[derive(CustomResource, Debug, Clone, Default, Serialize, Deserialize)]
-#[kube(group = "deckhouse.io", version = "v1alpha1", kind = "ModuleConfig", schema = "disabled")]
+#[kube(
+    group = "deckhouse.io",
+    version = "v1alpha1",
+    kind = "ModuleConfig",
+    schema = "disabled"
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ModuleConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]

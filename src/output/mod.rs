@@ -115,7 +115,11 @@ impl Printer {
             let last = cells.len().saturating_sub(1);
             let mut line = String::new();
             for (index, (cell, tone)) in cells.into_iter().enumerate() {
-                let pad = widths.get(index).copied().unwrap_or(0).saturating_sub(cell.chars().count());
+                let pad = widths
+                    .get(index)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(cell.chars().count());
                 line.push_str(&self.paint(&cell, tone));
                 if index != last {
                     line.push_str(&" ".repeat(pad + 3));
@@ -123,7 +127,12 @@ impl Printer {
             }
             line
         };
-        self.line(render(headers.iter().map(|h| (h.to_string(), Tone::Plain)).collect()));
+        self.line(render(
+            headers
+                .iter()
+                .map(|h| (h.to_string(), Tone::Plain))
+                .collect(),
+        ));
         for row in rows {
             self.line(render(row.clone()));
         }
@@ -244,4 +253,3 @@ mod tests {
         assert_eq!(age_of(Some("garbage")), "<unknown>");
     }
 }
-

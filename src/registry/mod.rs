@@ -73,11 +73,24 @@ pub struct SourceRegistry {
 }
 
 impl SourceRegistry {
-    pub fn from_source(_source: &ModuleSource, _options: &RegistryOptions) -> Result<Self, RegistryError> {
-        Err(RegistryError { kind: RegistryErrorKind::Other, message: "registry access is not implemented yet".into() })
+    pub fn from_source(
+        _source: &ModuleSource,
+        _options: &RegistryOptions,
+    ) -> Result<Self, RegistryError> {
+        Err(RegistryError {
+            kind: RegistryErrorKind::Other,
+            message: "registry access is not implemented yet".into(),
+        })
     }
 
-    pub async fn module_digest(&self, _module: &str, _tag: &str) -> Result<ResolvedDigest, RegistryError> {
-        Err(RegistryError { kind: RegistryErrorKind::Other, message: "registry access is not implemented yet".into() })
+    pub async fn module_digest(
+        &self,
+        _module: &str,
+        _tag: &str,
+    ) -> Result<ResolvedDigest, RegistryError> {
+        Err(RegistryError {
+            kind: RegistryErrorKind::Other,
+            message: "registry access is not implemented yet".into(),
+        })
     }
 }

@@ -6,7 +6,11 @@ use crate::support::{self, mpo};
 fn version_prints_the_crate_version() {
     let run = support::run(support::command(&["version"]));
     run.assert_code(0);
-    assert!(run.stdout.contains(env!("CARGO_PKG_VERSION")), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

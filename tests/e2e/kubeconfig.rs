@@ -4,13 +4,22 @@
 
 use std::path::PathBuf;
 
-use crate::support::{self, state, unique, Run};
+use crate::support::{self, Run, state, unique};
 
 fn probe(module: &str) -> Vec<String> {
-    ["create", module, "--tag", "v1.0.0", "--dry-run=client", "--force", "-o", "name"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "create",
+        module,
+        "--tag",
+        "v1.0.0",
+        "--dry-run=client",
+        "--force",
+        "-o",
+        "name",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn run_with(env_kubeconfig: Option<&str>, args: &[String]) -> Run {
@@ -36,9 +45,17 @@ fn kubeconfig_flag_before_and_after_the_subcommand() {
     after.extend(["--kubeconfig".to_string(), kubeconfig.clone()]);
     let run = run_with(None, &after);
     run.assert_code(0);
-    assert_eq!(run.stdout.trim(), format!("modulepulloverride.deckhouse.io/{module}"));
+    assert_eq!(
+        run.stdout.trim(),
+        format!("modulepulloverride.deckhouse.io/{module}")
+    );
 
-    let mut before = vec!["--kubeconfig".to_string(), kubeconfig, "--context".to_string(), "sandbox".to_string()];
+    let mut before = vec![
+        "--kubeconfig".to_string(),
+        kubeconfig,
+        "--context".to_string(),
+        "sandbox".to_string(),
+    ];
     before.extend(probe(&module));
     run_with(None, &before).assert_code(0);
 }
@@ -55,7 +72,10 @@ fn multi_file_kubeconfig_env_is_merged() {
     // The first file only chooses the context; the second holds everything else.
     let chooser = scratch(
         "chooser",
-        &format!("apiVersion: v1\nkind: Config\ncurrent-context: {}\nclusters: []\ncontexts: []\nusers: []\n", state().contexts.cert),
+        &format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: {}\nclusters: []\ncontexts: []\nusers: []\n",
+            state().contexts.cert
+        ),
     );
     let joined = format!("{}:{}", chooser.display(), state().kubeconfig.display());
     run_with(Some(&joined), &probe(&unique("kc-multi"))).assert_code(0);
@@ -65,9 +85,21 @@ fn multi_file_kubeconfig_env_is_merged() {
 fn broken_kubeconfigs_give_clear_errors() {
     let garbage = scratch("garbage", "this: [is not: a kubeconfig\n\t");
     let cases: Vec<(Vec<String>, Option<String>, &str)> = vec![
-        (vec!["--kubeconfig".into(), garbage.display().to_string()], None, "kubeconfig"),
-        (vec!["--kubeconfig".into(), "/nonexistent/kubeconfig".into()], None, "cannot read kubeconfig"),
-        (vec!["--context".into(), "no-such-context".into()], Some(state().kubeconfig.display().to_string()), "no-such-context"),
+        (
+            vec!["--kubeconfig".into(), garbage.display().to_string()],
+            None,
+            "kubeconfig",
+        ),
+        (
+            vec!["--kubeconfig".into(), "/nonexistent/kubeconfig".into()],
+            None,
+            "cannot read kubeconfig",
+        ),
+        (
+            vec!["--context".into(), "no-such-context".into()],
+            Some(state().kubeconfig.display().to_string()),
+            "no-such-context",
+        ),
         (vec![], Some(garbage.display().to_string()), "kubeconfig"),
     ];
     for (flags, env, expected) in cases {
@@ -75,8 +107,14 @@ fn broken_kubeconfigs_give_clear_errors() {
         args.extend(flags.clone());
         let run = run_with(env.as_deref(), &args);
         assert_eq!(run.code, 3, "flags {flags:?}: {run:?}");
-        assert!(run.stderr.starts_with("error: "), "flags {flags:?}: {run:?}");
-        assert!(run.stderr.contains(expected), "flags {flags:?}: expected {expected:?} in {run:?}");
+        assert!(
+            run.stderr.starts_with("error: "),
+            "flags {flags:?}: {run:?}"
+        );
+        assert!(
+            run.stderr.contains(expected),
+            "flags {flags:?}: expected {expected:?} in {run:?}"
+        );
         assert!(run.stderr.contains("hint: "), "flags {flags:?}: {run:?}");
         assert!(!run.stderr.contains("panicked"), "{run:?}");
     }
@@ -84,11 +122,17 @@ fn broken_kubeconfigs_give_clear_errors() {
 
 #[test]
 fn unreachable_api_server_is_reported_with_its_address() {
-    let text = std::fs::read_to_string(&state().kubeconfig).expect("reading the sandbox kubeconfig");
+    let text =
+        std::fs::read_to_string(&state().kubeconfig).expect("reading the sandbox kubeconfig");
     let dead = text.replace(&state().api_server, "https://127.0.0.1:1");
     let path = scratch("dead", &dead);
     let mut args = probe(&unique("kc-dead"));
-    args.extend(["--kubeconfig".to_string(), path.display().to_string(), "--request-timeout".into(), "5s".into()]);
+    args.extend([
+        "--kubeconfig".to_string(),
+        path.display().to_string(),
+        "--request-timeout".into(),
+        "5s".into(),
+    ]);
     let run = run_with(None, &args);
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("127.0.0.1:1"), "{run:?}");

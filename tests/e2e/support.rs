@@ -45,7 +45,11 @@ impl Run {
 
     #[track_caller]
     pub fn assert_code(&self, expected: i32) -> &Self {
-        assert_eq!(self.code, expected, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, expected,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -99,7 +103,10 @@ pub fn unique(prefix: &str) -> String {
 
 /// A Tokio runtime for tests that prepare objects through the sandbox fixtures.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(future),
         Err(err) => panic!("cannot start a runtime: {err}"),
     }

@@ -1,0 +1,361 @@
+//! Building and pushing OCI images with real gzip'd tar layers, for seeding and tests.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::state::{Registry, State};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+/// One image layer: files to add and paths to delete (OCI whiteouts).
+#[derive(Debug, Clone, Default)]
+pub struct Layer {
+    pub files: Vec<(String, Vec<u8>)>,
+    pub whiteouts: Vec<String>,
+}
+
+impl Layer {
+    pub fn with_files<I, P, C>(files: I) -> Self
+    where
+        I: IntoIterator<Item = (P, C)>,
+        P: Into<String>,
+        C: Into<Vec<u8>>,
+    {
+        Layer {
+            files: files
+                .into_iter()
+                .map(|(path, content)| (path.into(), content.into()))
+                .collect(),
+            whiteouts: Vec::new(),
+        }
+    }
+
+    /// The uncompressed tar and its gzip'd form.
+    fn archive(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut entries: Vec<(String, &[u8])> = self
+            .files
+            .iter()
+            .map(|(path, content)| (path.clone(), content.as_slice()))
+            .collect();
+        for path in &self.whiteouts {
+            let (dir, name) = match path.rsplit_once('/') {
+                Some((dir, name)) => (format!("{dir}/"), name),
+                None => (String::new(), path.as_str()),
+            };
+            entries.push((format!("{dir}.wh.{name}"), b"".as_slice()));
+        }
+        for (path, content) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(1_700_000_000);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            builder.append_data(&mut header, &path, content)?;
+        }
+        let tar = builder.into_inner()?;
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar)?;
+        Ok((tar.clone(), gz.finish()?))
+    }
+}
+
+/// A pushed manifest.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub digest: String,
+    pub size: usize,
+}
+
+/// Pushes to one sandbox registry with its credentials and the sandbox CA.
+pub struct Pusher {
+    client: Client,
+    auth: RegistryAuth,
+    pub host: String,
+}
+
+impl Pusher {
+    pub fn new(state: &State, registry_name: &str) -> anyhow::Result<Self> {
+        let registry = state.registry(registry_name)?;
+        let ca = std::fs::read(&state.ca_file)
+            .with_context(|| format!("reading {}", state.ca_file.display()))?;
+        Ok(Self::for_registry(registry, ca))
+    }
+
+    pub fn for_registry(registry: &Registry, ca_pem: Vec<u8>) -> Self {
+        let protocol = if registry.scheme.eq_ignore_ascii_case("http") {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            extra_root_certificates: vec![Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: ca_pem,
+            }],
+            read_timeout: Some(Duration::from_secs(30)),
+            connect_timeout: Some(Duration::from_secs(5)),
+            ..ClientConfig::default()
+        });
+        let auth = match (&registry.username, &registry.password) {
+            (Some(user), Some(password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            _ => RegistryAuth::Anonymous,
+        };
+        Pusher {
+            client,
+            auth,
+            host: registry.host.clone(),
+        }
+    }
+
+    fn reference(&self, repository: &str, tag: &str) -> anyhow::Result<Reference> {
+        let text = format!("{}/{repository}:{tag}", self.host);
+        text.parse()
+            .with_context(|| format!("bad reference {text}"))
+    }
+
+    async fn push_blob(&self, reference: &Reference, data: Vec<u8>) -> anyhow::Result<String> {
+        let digest = sha256_digest(&data);
+        self.client
+            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+            .await;
+        self.client
+            .push_blob(reference, data, &digest)
+            .await
+            .with_context(|| format!("pushing blob {digest} to {reference}"))?;
+        Ok(digest)
+    }
+
+    /// Pushes an image manifest with the given layers under `repository:tag`.
+    pub async fn push_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        layers: &[Layer],
+        architecture: &str,
+    ) -> anyhow::Result<Pushed> {
+        let reference = self.reference(repository, tag)?;
+        let mut layer_descriptors = Vec::new();
+        let mut diff_ids = Vec::new();
+        for layer in layers {
+            let (tar, gz) = layer.archive()?;
+            diff_ids.push(sha256_digest(&tar));
+            let size = gz.len();
+            let digest = self.push_blob(&reference, gz).await?;
+            layer_descriptors
+                .push(json!({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}));
+        }
+        let config = serde_json::to_vec(&json!({
+            "architecture": architecture,
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))?;
+        let config_size = config.len();
+        let config_digest = self.push_blob(&reference, config).await?;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": layer_descriptors,
+        }))?;
+        self.push_manifest(&reference, manifest, OCI_MANIFEST).await
+    }
+
+    /// Pushes an OCI index over already pushed per-platform manifests.
+    pub async fn push_index(
+        &self,
+        repository: &str,
+        tag: &str,
+        children: &[(Pushed, &str)],
+    ) -> anyhow::Result<Pushed> {
+        let reference = self.reference(repository, tag)?;
+        let manifests: Vec<_> = children
+            .iter()
+            .map(|(child, arch)| {
+                json!({
+                    "mediaType": OCI_MANIFEST,
+                    "digest": child.digest,
+                    "size": child.size,
+                    "platform": {"architecture": arch, "os": "linux"},
+                })
+            })
+            .collect();
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+        }))?;
+        self.push_manifest(&reference, index, OCI_INDEX).await
+    }
+
+    async fn push_manifest(
+        &self,
+        reference: &Reference,
+        body: Vec<u8>,
+        media_type: &str,
+    ) -> anyhow::Result<Pushed> {
+        let digest = sha256_digest(&body);
+        let size = body.len();
+        self.client
+            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+            .await;
+        self.client
+            .push_manifest_raw(reference, body, media_type.parse()?)
+            .await
+            .with_context(|| format!("pushing manifest {reference}"))?;
+        Ok(Pushed { digest, size })
+    }
+
+    /// Tags an existing manifest (by digest) with another tag.
+    pub async fn retag(&self, repository: &str, digest: &str, tag: &str) -> anyhow::Result<()> {
+        let source: Reference = format!("{}/{repository}@{digest}", self.host).parse()?;
+        let (body, _) = self
+            .client
+            .pull_manifest_raw(&source, &self.auth, &[OCI_MANIFEST, OCI_INDEX])
+            .await
+            .with_context(|| format!("pulling {source}"))?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&body)?
+            .get("mediaType")
+            .and_then(|value| value.as_str())
+            .unwrap_or(OCI_MANIFEST)
+            .to_string();
+        let target = self.reference(repository, tag)?;
+        self.push_manifest(&target, body.to_vec(), &media_type)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Base64 of a docker config.json with one `auths` entry per (host, user, password).
+pub fn docker_cfg(entries: &[(&str, &str, &str)], use_auth_field: bool) -> String {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut auths = serde_json::Map::new();
+    for (host, user, password) in entries {
+        let entry = if use_auth_field {
+            json!({"auth": engine.encode(format!("{user}:{password}"))})
+        } else {
+            json!({"username": user, "password": password})
+        };
+        auths.insert((*host).to_string(), entry);
+    }
+    engine.encode(serde_json::to_vec(&json!({ "auths": auths })).unwrap_or_default())
+}
+
+/// Files of a module image as Deckhouse lays it out (deckhouse-facts §4).
+pub fn module_files(
+    module: &str,
+    version: &str,
+    app_images: &[(&str, &str)],
+    note: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let digests: serde_json::Map<String, serde_json::Value> = app_images
+        .iter()
+        .map(|(name, digest)| ((*name).to_string(), json!(digest)))
+        .collect();
+    let files = [
+        (
+            "module.yaml".to_string(),
+            format!(
+                "name: {module}\nweight: 900\nstage: Experimental\ndescriptions:\n  en: {module} module for the kubectl-mpo sandbox\n"
+            ),
+        ),
+        (
+            "Chart.yaml".to_string(),
+            format!("apiVersion: v2\nname: {module}\nversion: 0.1.0\n"),
+        ),
+        (
+            "values.yaml".to_string(),
+            format!("{module}:\n  replicas: 1\n  note: \"{note}\"\n"),
+        ),
+        (
+            "version.json".to_string(),
+            format!("{{\"version\":\"{version}\"}}\n"),
+        ),
+        (
+            "images_digests.json".to_string(),
+            format!("{}\n", serde_json::Value::Object(digests)),
+        ),
+        (
+            "openapi/config-values.yaml".to_string(),
+            "type: object\nproperties:\n  replicas:\n    type: integer\n    default: 1\n"
+                .to_string(),
+        ),
+        (
+            "templates/deployment.yaml".to_string(),
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {module}\n  annotations:\n    build-note: \"{note}\"\nspec:\n  replicas: {{{{ .Values.{module}.replicas }}}}\n"
+            ),
+        ),
+        (
+            "docs/README.md".to_string(),
+            format!("# {module}\n\nBuild {version}: {note}\n"),
+        ),
+    ];
+    files
+        .into_iter()
+        .map(|(path, content)| (path, content.into_bytes()))
+        .collect()
+}
+
+pub fn release_files(module: &str, version: &str) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            "version.json".to_string(),
+            format!("{{\"version\":\"{version}\"}}\n").into_bytes(),
+        ),
+        (
+            "changelog.yaml".to_string(),
+            format!("features:\n  - {module} {version}\n").into_bytes(),
+        ),
+        (
+            "module.yaml".to_string(),
+            format!("name: {module}\nweight: 900\n").into_bytes(),
+        ),
+        (
+            "openapi/config-values.yaml".to_string(),
+            b"type: object\n".to_vec(),
+        ),
+    ]
+}
+
+/// Pushes a small application image (one layer) by digest only; returns its digest.
+pub async fn push_app_image(
+    pusher: &Pusher,
+    repository: &str,
+    name: &str,
+    revision: &str,
+) -> anyhow::Result<String> {
+    let layer = Layer::with_files([(
+        format!("app/{name}"),
+        format!("{name} binary, revision {revision}\n").into_bytes(),
+    )]);
+    // Distribution needs a tag or digest to push to; push by a temporary tag and keep it:
+    // Deckhouse's own registries carry such long hash tags for app images as well.
+    let tag = format!("{name}-{revision}");
+    let pushed = pusher
+        .push_image(repository, &tag, &[layer], "amd64")
+        .await?;
+    if pushed.digest.len() < 10 {
+        bail!("unexpected digest {}", pushed.digest);
+    }
+    Ok(pushed.digest)
+}
