@@ -291,10 +291,6 @@ pub struct RegistryArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub source: Option<String>,
 
-    /// Docker config.json to use when the ModuleSource cannot be read
-    #[arg(long, global = true, value_name = "PATH")]
-    pub registry_config: Option<PathBuf>,
-
     /// Output format
     #[arg(short = 'o', long, value_enum, global = true)]
     pub output: Option<OutputFormat>,

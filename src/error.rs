@@ -56,6 +56,10 @@ impl Error {
         Self::new(Kind::Runtime, message)
     }
 
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::new(Kind::Interrupted, message)
+    }
+
     pub fn condition(message: impl Into<String>) -> Self {
         Self::new(Kind::Condition, message)
     }

@@ -105,6 +105,7 @@ impl Pusher {
         } else {
             ClientProtocol::Https
         };
+        crate::install_crypto();
         let client = Client::new(ClientConfig {
             protocol,
             extra_root_certificates: vec![Certificate {
@@ -350,7 +351,7 @@ pub async fn push_app_image(
     )]);
     // Distribution needs a tag or digest to push to; push by a temporary tag and keep it:
     // Deckhouse's own registries carry such long hash tags for app images as well.
-    let tag = format!("{name}-{revision}");
+    let tag = format!("{:x}", Sha256::digest(format!("{name}-{revision}")));
     let pushed = pusher
         .push_image(repository, &tag, &[layer], "amd64")
         .await?;

@@ -11,6 +11,11 @@ pub mod token_server;
 
 pub use state::State;
 
+/// Installs ring as the process-wide TLS provider (reqwest is built without one).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A client for the sandbox API server as its admin.
 pub async fn client(state: &State) -> anyhow::Result<kube::Client> {
     client_for(state, &state.contexts.admin).await

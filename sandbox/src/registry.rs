@@ -80,6 +80,7 @@ impl ModuleRegistry {
                 data: ca.as_bytes().to_vec(),
             }]
         };
+        crate::install_crypto();
         let client = Client::new(ClientConfig {
             protocol,
             extra_root_certificates,

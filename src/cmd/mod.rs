@@ -6,6 +6,7 @@ mod delete;
 mod diff;
 mod edit;
 mod explain;
+mod inspect;
 mod preflight;
 mod registry;
 mod renew;

@@ -1,6 +1,9 @@
 //! The checks `create` and `edit` run before writing: would the override become Ready?
 
+use dialoguer::FuzzySelect;
+
 use super::Ctx;
+use super::inspect;
 use super::shared::Overrides;
 use crate::error::{Error, Result};
 
@@ -14,35 +17,64 @@ pub struct Checks {
     pub registry_digest: Option<String>,
 }
 
-pub async fn run(_ctx: &Ctx, overrides: &Overrides, module: &str, _tag: &str) -> Result<Checks> {
-    let module_object = overrides
-        .cluster
-        .modules()
-        .get_opt(module)
-        .await
-        .map_err(|err| {
-            overrides
-                .cluster
-                .api_error(err, "get", "modules.deckhouse.io")
-        })?;
-    let source = module_object
-        .and_then(|m| m.properties)
-        .and_then(|p| p.source)
-        .filter(|s| !s.is_empty());
+pub async fn run(ctx: &Ctx, overrides: &Overrides, module: &str, tag: &str) -> Result<Checks> {
+    let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
+    let diagnosis = inspect::diagnose(&overrides.cluster, module, Some(tag), false, inspect::REGISTRY_TIMEOUT).await;
+    drop(spinner);
+    let diagnosis = diagnosis?;
+    if diagnosis.blocked() {
+        ctx.printer.note(format!("{module}:{tag} would not become Ready:"));
+        let failing: Vec<_> = diagnosis
+            .steps
+            .iter()
+            .filter(|s| s.state != crate::deckhouse::diagnosis::StepState::Passed)
+            .cloned()
+            .collect();
+        inspect::print_steps(ctx, &failing, true);
+    }
+    let registry_digest = diagnosis.registry_digest().map(|d| d.digest.clone());
     Ok(Checks {
-        ok: true,
-        source,
-        registry_digest: None,
+        ok: !diagnosis.blocked(),
+        source: diagnosis.source.and_then(|s| s.metadata.name),
+        registry_digest,
     })
 }
 
-pub async fn pick_tag(_ctx: &Ctx, _overrides: &Overrides, module: &str) -> Result<String> {
-    Err(Error::usage("--tag is required").with_hint(format!(
-        "list the module's tags with: kubectl mpo registry tags {module}"
-    )))
+/// The fuzzy tag picker (terminal only): the module's tags from its source's registry.
+pub async fn pick_tag(ctx: &Ctx, overrides: &Overrides, module: &str) -> Result<String> {
+    let source = inspect::choose_source(&overrides.cluster, Some(module), None).await?;
+    let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
+    let tags = client
+        .tags(module)
+        .await
+        .map_err(|err| inspect::registry_error(&source, err))?;
+    let tags: Vec<String> = tags.into_iter().filter(|t| !super::registry::is_hash_tag(t)).collect();
+    if tags.is_empty() {
+        return Err(Error::runtime(format!("{}/{module} has no tags", client.repo())));
+    }
+    let chosen = FuzzySelect::new()
+        .with_prompt(format!("tag of {}/{module}", client.repo()))
+        .items(&tags)
+        .default(0)
+        .interact_opt()
+        .map_err(|err| Error::runtime(format!("tag picker: {err}")))?;
+    chosen
+        .map(|index| tags[index].clone())
+        .ok_or_else(|| Error::interrupted("no tag chosen; nothing was changed"))
 }
 
-pub async fn explain_after_conflict(_ctx: &Ctx, _overrides: &Overrides, name: &str) {
-    _ctx.printer
-        .note(format!("see why with: kubectl mpo explain {name}"));
+/// After a conflict, show why, with the fix.
+pub async fn explain_after_conflict(ctx: &Ctx, overrides: &Overrides, name: &str) {
+    let tag = overrides.get(name).await.ok().flatten().map(|o| o.spec.image_tag);
+    if let Ok(diagnosis) =
+        inspect::diagnose(&overrides.cluster, name, tag.as_deref(), false, inspect::REGISTRY_TIMEOUT).await
+    {
+        let failing: Vec<_> = diagnosis
+            .steps
+            .into_iter()
+            .filter(|s| s.state != crate::deckhouse::diagnosis::StepState::Passed)
+            .collect();
+        inspect::print_steps(ctx, &failing, true);
+    }
+    ctx.printer.note(format!("full report: kubectl mpo explain {name}"));
 }

@@ -1,17 +1,30 @@
-//! Registry access with a ModuleSource's repo, credentials, CA and scheme.
-//!
-//! The public surface (used by `status`, `explain`, `create`, `diff`, `registry`):
-//! - [`SourceRegistry::from_source`]: a client for one ModuleSource (dockerCfg host
-//!   matching, CA, scheme), or [`SourceRegistry::from_docker_config`] as a fallback.
-//! - [`SourceRegistry::module_digest`]: the digest the Deckhouse controller would
-//!   deploy for `<repo>/<module>:<tag>` (deckhouse-facts §4).
-//! - [`RegistryError`]: what went wrong, classified, with text close to Deckhouse's
-//!   `Download error: ...` and never containing credentials.
+//! Registry access with a ModuleSource's repo, credentials, CA and scheme
+//! (deckhouse-facts §4): the digest rule, tag listing, and image pulls flattened into a
+//! file tree. One client per ModuleSource; every request is bounded by a timeout.
+
+mod credentials;
+mod image;
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use image::ImageTree;
+
 use crate::deckhouse::resources::ModuleSource;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ACCEPTED: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
 
 /// Why a registry operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,7 +44,7 @@ pub enum RegistryErrorKind {
     Timeout,
     /// The registry answered with something that is not a valid manifest/index/blob.
     Malformed,
-    /// Anything else (5xx, 429 after retries...).
+    /// Anything else (5xx, 429...).
     Other,
 }
 
@@ -49,6 +62,15 @@ impl fmt::Display for RegistryError {
 }
 
 impl std::error::Error for RegistryError {}
+
+impl RegistryError {
+    fn new(kind: RegistryErrorKind, message: impl Into<String>) -> Self {
+        RegistryError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
 
 /// The result of the digest rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,29 +90,322 @@ pub struct RegistryOptions {
 
 /// A registry client for one ModuleSource.
 pub struct SourceRegistry {
-    // Filled in by the registry layer implementation.
-    _private: (),
+    client: Client,
+    auth: RegistryAuth,
+    repo: String,
+    options: RegistryOptions,
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
 }
 
 impl SourceRegistry {
-    pub fn from_source(
-        _source: &ModuleSource,
-        _options: &RegistryOptions,
+    pub fn from_source(source: &ModuleSource, options: &RegistryOptions) -> Result<Self, RegistryError> {
+        let registry = &source.spec.registry;
+        Self::from_parts(
+            &registry.repo,
+            registry.docker_cfg.as_deref(),
+            registry.ca.as_deref(),
+            registry.scheme.as_deref(),
+            options,
+        )
+    }
+
+    pub fn from_parts(
+        repo: &str,
+        docker_cfg: Option<&str>,
+        ca: Option<&str>,
+        scheme: Option<&str>,
+        options: &RegistryOptions,
     ) -> Result<Self, RegistryError> {
-        Err(RegistryError {
-            kind: RegistryErrorKind::Other,
-            message: "registry access is not implemented yet".into(),
+        let repo = repo.trim().trim_end_matches('/').to_string();
+        if repo.is_empty() || repo.contains("://") {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Other,
+                format!("the ModuleSource repo {repo:?} is not of the form host[:port]/path"),
+            ));
+        }
+        let auth = credentials::for_repo(docker_cfg, &repo)?;
+        // One process-wide TLS provider (ring) for reqwest, whatever else is linked.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let protocol = match scheme.map(str::trim) {
+            Some(s) if s.eq_ignore_ascii_case("http") => ClientProtocol::Http,
+            _ => ClientProtocol::Https,
+        };
+        let extra_root_certificates = ca
+            .filter(|pem| !pem.trim().is_empty())
+            .map(|pem| {
+                vec![Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.as_bytes().to_vec(),
+                }]
+            })
+            .unwrap_or_default();
+        let client = Client::new(ClientConfig {
+            protocol,
+            extra_root_certificates,
+            read_timeout: Some(options.timeout),
+            connect_timeout: Some(options.timeout.min(Duration::from_secs(10))),
+            max_concurrent_download: 4,
+            ..ClientConfig::default()
+        });
+        Ok(SourceRegistry {
+            client,
+            auth,
+            repo,
+            options: options.clone(),
         })
     }
 
-    pub async fn module_digest(
-        &self,
-        _module: &str,
-        _tag: &str,
-    ) -> Result<ResolvedDigest, RegistryError> {
-        Err(RegistryError {
-            kind: RegistryErrorKind::Other,
-            message: "registry access is not implemented yet".into(),
+    /// `host[:port]/path` of the ModuleSource.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    /// `<repo>/<module>:<tag>` (or `@digest`).
+    pub fn image_name(&self, module: &str, tag_or_digest: &str) -> String {
+        let separator = if tag_or_digest.starts_with("sha256:") { '@' } else { ':' };
+        format!("{}/{module}{separator}{tag_or_digest}", self.repo)
+    }
+
+    fn reference(&self, repository: &str, tag_or_digest: &str) -> Result<Reference, RegistryError> {
+        let name = if repository.is_empty() {
+            self.repo.clone()
+        } else {
+            format!("{}/{repository}", self.repo)
+        };
+        let separator = if tag_or_digest.starts_with("sha256:") { '@' } else { ':' };
+        let text = format!("{name}{separator}{tag_or_digest}");
+        text.parse().map_err(|err| {
+            RegistryError::new(RegistryErrorKind::Other, format!("invalid image reference {text}: {err}"))
         })
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, OciDistributionError>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout(self.options.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(what, &err)),
+            Err(_) => Err(RegistryError::new(
+                RegistryErrorKind::Timeout,
+                format!("{what}: no answer within {}s", self.options.timeout.as_secs()),
+            )),
+        }
+    }
+
+    /// The raw manifest (or index) of `<repo>/<repository>:<tag>` and the sha256 of its body.
+    async fn manifest(&self, repository: &str, tag: &str) -> Result<(Value, String), RegistryError> {
+        let reference = self.reference(repository, tag)?;
+        let what = format!("GET manifest {reference}");
+        let (body, _) = self
+            .bounded(&what, self.client.pull_manifest_raw(&reference, &self.auth, &ACCEPTED))
+            .await?;
+        let digest = sha256(&body);
+        let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
+            RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: the answer is not a JSON manifest"))
+        })?;
+        if !manifest.is_object() {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Malformed,
+                format!("{what}: the answer is not a manifest"),
+            ));
+        }
+        Ok((manifest, digest))
+    }
+
+    /// The digest the Deckhouse controller would deploy for `<repo>/<module>:<tag>`:
+    /// sha256 of the manifest body, or the linux/amd64 child of an index.
+    pub async fn module_digest(&self, module: &str, tag: &str) -> Result<ResolvedDigest, RegistryError> {
+        let (manifest, digest) = self.manifest(module, tag).await?;
+        match amd64_child(&manifest) {
+            None => Ok(ResolvedDigest {
+                digest,
+                index_digest: None,
+            }),
+            Some(Ok(child)) => Ok(ResolvedDigest {
+                digest: child,
+                index_digest: Some(digest),
+            }),
+            Some(Err(())) => Err(RegistryError::new(
+                RegistryErrorKind::NotFound,
+                format!("{} is an index without a linux/amd64 image", self.image_name(module, tag)),
+            )),
+        }
+    }
+
+    /// All tags of `<repo>/<repository>` (`""`: the repo itself, i.e. the module catalog).
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        let reference = self.reference(repository, "latest")?;
+        let what = format!("list tags of {}", reference.repository());
+        let mut all = Vec::new();
+        let mut last: Option<String> = None;
+        const PAGE: usize = 1000;
+        loop {
+            let page = self
+                .bounded(&what, self.client.list_tags(&reference, &self.auth, Some(PAGE), last.as_deref()))
+                .await?;
+            let count = page.tags.len();
+            last = page.tags.last().cloned();
+            all.extend(page.tags);
+            if count < PAGE || last.is_none() || all.len() > 1_000_000 {
+                break;
+            }
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// Pulls `<repo>/<repository>:<tag|digest>` (the linux/amd64 image of an index) and
+    /// applies its layers in order, with whiteouts.
+    pub async fn image_tree(&self, repository: &str, tag_or_digest: &str) -> Result<ImageTree, RegistryError> {
+        let (mut manifest, mut digest) = self.manifest(repository, tag_or_digest).await?;
+        if let Some(child) = amd64_child(&manifest) {
+            let child = child.map_err(|()| {
+                RegistryError::new(RegistryErrorKind::NotFound, "the index has no linux/amd64 image")
+            })?;
+            (manifest, digest) = self.manifest(repository, &child).await?;
+        }
+        let reference = self.reference(repository, &digest)?;
+        let layers = image::layer_descriptors(&manifest).map_err(|message| {
+            RegistryError::new(RegistryErrorKind::Malformed, format!("{reference}: {message}"))
+        })?;
+        let mut tree = ImageTree::new(digest);
+        for layer in layers {
+            let mut blob = Vec::new();
+            let what = format!("GET blob {} of {reference}", layer.digest);
+            self.bounded(&what, self.client.pull_blob(&reference, layer.digest.as_str(), &mut blob))
+                .await?;
+            if sha256(&blob) != layer.digest {
+                return Err(RegistryError::new(
+                    RegistryErrorKind::Malformed,
+                    format!("{what}: content does not match its digest"),
+                ));
+            }
+            tree.apply_layer(&blob, &layer.media_type).map_err(|message| {
+                RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: {message}"))
+            })?;
+        }
+        Ok(tree)
+    }
+}
+
+/// `None`: not an index. `Some(Err)`: an index without linux/amd64.
+fn amd64_child(manifest: &Value) -> Option<Result<String, ()>> {
+    let children = manifest.get("manifests")?.as_array()?;
+    Some(
+        children
+            .iter()
+            .find(|child| {
+                child.pointer("/platform/os").and_then(Value::as_str) == Some("linux")
+                    && child.pointer("/platform/architecture").and_then(Value::as_str) == Some("amd64")
+            })
+            .and_then(|child| child.get("digest")?.as_str().map(str::to_string))
+            .ok_or(()),
+    )
+}
+
+/// The error chain as one line, like Go's wrapped errors.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn classify(what: &str, err: &OciDistributionError) -> RegistryError {
+    use RegistryErrorKind as K;
+    let (kind, detail) = match err {
+        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+            (K::Unauthorized, "401 Unauthorized: the registry refused the credentials".to_string())
+        }
+        OciDistributionError::ImageManifestNotFoundError(_) => (K::NotFound, "manifest unknown".to_string()),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            let text = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let kind = if codes.iter().any(|c| {
+                matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+            }) {
+                K::NotFound
+            } else if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
+                K::Unauthorized
+            } else {
+                K::Other
+            };
+            (kind, text)
+        }
+        OciDistributionError::ServerError { code, message, .. } => {
+            let kind = match code {
+                401 | 403 => K::Unauthorized,
+                404 => K::NotFound,
+                _ => K::Other,
+            };
+            (kind, format!("HTTP {code}: {}", message.lines().next().unwrap_or_default()))
+        }
+        OciDistributionError::RequestError(request) => {
+            let text = chain(request);
+            let lower = text.to_lowercase();
+            let kind = if request.is_timeout() {
+                K::Timeout
+            } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("unknownissuer") {
+                K::Tls
+            } else if request.is_connect() {
+                K::Unreachable
+            } else {
+                K::Other
+            };
+            (kind, text)
+        }
+        OciDistributionError::JsonError(_)
+        | OciDistributionError::ManifestParsingError(_)
+        | OciDistributionError::VersionedParsingError(_)
+        | OciDistributionError::ManifestEncodingError(_)
+        | OciDistributionError::UnsupportedMediaTypeError(_)
+        | OciDistributionError::SpecViolationError(_) => (K::Malformed, chain(err)),
+        other => (K::Other, chain(other)),
+    };
+    RegistryError::new(kind, format!("{what}: {detail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn index_resolves_to_amd64_child() {
+        let index = json!({"manifests": [
+            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}},
+        ]});
+        assert_eq!(amd64_child(&index), Some(Ok("sha256:amd".to_string())));
+        let arm_only = json!({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}}]});
+        assert_eq!(amd64_child(&arm_only), Some(Err(())));
+        assert_eq!(amd64_child(&json!({"layers": []})), None);
+    }
+
+    #[test]
+    fn repo_must_be_host_and_path() {
+        let options = RegistryOptions { timeout: Duration::from_secs(1) };
+        assert!(SourceRegistry::from_parts("https://reg.io/x", None, None, None, &options).is_err());
+        assert!(SourceRegistry::from_parts("", None, None, None, &options).is_err());
+        let ok = SourceRegistry::from_parts("reg.io:5000/deckhouse/modules/", None, None, Some("HTTP"), &options).unwrap();
+        assert_eq!(ok.repo(), "reg.io:5000/deckhouse/modules");
+        assert_eq!(ok.image_name("echo", "pr1"), "reg.io:5000/deckhouse/modules/echo:pr1");
     }
 }

@@ -1,0 +1,568 @@
+//! The controller's checks (deckhouse-facts §2), re-run from the objects themselves:
+//! objects in, verdict out. No I/O, so every case is unit-tested with plain values.
+
+use serde::Serialize;
+
+use super::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
+use crate::registry::{RegistryError, RegistryErrorKind, ResolvedDigest};
+
+pub const MSG_READY: &str = "Ready";
+pub const MSG_NOT_FOUND: &str = "The module not found";
+pub const MSG_EMBEDDED: &str = "The module is embedded";
+pub const MSG_DISABLED: &str = "The module disabled";
+pub const MSG_NO_SOURCE: &str = "The module does not have an active source";
+pub const MSG_SOURCE_NOT_FOUND: &str = "The source not found";
+pub const MSG_DOWNLOAD_ERROR: &str = "Download error";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepState {
+    Passed,
+    /// Passes on some DKP versions, fails on others.
+    Warning,
+    Failed,
+    /// Could not be checked (RBAC, offline, earlier failure).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub id: &'static str,
+    pub state: StepState,
+    /// One line: what was checked and what was found.
+    pub summary: String,
+    /// The cause in plain words, when not passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// Commands that fix it, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fix: Vec<String>,
+    /// The `status.message` the controller writes when this step fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub controller_message: Option<String>,
+}
+
+impl Step {
+    fn passed(id: &'static str, summary: impl Into<String>) -> Self {
+        Step {
+            id,
+            state: StepState::Passed,
+            summary: summary.into(),
+            cause: None,
+            fix: Vec::new(),
+            controller_message: None,
+        }
+    }
+
+    fn failed(id: &'static str, summary: impl Into<String>, message: &str) -> Self {
+        Step {
+            state: StepState::Failed,
+            controller_message: Some(message.to_string()),
+            ..Step::passed(id, summary)
+        }
+    }
+
+    fn unknown(id: &'static str, summary: impl Into<String>) -> Self {
+        Step {
+            state: StepState::Unknown,
+            ..Step::passed(id, summary)
+        }
+    }
+
+    fn because(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    fn fix(mut self, command: impl Into<String>) -> Self {
+        self.fix.push(command.into());
+        self
+    }
+}
+
+/// What the cluster-side checks need. `sources: None` means they could not be read.
+pub struct ClusterFacts<'a> {
+    pub name: &'a str,
+    pub module: Option<&'a Module>,
+    pub config: Option<&'a ModuleConfig>,
+    pub sources: Option<&'a [ModuleSource]>,
+    /// Names of all Modules, for "did you mean".
+    pub module_names: &'a [String],
+}
+
+/// Cluster-side verdict: the steps up to the ModuleSource, and the source to use.
+pub struct ClusterVerdict<'a> {
+    pub steps: Vec<Step>,
+    pub source: Option<&'a ModuleSource>,
+}
+
+impl ClusterVerdict<'_> {
+    pub fn blocked(&self) -> bool {
+        self.steps.iter().any(|s| s.state == StepState::Failed)
+    }
+}
+
+fn renew_hint(name: &str) -> String {
+    format!("kubectl mpo renew {name}    # re-check now instead of waiting up to 60 s")
+}
+
+fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
+    candidates
+        .iter()
+        .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
+        .filter(|(distance, candidate)| *distance > 0 && *distance <= 2.max(candidate.len() / 4))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.as_str())
+}
+
+/// Steps 1–6 of deckhouse-facts §2.
+pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
+    let name = facts.name;
+    let mut steps = Vec::new();
+    let done = |steps: Vec<Step>| ClusterVerdict { steps, source: None };
+
+    // 1. The Module exists.
+    let Some(module) = facts.module else {
+        let mut step = Step::failed("module", format!("Module {name} does not exist"), MSG_NOT_FOUND)
+            .because(format!(
+                "no Module named {name}: the override's name must be the module's name, and a \
+                 module appears only once a ModuleSource's registry lists it (tag {name} in the repo)"
+            ));
+        if let Some(guess) = closest(name, facts.module_names) {
+            step = step.fix(format!("kubectl mpo create {guess} ...    # did you mean {guess}?"));
+        }
+        step = step
+            .fix("kubectl get modules    # the module names the cluster knows".to_string())
+            .fix(format!("kubectl mpo registry modules    # is {name} in the source's catalog?"));
+        steps.push(step);
+        return done(steps);
+    };
+    steps.push(Step::passed("module", format!("Module {name} exists")));
+
+    // 2. Not embedded (and the Module API is one we understand).
+    let Some(properties) = module.properties.as_ref() else {
+        steps.push(
+            Step::unknown("embedded", format!("Module {name} has no `properties`"))
+                .because("this Module API version keeps its data elsewhere; the checks below cannot be run from it"),
+        );
+        return done(steps);
+    };
+    let source_name = properties.source.as_deref().unwrap_or_default();
+    if source_name == "Embedded" {
+        steps.push(
+            Step::failed("embedded", format!("Module {name} is embedded in Deckhouse"), MSG_EMBEDDED)
+                .because("built-in modules ship inside the Deckhouse image; a ModulePullOverride cannot replace them")
+                .fix(format!("kubectl mpo delete {name}    # the override can never become Ready")),
+        );
+        return done(steps);
+    }
+    steps.push(Step::passed("embedded", "not embedded: the module comes from a ModuleSource"));
+
+    // 3. Enabled.
+    let enabled = module.condition("EnabledByModuleConfig");
+    let patch_enabled = format!(
+        "kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"enabled\":true}}}}'"
+    );
+    let create_config = format!(
+        "kubectl apply -f - <<EOF\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata:\n  name: {name}\nspec:\n  enabled: true\nEOF"
+    );
+    match enabled.map(|c| c.status.as_str()) {
+        Some("True") => steps.push(Step::passed("enabled", "enabled (condition EnabledByModuleConfig=True)")),
+        Some("False") => {
+            let reason = enabled
+                .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
+                .unwrap_or_else(|| "turned off".to_string());
+            let config_says_off = facts
+                .config
+                .and_then(|c| c.spec.enabled)
+                .is_some_and(|enabled| !enabled);
+            let mut step = Step::failed("enabled", format!("Module {name} is disabled ({reason})"), MSG_DISABLED);
+            step = if config_says_off {
+                step.because(format!("ModuleConfig {name} has spec.enabled: false")).fix(patch_enabled)
+            } else if facts.config.is_none() {
+                step.because(format!("the module is off ({reason}) and there is no ModuleConfig {name}"))
+                    .fix(create_config)
+            } else {
+                step.because(format!(
+                    "the module manager turned it off: {reason}; a ModuleConfig cannot override that"
+                ))
+            };
+            steps.push(step.fix(renew_hint(name)));
+            return done(steps);
+        }
+        _ => {
+            let in_bundle = properties.accessibility.as_ref().is_some_and(|access| {
+                access
+                    .editions
+                    .values()
+                    .any(|edition| edition.enabled_in_bundles.iter().any(|b| b == "Default"))
+            });
+            if in_bundle {
+                steps.push(
+                    Step {
+                        state: StepState::Warning,
+                        ..Step::passed("enabled", "enabled by its bundle default (no ModuleConfig)")
+                    }
+                    .because(
+                        "DKP 1.77+ follows the bundle default; older DKP reports \"The module disabled\" \
+                         until a ModuleConfig enables it",
+                    )
+                    .fix(create_config),
+                );
+            } else {
+                steps.push(
+                    Step::failed("enabled", format!("Module {name} is not enabled (no ModuleConfig)"), MSG_DISABLED)
+                        .because(format!(
+                            "there is no ModuleConfig {name} and the module is not enabled by default in its bundle"
+                        ))
+                        .fix(create_config)
+                        .fix(renew_hint(name)),
+                );
+                return done(steps);
+            }
+        }
+    }
+
+    // 4. An active source.
+    if source_name.is_empty() {
+        let available = &properties.available_sources;
+        let mut step = Step::failed("active-source", format!("Module {name} has no active source"), MSG_NO_SOURCE);
+        step = match available.len() {
+            0 => step
+                .because("no ModuleSource lists this module in its registry catalog")
+                .fix("kubectl get modulesources    # which sources exist, and their repos")
+                .fix(format!("push the module to <repo>/{name}:<tag> and the catalog tag <repo>:{name}, then wait for the source rescan (3 min)")),
+            _ => step
+                .because(format!(
+                    "several ModuleSources offer it ({}) and ModuleConfig {name} does not choose one",
+                    available.join(", ")
+                ))
+                .fix(if facts.config.is_some() {
+                    format!(
+                        "kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"source\":\"{}\"}}}}'",
+                        available[0]
+                    )
+                } else {
+                    format!(
+                        "kubectl apply -f - <<EOF\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata:\n  name: {name}\nspec:\n  enabled: true\n  source: {}\nEOF",
+                        available[0]
+                    )
+                }),
+        };
+        steps.push(step.fix(renew_hint(name)));
+        return done(steps);
+    }
+    steps.push(Step::passed("active-source", format!("active source: {source_name}")));
+
+    // 6. The ModuleSource exists.
+    let Some(sources) = facts.sources else {
+        steps.push(
+            Step::unknown("source", format!("ModuleSource {source_name}: not readable"))
+                .because("your user may not read ModuleSources (they hold registry credentials); the registry checks are skipped"),
+        );
+        return done(steps);
+    };
+    let Some(source) = sources.iter().find(|s| s.metadata.name.as_deref() == Some(source_name)) else {
+        let others: Vec<&str> = sources.iter().filter_map(|s| s.metadata.name.as_deref()).collect();
+        let mut step = Step::failed("source", format!("ModuleSource {source_name} does not exist"), MSG_SOURCE_NOT_FOUND)
+            .because(format!(
+                "Module {name} points at ModuleSource {source_name}, which is gone{}",
+                if others.is_empty() { String::new() } else { format!(" (existing: {})", others.join(", ")) }
+            ));
+        step = step.fix(format!(
+            "recreate ModuleSource {source_name}, or choose another: kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"source\":\"<name>\"}}}}'"
+        ));
+        steps.push(step.fix(renew_hint(name)));
+        return done(steps);
+    };
+    steps.push(Step::passed(
+        "source",
+        format!("ModuleSource {source_name} exists (repo {})", source.spec.registry.repo),
+    ));
+    ClusterVerdict {
+        steps,
+        source: Some(source),
+    }
+}
+
+/// Step 7: the registry answer for `<repo>/<name>:<tag>`, as a step with its fix.
+pub fn registry_step(
+    name: &str,
+    tag: &str,
+    source: &ModuleSource,
+    image: &str,
+    result: &Result<ResolvedDigest, RegistryError>,
+) -> Step {
+    let source_name = source.metadata.name.as_deref().unwrap_or_default();
+    let host = source.spec.registry.repo.split('/').next().unwrap_or_default().to_string();
+    let error = match result {
+        Ok(resolved) => {
+            let mut summary = format!("{image} resolves to {}", resolved.digest);
+            if let Some(index) = &resolved.index_digest {
+                summary.push_str(&format!(" (linux/amd64 of index {index})"));
+            }
+            return Step::passed("registry", summary);
+        }
+        Err(error) => error,
+    };
+    let step = Step::failed("registry", format!("{image}: {}", error.message), MSG_DOWNLOAD_ERROR);
+    let docker_cfg_fix = format!(
+        "kubectl patch modulesource {source_name} --type=merge -p \"{{\\\"spec\\\":{{\\\"registry\\\":{{\\\"dockerCfg\\\":\\\"$(printf '{{\"auths\":{{\"{host}\":{{\"auth\":\"%s\"}}}}}}' \"$(printf '%s:%s' USER PASSWORD | base64 -w0)\" | base64 -w0)\\\"}}}}}}\""
+    );
+    match error.kind {
+        RegistryErrorKind::Credentials => step
+            .because(format!(
+                "ModuleSource {source_name}'s dockerCfg has no usable entry for {host} (the entry's key must equal the repo host, port included)"
+            ))
+            .fix(docker_cfg_fix),
+        RegistryErrorKind::Unauthorized => step
+            .because(format!("the registry rejected ModuleSource {source_name}'s credentials for {host}"))
+            .fix(docker_cfg_fix)
+            .fix(format!("kubectl mpo registry tags {name} --source {source_name}    # check the new credentials")),
+        RegistryErrorKind::Tls => step
+            .because(format!(
+                "the registry's TLS certificate is not trusted: ModuleSource {source_name} needs spec.registry.ca with the registry's CA"
+            ))
+            .fix(format!(
+                "kubectl patch modulesource {source_name} --type=merge -p \"$(jq -n --rawfile ca ca.crt '{{spec:{{registry:{{ca:$ca}}}}}}')\""
+            )),
+        RegistryErrorKind::NotFound => step
+            .because(format!("tag {tag} does not exist in {}/{name}", source.spec.registry.repo))
+            .fix(format!("kubectl mpo registry tags {name}    # the tags that exist"))
+            .fix(format!("kubectl mpo edit {name} --tag <tag>")),
+        RegistryErrorKind::Unreachable | RegistryErrorKind::Timeout => step
+            .because(format!("the registry {host} cannot be reached from here (the cluster may still reach it)"))
+            .fix(format!("curl -sI https://{host}/v2/    # check the network path")),
+        RegistryErrorKind::Malformed | RegistryErrorKind::Other => {
+            step.because("the registry answered, but not with a usable image")
+        }
+    }
+}
+
+/// How the cluster's digest relates to the registry's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sync {
+    InSync,
+    Behind,
+    Unknown,
+}
+
+impl Sync {
+    pub fn of(cluster: Option<&str>, registry: Option<&str>) -> Self {
+        match (cluster, registry) {
+            (Some(cluster), Some(registry)) if cluster == registry => Sync::InSync,
+            (Some(_), Some(_)) => Sync::Behind,
+            _ => Sync::Unknown,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Sync::InSync => "in sync",
+            Sync::Behind => "behind",
+            Sync::Unknown => "unknown",
+        }
+    }
+}
+
+/// The controller message the steps predict (first failure), `Ready` when all passed.
+pub fn predicted_message(steps: &[Step]) -> Option<String> {
+    for step in steps {
+        match step.state {
+            StepState::Failed => return step.controller_message.clone(),
+            StepState::Unknown => return None,
+            StepState::Passed | StepState::Warning => {}
+        }
+    }
+    Some(MSG_READY.to_string())
+}
+
+/// Whether the override's `status.message` disagrees with what the checks predict, and why.
+pub fn staleness(mpo: &ModulePullOverride, predicted: Option<&str>) -> Option<String> {
+    let current = mpo.status.as_ref()?.message.as_deref().unwrap_or_default();
+    let predicted = predicted?;
+    let same_kind = current == predicted
+        || (predicted == MSG_DOWNLOAD_ERROR && current.starts_with("Download error"))
+        || (predicted == MSG_READY && current.is_empty());
+    if same_kind {
+        return None;
+    }
+    Some(format!(
+        "status.message says {current:?} but the checks now predict {predicted:?}: the controller \
+         re-checks a blocked override only every 60 s (or after scanInterval) and is not woken by \
+         Module, ModuleConfig or ModuleSource changes"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deckhouse::resources::{
+        EditionAccess, ModuleAccessibility, ModuleCondition, ModuleConfigSpec, ModuleProperties, ModuleSourceSpec,
+        ModuleStatus, MpoSpec, MpoStatus,
+    };
+    use crate::deckhouse::resources::SourceRegistry as RegistrySpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn meta(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    fn module(name: &str, source: &str, available: &[&str], enabled: Option<&str>) -> Module {
+        Module {
+            metadata: meta(name),
+            properties: Some(ModuleProperties {
+                source: Some(source.into()),
+                available_sources: available.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+            status: Some(ModuleStatus {
+                conditions: enabled
+                    .map(|status| ModuleCondition {
+                        type_: "EnabledByModuleConfig".into(),
+                        status: status.into(),
+                        reason: None,
+                        message: Some("turned off by module config".into()),
+                        last_transition_time: None,
+                    })
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn config(name: &str, enabled: bool) -> ModuleConfig {
+        ModuleConfig::new(
+            name,
+            ModuleConfigSpec {
+                enabled: Some(enabled),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn source(name: &str) -> ModuleSource {
+        ModuleSource::new(
+            name,
+            ModuleSourceSpec {
+                registry: RegistrySpec {
+                    repo: "reg.io/modules".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+    }
+
+    fn verdict_message(facts: &ClusterFacts<'_>) -> Option<String> {
+        predicted_message(&cluster_checks(facts).steps)
+    }
+
+    fn facts<'a>(
+        name: &'a str,
+        module: Option<&'a Module>,
+        config: Option<&'a ModuleConfig>,
+        sources: Option<&'a [ModuleSource]>,
+    ) -> ClusterFacts<'a> {
+        ClusterFacts {
+            name,
+            module,
+            config,
+            sources,
+            module_names: &[],
+        }
+    }
+
+    #[test]
+    fn every_controller_message_in_order() {
+        let sources = [source("test")];
+        assert_eq!(verdict_message(&facts("x", None, None, Some(&sources))).as_deref(), Some(MSG_NOT_FOUND));
+
+        let embedded = module("ingress-nginx", "Embedded", &[], None);
+        assert_eq!(verdict_message(&facts("ingress-nginx", Some(&embedded), None, Some(&sources))).as_deref(), Some(MSG_EMBEDDED));
+
+        let disabled = module("d", "test", &["test"], Some("False"));
+        let off = config("d", false);
+        let verdict = cluster_checks(&facts("d", Some(&disabled), Some(&off), Some(&sources)));
+        assert_eq!(predicted_message(&verdict.steps).as_deref(), Some(MSG_DISABLED));
+        assert!(verdict.steps.last().unwrap().fix[0].contains("\"enabled\":true"));
+
+        let two = module("t", "", &["a", "b"], Some("True"));
+        let on = config("t", true);
+        let verdict = cluster_checks(&facts("t", Some(&two), Some(&on), Some(&sources)));
+        assert_eq!(predicted_message(&verdict.steps).as_deref(), Some(MSG_NO_SOURCE));
+        assert!(verdict.steps.last().unwrap().fix[0].contains("\"source\":\"a\""));
+
+        let lost = module("l", "gone", &["gone"], Some("True"));
+        assert_eq!(verdict_message(&facts("l", Some(&lost), None, Some(&sources))).as_deref(), Some(MSG_SOURCE_NOT_FOUND));
+
+        let good = module("echo", "test", &["test"], Some("True"));
+        let verdict = cluster_checks(&facts("echo", Some(&good), None, Some(&sources)));
+        assert!(!verdict.blocked());
+        assert_eq!(verdict.source.and_then(|s| s.metadata.name.as_deref()), Some("test"));
+    }
+
+    #[test]
+    fn bundle_default_is_a_warning_and_missing_properties_unknown() {
+        let mut bundled = module("b", "test", &["test"], None);
+        if let Some(p) = bundled.properties.as_mut() {
+            p.accessibility = Some(ModuleAccessibility {
+                editions: [("_default".to_string(), EditionAccess { available: None, enabled_in_bundles: vec!["Default".into()] })]
+                    .into_iter()
+                    .collect(),
+            });
+        }
+        let sources = [source("test")];
+        let verdict = cluster_checks(&facts("b", Some(&bundled), None, Some(&sources)));
+        assert_eq!(verdict.steps[2].state, StepState::Warning);
+        assert!(!verdict.blocked());
+
+        let not_bundled = module("n", "test", &["test"], None);
+        assert_eq!(verdict_message(&facts("n", Some(&not_bundled), None, Some(&sources))).as_deref(), Some(MSG_DISABLED));
+
+        let bare = Module { metadata: meta("v2"), properties: None, status: None };
+        let verdict = cluster_checks(&facts("v2", Some(&bare), None, Some(&sources)));
+        assert_eq!(verdict.steps.last().unwrap().state, StepState::Unknown);
+        assert_eq!(predicted_message(&verdict.steps), None);
+    }
+
+    #[test]
+    fn unreadable_sources_are_unknown_not_failed() {
+        let good = module("echo", "test", &["test"], Some("True"));
+        let verdict = cluster_checks(&facts("echo", Some(&good), None, None));
+        assert!(!verdict.blocked());
+        assert_eq!(verdict.steps.last().unwrap().state, StepState::Unknown);
+    }
+
+    #[test]
+    fn did_you_mean() {
+        let names = vec!["echo".to_string(), "hello-world".to_string()];
+        let f = ClusterFacts { name: "ecoh", module: None, config: None, sources: None, module_names: &names };
+        assert!(cluster_checks(&f).steps[0].fix[0].contains("did you mean echo"));
+    }
+
+    #[test]
+    fn staleness_and_sync() {
+        let mut mpo = ModulePullOverride {
+            api_version: None,
+            kind: None,
+            metadata: meta("echo"),
+            spec: MpoSpec { image_tag: "v1".into(), ..Default::default() },
+            status: None,
+        };
+        mpo.status = Some(MpoStatus { message: Some(MSG_DISABLED.into()), ..Default::default() });
+        assert!(staleness(&mpo, Some(MSG_READY)).unwrap().contains("60 s"));
+        assert!(staleness(&mpo, Some(MSG_DISABLED)).is_none());
+        mpo.status = Some(MpoStatus { message: Some("Download error: 401".into()), ..Default::default() });
+        assert!(staleness(&mpo, Some(MSG_DOWNLOAD_ERROR)).is_none());
+        assert_eq!(Sync::of(Some("a"), Some("a")), Sync::InSync);
+        assert_eq!(Sync::of(Some("a"), Some("b")), Sync::Behind);
+        assert_eq!(Sync::of(None, Some("b")), Sync::Unknown);
+    }
+}
