@@ -1,9 +1,335 @@
-//! `kubectl mpo status`
+//! `kubectl mpo status`: every override with the cluster's and the registry's digest.
+//! Registry lookups run concurrently, each bounded; one failing registry only marks its
+//! own rows.
 
-use super::{Ctx, Outcome};
-use crate::cli::StatusArgs;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+
+use kube::runtime::watcher;
+use serde::Serialize;
+
+use super::shared::{self, Overrides, RESOURCE};
+use super::{Ctx, Outcome, inspect};
+use crate::cli::{OutputFormat, StatusArgs};
+use crate::deckhouse::diagnosis::{self, ClusterFacts, StepState, Sync};
+use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
 use crate::error::{Error, Result};
+use crate::output::{Tone, age_of, short_digest};
+use crate::registry::{RegistryError, ResolvedDigest, SourceRegistry};
+use crate::validate;
 
-pub async fn run(_ctx: &Ctx, _args: StatusArgs) -> Result<Outcome> {
-    Err(Error::runtime("status is not implemented yet"))
+/// How many registry lookups run at once.
+const CONCURRENCY: usize = 32;
+
+/// One row of `status -o json|yaml` (`items[]`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row {
+    name: String,
+    tag: String,
+    message: String,
+    ready: bool,
+    cluster_digest: Option<String>,
+    registry_digest: Option<String>,
+    /// Set when the tag is a multi-arch index: the index digest (`crane digest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index_digest: Option<String>,
+    sync: Sync,
+    updated_at: Option<String>,
+    source: Option<String>,
+    /// Why the override is not Ready, or why the registry digest is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    items: &'a [Row],
+}
+
+/// Cluster objects shared by all rows.
+struct World {
+    modules: HashMap<String, Module>,
+    configs: HashMap<String, ModuleConfig>,
+    sources: Option<Vec<ModuleSource>>,
+}
+
+pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
+    for module in &args.modules {
+        validate::module_name(module)?;
+    }
+    let timeout = validate::duration_flag("registry-timeout", &args.registry_timeout, false)?;
+    if args.watch && matches!(args.output, Some(OutputFormat::Json | OutputFormat::Yaml)) {
+        return Err(Error::usage("--watch prints table rows; use it without -o json|yaml"));
+    }
+    let overrides = Overrides::connect(ctx).await?;
+    let mut items = list_overrides(&overrides, &args.modules).await?;
+    items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+    let world = Arc::new(load_world(&overrides).await?);
+    let spinner = (!args.offline && !items.is_empty())
+        .then(|| ctx.printer.spinner(format!("asking the registry about {} overrides", items.len())));
+    let rows = build_rows(&items, &world, args.offline, timeout).await;
+    drop(spinner);
+
+    match args.output {
+        Some(OutputFormat::Json) => ctx.printer.json(&document(&rows))?,
+        Some(OutputFormat::Yaml) => ctx.printer.yaml(&document(&rows))?,
+        Some(OutputFormat::Name) => rows.iter().for_each(|r| ctx.printer.line(format!("{RESOURCE}/{}", r.name))),
+        wide => {
+            if rows.is_empty() && !args.watch {
+                ctx.printer.note(format!("No ModulePullOverrides on context {:?}.", overrides.cluster.context));
+            } else {
+                print_table(ctx, &rows, wide == Some(OutputFormat::Wide), true);
+                print_causes(ctx, &rows);
+            }
+        }
+    }
+    if args.watch {
+        watch(ctx, &overrides, &args, world, timeout).await?;
+    }
+    Ok(Outcome::Success)
+}
+
+fn document(rows: &[Row]) -> Document<'_> {
+    Document {
+        api_version: "kubectl-mpo/v1",
+        kind: "StatusList",
+        items: rows,
+    }
+}
+
+async fn list_overrides(overrides: &Overrides, names: &[String]) -> Result<Vec<ModulePullOverride>> {
+    if names.is_empty() {
+        return overrides
+            .api
+            .list(&Default::default())
+            .await
+            .map(|list| list.items)
+            .map_err(|err| overrides.cluster.api_error(err, "list", RESOURCE));
+    }
+    let mut found = Vec::new();
+    for name in names {
+        found.push(overrides.require(name).await?);
+    }
+    Ok(found)
+}
+
+async fn load_world(overrides: &Overrides) -> Result<World> {
+    let cluster = &overrides.cluster;
+    let modules_api = cluster.modules();
+    let configs_api = cluster.module_configs();
+    let params = kube::api::ListParams::default();
+    let (modules, configs, sources) = tokio::join!(
+        modules_api.list(&params),
+        configs_api.list(&params),
+        inspect::list_sources(cluster)
+    );
+    let modules = modules.map_err(|err| cluster.api_error(err, "list", "modules.deckhouse.io"))?;
+    // ModuleConfigs only refine the causes; a user who may not read them still gets a table.
+    let configs = configs.map(|list| list.items).unwrap_or_default();
+    let by_name = |name: &Option<String>| name.clone().unwrap_or_default();
+    Ok(World {
+        modules: modules.items.into_iter().map(|m| (by_name(&m.metadata.name), m)).collect(),
+        configs: configs.into_iter().map(|c| (by_name(&c.metadata.name), c)).collect(),
+        sources: sources?,
+    })
+}
+
+/// The cluster-side cause of a blocked override, from the same checks `explain` runs.
+fn cluster_cause(world: &World, name: &str) -> (Option<String>, Option<ModuleSource>) {
+    let verdict = diagnosis::cluster_checks(&ClusterFacts {
+        name,
+        module: world.modules.get(name),
+        config: world.configs.get(name),
+        sources: world.sources.as_deref(),
+        module_names: &[],
+    });
+    let cause = verdict
+        .steps
+        .iter()
+        .find(|s| matches!(s.state, StepState::Failed | StepState::Unknown))
+        .map(|s| s.cause.clone().unwrap_or_else(|| s.summary.clone()));
+    (cause, verdict.source.cloned())
+}
+
+async fn build_rows(items: &[ModulePullOverride], world: &World, offline: bool, timeout: Duration) -> Vec<Row> {
+    // One client per ModuleSource, shared by its rows.
+    let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> = HashMap::new();
+    let mut jobs = Vec::new();
+    for (index, mpo) in items.iter().enumerate() {
+        let name = mpo.metadata.name.clone().unwrap_or_default();
+        let (cause, source) = cluster_cause(world, &name);
+        let client = match (&source, offline) {
+            (Some(source), false) => {
+                let key = source.metadata.name.clone().unwrap_or_default();
+                Some(
+                    clients
+                        .entry(key)
+                        .or_insert_with(|| Arc::new(SourceRegistry::from_source(source, &inspect::registry_options(timeout))))
+                        .clone(),
+                )
+            }
+            _ => None,
+        };
+        jobs.push((index, name, mpo.spec.image_tag.clone(), cause, source, client));
+    }
+    let mut rows: Vec<(usize, Row)> = futures::stream::iter(jobs)
+        .map(|(index, name, tag, cause, source, client)| async move {
+            let lookup: Option<std::result::Result<ResolvedDigest, RegistryError>> = match client.as_deref() {
+                Some(Ok(client)) => Some(client.module_digest(&name, &tag).await),
+                Some(Err(err)) => Some(Err(err.clone())),
+                None => None,
+            };
+            (index, make_row(&items[index], cause, source.as_ref(), lookup, offline))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    rows.sort_by_key(|(index, _)| *index);
+    rows.into_iter().map(|(_, row)| row).collect()
+}
+
+fn make_row(
+    mpo: &ModulePullOverride,
+    cluster_cause: Option<String>,
+    source: Option<&ModuleSource>,
+    lookup: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+    offline: bool,
+) -> Row {
+    let ready = shared::is_ready(mpo);
+    let cluster_digest = mpo.image_digest().map(str::to_string);
+    let (registry_digest, index_digest, registry_error) = match lookup {
+        Some(Ok(resolved)) => (Some(resolved.digest), resolved.index_digest, None),
+        Some(Err(err)) => (None, None, Some(err.message)),
+        None => (None, None, None),
+    };
+    let message = mpo.message().unwrap_or_default().to_string();
+    let cause = if ready {
+        registry_error.map(|e| format!("registry: {e}"))
+    } else {
+        cluster_cause
+            .or(registry_error.map(|e| format!("registry: {e}")))
+            .or_else(|| (!message.is_empty()).then(|| message.clone()))
+            .or_else(|| Some("no status yet: the controller has not processed it".into()))
+    };
+    let _ = offline;
+    Row {
+        name: mpo.metadata.name.clone().unwrap_or_default(),
+        tag: mpo.spec.image_tag.clone(),
+        sync: Sync::of(cluster_digest.as_deref(), registry_digest.as_deref()),
+        message,
+        ready,
+        cluster_digest,
+        registry_digest,
+        index_digest,
+        updated_at: mpo.updated_at().map(str::to_string),
+        source: source.and_then(|s| s.metadata.name.clone()),
+        cause,
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
+    let message_tone = if row.ready { Tone::Good } else { Tone::Bad };
+    let sync_tone = match row.sync {
+        Sync::InSync => Tone::Good,
+        Sync::Behind => Tone::Warn,
+        Sync::Unknown => Tone::Dim,
+    };
+    let digest = |d: &Option<String>| d.as_deref().map(short_digest).unwrap_or_else(|| "-".into());
+    let message = if row.message.is_empty() { "<none>".to_string() } else { row.message.clone() };
+    let mut cells = vec![
+        (row.name.clone(), Tone::Bold),
+        (row.tag.clone(), Tone::Plain),
+        (if wide { message } else { truncate(&message, 48) }, message_tone),
+        (digest(&row.cluster_digest), Tone::Plain),
+        (digest(&row.registry_digest), Tone::Plain),
+        (row.sync.label().to_string(), sync_tone),
+        (if row.updated_at.is_some() { age_of(row.updated_at.as_deref()) } else { "-".into() }, Tone::Dim),
+    ];
+    if wide {
+        cells.push((row.source.clone().unwrap_or_else(|| "-".into()), Tone::Plain));
+    }
+    cells
+}
+
+fn print_table(ctx: &Ctx, rows: &[Row], wide: bool, header: bool) {
+    let mut headers = vec!["NAME", "TAG", "MESSAGE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED"];
+    if wide {
+        headers.push("SOURCE");
+    }
+    let cells: Vec<Vec<(String, Tone)>> = rows.iter().map(|r| table_row(r, wide)).collect();
+    if header {
+        ctx.printer.table(&headers, &cells);
+    } else {
+        ctx.printer.table_rows(&headers, &cells);
+    }
+}
+
+fn print_causes(ctx: &Ctx, rows: &[Row]) {
+    let with_causes: Vec<&Row> = rows.iter().filter(|r| r.cause.is_some() && (!r.ready || r.registry_digest.is_none())).collect();
+    if with_causes.is_empty() {
+        return;
+    }
+    ctx.printer.line("");
+    for row in with_causes {
+        let cause = row.cause.as_deref().unwrap_or_default();
+        ctx.printer.line(format!("{}: {}", ctx.printer.paint(&row.name, Tone::Bold), cause));
+    }
+    ctx.printer.line(format!(
+        "{}",
+        ctx.printer.paint("(kubectl mpo explain NAME shows the checks and the fix)", Tone::Dim)
+    ));
+}
+
+/// Prints a row each time an override changes, like `kubectl get -w`.
+async fn watch(ctx: &Ctx, overrides: &Overrides, args: &StatusArgs, world: Arc<World>, timeout: Duration) -> Result<()> {
+    let names = args.modules.clone();
+    let stream = watcher(overrides.api.clone(), watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    let mut seen_initial = false;
+    loop {
+        let event = tokio::select! {
+            event = stream.try_next() => event,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let event = event.map_err(|err| Error::runtime(format!("watching overrides: {err}")))?;
+        let changed = match event {
+            Some(watcher::Event::InitDone) => {
+                seen_initial = true;
+                continue;
+            }
+            Some(watcher::Event::Apply(object)) if seen_initial => object,
+            Some(watcher::Event::Delete(object)) if seen_initial => {
+                let name = object.metadata.name.unwrap_or_default();
+                if names.is_empty() || names.contains(&name) {
+                    ctx.printer.line(format!("{name}   (deleted)"));
+                }
+                continue;
+            }
+            Some(_) => continue,
+            None => return Ok(()),
+        };
+        let name = changed.metadata.name.clone().unwrap_or_default();
+        if !names.is_empty() && !names.contains(&name) {
+            continue;
+        }
+        let rows = build_rows(std::slice::from_ref(&changed), &world, args.offline, timeout).await;
+        print_table(ctx, &rows, args.output == Some(OutputFormat::Wide), false);
+    }
 }

@@ -103,6 +103,15 @@ impl Printer {
     /// Prints rows as a kubectl-style table (upper-case headers, columns separated by
     /// three spaces). Widths are measured on the plain text before colouring.
     pub fn table(&self, headers: &[&str], rows: &[Vec<(String, Tone)>]) {
+        self.render_table(headers, rows, true);
+    }
+
+    /// Rows only, aligned as if under `headers` (for `--watch` updates).
+    pub fn table_rows(&self, headers: &[&str], rows: &[Vec<(String, Tone)>]) {
+        self.render_table(headers, rows, false);
+    }
+
+    fn render_table(&self, headers: &[&str], rows: &[Vec<(String, Tone)>], with_header: bool) {
         let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
         for row in rows {
             for (index, (cell, _)) in row.iter().enumerate() {
@@ -127,12 +136,14 @@ impl Printer {
             }
             line
         };
-        self.line(render(
-            headers
-                .iter()
-                .map(|h| (h.to_string(), Tone::Plain))
-                .collect(),
-        ));
+        if with_header {
+            self.line(render(
+                headers
+                    .iter()
+                    .map(|h| (h.to_string(), Tone::Plain))
+                    .collect(),
+            ));
+        }
         for row in rows {
             self.line(render(row.clone()));
         }
