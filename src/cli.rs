@@ -137,14 +137,15 @@ pub struct WaitArgs {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Module name (the override is named after it)
+    #[arg(allow_hyphen_values = true)]
     pub module: String,
 
     /// Image tag to run (picked interactively on a terminal when omitted)
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', allow_hyphen_values = true)]
     pub tag: Option<String>,
 
     /// How often the controller re-checks the tag (h/m/s, e.g. 15s, 1m30s)
-    #[arg(long, default_value = "15s", value_name = "DURATION")]
+    #[arg(long, default_value = "15s", value_name = "DURATION", allow_hyphen_values = true)]
     pub scan_interval: String,
 
     /// On deletion, return to the last released version
@@ -177,11 +178,11 @@ pub struct EditArgs {
     pub module: String,
 
     /// New image tag
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', allow_hyphen_values = true)]
     pub tag: Option<String>,
 
     /// New scan interval (h/m/s)
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub scan_interval: Option<String>,
 
     /// New rollback setting
@@ -259,7 +260,7 @@ pub struct ExplainArgs {
     pub module: String,
 
     /// Tag to check when no override exists yet
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', allow_hyphen_values = true)]
     pub tag: Option<String>,
 
     /// Do not contact the registry

@@ -7,3 +7,7 @@ mod support;
 mod cli;
 mod kubeconfig;
 mod validation;
+mod diagnose;
+mod lifecycle;
+mod registry;
+mod sandbox;

@@ -111,3 +111,52 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         Err(err) => panic!("cannot start a runtime: {err}"),
     }
 }
+
+/// Runs kubectl (independent of the plugin) against the sandbox as admin.
+pub fn kubectl(args: &[&str]) -> Run {
+    let mut command = Command::new("kubectl");
+    command.args(args).env("KUBECONFIG", &state().kubeconfig).stdin(Stdio::null());
+    run(command)
+}
+
+/// A JSON field of an override, read with kubectl.
+pub fn mpo_field(name: &str, jsonpath: &str) -> String {
+    let run = kubectl(&["get", "modulepulloverrides.deckhouse.io", name, "-o", &format!("jsonpath={{{jsonpath}}}")]);
+    run.stdout.trim().to_string()
+}
+
+/// A module of source `test`, with images for `tags`; returns their digests.
+pub fn module_with_images(name: &str, enabled: bool, tags: &[&str]) -> Vec<String> {
+    block_on(mpo_sandbox::fixtures::module_with_images(state(), name, enabled, tags))
+        .unwrap_or_else(|err| panic!("preparing module {name}: {err:#}"))
+}
+
+/// Pushes new content under an existing tag; returns the new digest.
+pub fn push_module(name: &str, tag: &str, note: &str) -> String {
+    block_on(mpo_sandbox::fixtures::push_module(state(), name, tag, note))
+        .unwrap_or_else(|err| panic!("pushing {name}:{tag}: {err:#}"))
+}
+
+/// Tests that change simulator settings take this lock, so they never overlap.
+pub fn simulator_settings_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn set_simulator(key: &str, value: &str) {
+    block_on(mpo_sandbox::fixtures::set_simulator(state(), key, value))
+        .unwrap_or_else(|err| panic!("setting simulator {key}: {err:#}"));
+}
+
+/// Polls `check` until it returns true or `seconds` pass.
+#[track_caller]
+pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("timed out after {seconds}s waiting for {what}");
+}

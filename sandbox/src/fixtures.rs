@@ -1,0 +1,89 @@
+//! Helpers tests use to prepare their own modules, images and simulator settings, so
+//! tests that change things never share objects.
+
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use crate::image::{Layer, Pusher, module_files, push_app_image};
+use crate::seed::{deckhouse_api, repo_path};
+use crate::state::State;
+
+/// Pushes a module image (standard files; `note` makes builds differ) to the `tls`
+/// registry under `<repo>/<module>:<tag>`; returns its digest.
+pub async fn push_module(state: &State, module: &str, tag: &str, note: &str) -> anyhow::Result<String> {
+    let pusher = Pusher::new(state, "tls")?;
+    let repository = format!("{}/{module}", repo_path("tls"));
+    let revision: String = note.chars().filter(char::is_ascii_alphanumeric).collect();
+    let backend = push_app_image(&pusher, &repository, "backend", &revision).await?;
+    let frontend = push_app_image(&pusher, &repository, "frontend", "r1").await?;
+    let files = module_files(module, tag, &[("backend", &backend), ("frontend", &frontend)], note);
+    let pushed = pusher
+        .push_image(&repository, tag, &[Layer::with_files(files)], "amd64")
+        .await?;
+    Ok(pushed.digest)
+}
+
+/// A module of ModuleSource `test` with a ModuleConfig (`enabled`), and one image per
+/// tag; returns the digests in tag order.
+pub async fn module_with_images(state: &State, module: &str, enabled: bool, tags: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut digests = Vec::new();
+    for tag in tags {
+        digests.push(push_module(state, module, tag, &format!("{tag} build")).await?);
+    }
+    let client = crate::client(state).await?;
+    let apply = PatchParams::apply("mpo-sandbox-fixtures").force();
+    deckhouse_api(&client, "v1alpha1", "Module", "modules")
+        .patch(
+            module,
+            &apply,
+            &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "Module",
+                "metadata": {"name": module},
+                "properties": {"availableSources": ["test"], "weight": 900, "version": ""},
+            })),
+        )
+        .await?;
+    deckhouse_api(&client, "v1alpha1", "ModuleConfig", "moduleconfigs")
+        .patch(
+            module,
+            &apply,
+            &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
+                "metadata": {"name": module},
+                "spec": {"enabled": enabled, "version": 1},
+            })),
+        )
+        .await?;
+    // The module manager reflects the ModuleConfig within a second; wait for it so the
+    // test starts from a settled module.
+    let modules = deckhouse_api(&client, "v1alpha1", "Module", "modules");
+    let want = if enabled { "True" } else { "False" };
+    for _ in 0..100 {
+        let object = modules.get(module).await?;
+        let source = object.data.pointer("/properties/source").and_then(|v| v.as_str()).unwrap_or_default();
+        let condition = object
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|list| list.iter().find(|c| c["type"] == "EnabledByModuleConfig"))
+            .and_then(|c| c["status"].as_str().map(str::to_string));
+        if source == "test" && condition.as_deref() == Some(want) {
+            return Ok(digests);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the simulator did not settle Module {module}")
+}
+
+/// Changes one simulator setting (ConfigMap default/deckhouse-simulator).
+pub async fn set_simulator(state: &State, key: &str, value: &str) -> anyhow::Result<()> {
+    let client = crate::client(state).await?;
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "default");
+    maps.patch(
+        crate::simulator::SETTINGS_NAME,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "data": { key: value } })),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! create / edit / renew / delete against the sandbox, checked with kubectl.
+
+use crate::support::{
+    eventually, kubectl, module_with_images, mpo, mpo_field, push_module, set_simulator, simulator_settings_lock,
+    unique,
+};
+use crate::validation::mpo_exists;
+
+#[test]
+fn create_waits_for_ready_with_the_registry_digest() {
+    let name = unique("life-create");
+    let digests = module_with_images(&name, true, &["v1"]);
+    let run = mpo(&["create", &name, "--tag", "v1", "--wait", "--timeout", "60s"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("Ready"), "{run:?}");
+    assert!(run.stdout.contains(&digests[0]), "says which digest will be deployed: {run:?}");
+    assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);
+    // Both fields are always sent explicitly.
+    assert_eq!(mpo_field(&name, ".spec.scanInterval"), "15s");
+    assert_eq!(mpo_field(&name, ".spec.rollback"), "false");
+
+    let again = mpo(&["create", &name, "--tag", "v1"]);
+    again.assert_code(2);
+    assert!(again.stderr.contains("already exists") && again.stderr.contains("kubectl mpo edit"), "{again:?}");
+}
+
+#[test]
+fn create_refuses_what_could_not_become_ready_unless_forced() {
+    let name = unique("life-off");
+    module_with_images(&name, false, &["v1"]);
+    let run = mpo(&["create", &name, "--tag", "v1"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("\"enabled\":true"), "prints the fix: {run:?}");
+    assert!(!mpo_exists(&name));
+
+    let missing = mpo(&["create", "echo", "--tag", "no-such-tag-here"]);
+    missing.assert_code(1);
+    assert!(missing.stderr.contains("does not exist") || missing.stderr.contains("manifest unknown"), "{missing:?}");
+
+    let forced = mpo(&["create", &name, "--tag", "v1", "--force", "--wait", "--timeout", "30s"]);
+    forced.assert_code(1);
+    assert!(forced.stdout.contains("The module disabled"), "{forced:?}");
+    assert!(mpo_exists(&name));
+}
+
+#[test]
+fn dry_runs_change_nothing() {
+    let name = unique("life-dry");
+    module_with_images(&name, true, &["v1"]);
+    let client = mpo(&["create", &name, "--tag", "v1", "--dry-run=client", "-o", "yaml"]);
+    client.assert_code(0);
+    assert!(client.stdout.contains("imageTag: v1"), "{client:?}");
+    let server = mpo(&["create", &name, "--tag", "v1", "--dry-run=server", "-o", "json"]);
+    server.assert_code(0);
+    assert!(server.stdout.contains("\"imageTag\": \"v1\""), "{server:?}");
+    assert!(!mpo_exists(&name));
+}
+
+#[test]
+fn edit_changes_only_the_given_fields_and_redeploys() {
+    let name = unique("life-edit");
+    let digests = module_with_images(&name, true, &["v1", "v2"]);
+    mpo(&["create", &name, "--tag", "v1", "--scan-interval", "2m", "--wait"]).assert_code(0);
+    let run = mpo(&["edit", &name, "--tag", "v2", "--wait", "--timeout", "60s"]);
+    run.assert_code(0);
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
+    assert_eq!(mpo_field(&name, ".spec.scanInterval"), "2m", "untouched field kept");
+    eventually(20, "the new digest", || mpo_field(&name, ".status.imageDigest") == digests[1]);
+
+    let rollback = mpo(&["edit", &name, "--rollback=true"]);
+    rollback.assert_code(0);
+    assert_eq!(mpo_field(&name, ".spec.rollback"), "true");
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
+}
+
+#[test]
+fn edit_in_an_editor_keeps_a_concurrent_change_to_another_field() {
+    let name = unique("life-editor");
+    module_with_images(&name, true, &["v1", "v2"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+    // The "editor" changes the tag while someone else changes the scan interval.
+    let kubeconfig = crate::support::state().kubeconfig.display().to_string();
+    let script = format!(
+        "sed -i 's/imageTag: v1/imageTag: v2/' \"$1\" && KUBECONFIG={kubeconfig} kubectl patch modulepulloverrides.deckhouse.io {name} --type=merge -p '{{\"spec\":{{\"scanInterval\":\"5m\"}}}}' >/dev/null"
+    );
+    let editor = std::env::temp_dir().join(format!("{name}-editor.sh"));
+    std::fs::write(&editor, format!("#!/bin/sh\n{script}\n")).expect("write editor");
+    let mut command = crate::support::command(&["edit", &name]);
+    command.env("EDITOR", format!("sh {}", editor.display()));
+    let run = crate::support::run(command);
+    run.assert_code(0);
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
+    assert_eq!(mpo_field(&name, ".spec.scanInterval"), "5m", "the concurrent change survived");
+}
+
+#[test]
+fn renew_works_with_both_controller_styles() {
+    let _settings = simulator_settings_lock();
+    let name = unique("life-renew");
+    module_with_images(&name, true, &["v1"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+
+    set_simulator("renewStyle", "legacy");
+    let new_digest = push_module(&name, "v1", "pushed again");
+    let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains(&new_digest[7..19]) || run.stdout.contains(&new_digest), "reports the new digest: {run:?}");
+    assert_eq!(mpo_field(&name, ".status.imageDigest"), new_digest);
+
+    set_simulator("renewStyle", "modern");
+    let before = mpo_field(&name, ".status.updatedAt");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
+    run.assert_code(0);
+    // A modern controller redeploys the unchanged digest and consumes the annotation.
+    eventually(20, "a forced redeploy", || mpo_field(&name, ".status.updatedAt") != before);
+    eventually(20, "the annotation to be consumed", || {
+        mpo_field(&name, ".metadata.annotations.modules\\.deckhouse\\.io/renew").is_empty()
+    });
+}
+
+#[test]
+fn delete_asks_or_needs_yes_and_waits_until_gone() {
+    let name = unique("life-delete");
+    module_with_images(&name, true, &["v1"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+    let refused = mpo(&["delete", &name]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("--yes"), "{refused:?}");
+    assert!(mpo_exists(&name));
+    let run = mpo(&["delete", &name, "--yes", "--rollback", "--wait", "--timeout", "60s"]);
+    run.assert_code(0);
+    assert!(!mpo_exists(&name));
+}
+
+#[test]
+fn read_only_user_gets_a_clear_403() {
+    let name = unique("life-ro");
+    module_with_images(&name, true, &["v1"]);
+    let run = mpo(&["--context", &crate::support::state().contexts.readonly, "create", &name, "--tag", "v1", "--force"]);
+    run.assert_code(3);
+    assert!(run.stderr.contains("forbidden") && run.stderr.contains("create"), "{run:?}");
+    assert!(run.stderr.contains("hint:"), "{run:?}");
+    assert!(!mpo_exists(&name));
+    let listed = kubectl(&["get", "modulepulloverrides.deckhouse.io", &name]);
+    assert_ne!(listed.code, 0);
+}
