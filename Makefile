@@ -30,7 +30,7 @@ fmt:
 	$(CARGO) fmt --all
 
 bench:
-	scripts/bench.sh
+	scripts/bench.py
 
 dist:
 	scripts/dist.sh

@@ -145,7 +145,12 @@ pub struct CreateArgs {
     pub tag: Option<String>,
 
     /// How often the controller re-checks the tag (h/m/s, e.g. 15s, 1m30s)
-    #[arg(long, default_value = "15s", value_name = "DURATION", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        default_value = "15s",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub scan_interval: String,
 
     /// On deletion, return to the last released version

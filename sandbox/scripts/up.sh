@@ -169,7 +169,7 @@ REGISTRY_USER="mpo-dev"
 REGISTRY_PASSWORD="pw-$(secret)"
 TOKEN_USER="mpo-ci"
 TOKEN_PASSWORD="pw-$(secret)"
-htpasswd -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$PKI/htpasswd" 2>/dev/null
+htpasswd -C 4 -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$PKI/htpasswd" 2>/dev/null
 TLS_PORT=$(free_port)
 TOKEN_REGISTRY_PORT=$(free_port)
 HTTP_PORT=$(free_port)

@@ -10,13 +10,23 @@ use crate::state::State;
 
 /// Pushes a module image (standard files; `note` makes builds differ) to the `tls`
 /// registry under `<repo>/<module>:<tag>`; returns its digest.
-pub async fn push_module(state: &State, module: &str, tag: &str, note: &str) -> anyhow::Result<String> {
+pub async fn push_module(
+    state: &State,
+    module: &str,
+    tag: &str,
+    note: &str,
+) -> anyhow::Result<String> {
     let pusher = Pusher::new(state, "tls")?;
     let repository = format!("{}/{module}", repo_path("tls"));
     let revision: String = note.chars().filter(char::is_ascii_alphanumeric).collect();
     let backend = push_app_image(&pusher, &repository, "backend", &revision).await?;
     let frontend = push_app_image(&pusher, &repository, "frontend", "r1").await?;
-    let files = module_files(module, tag, &[("backend", &backend), ("frontend", &frontend)], note);
+    let files = module_files(
+        module,
+        tag,
+        &[("backend", &backend), ("frontend", &frontend)],
+        note,
+    );
     let pushed = pusher
         .push_image(&repository, tag, &[Layer::with_files(files)], "amd64")
         .await?;
@@ -25,7 +35,12 @@ pub async fn push_module(state: &State, module: &str, tag: &str, note: &str) -> 
 
 /// A module of ModuleSource `test` with a ModuleConfig (`enabled`), and one image per
 /// tag; returns the digests in tag order.
-pub async fn module_with_images(state: &State, module: &str, enabled: bool, tags: &[&str]) -> anyhow::Result<Vec<String>> {
+pub async fn module_with_images(
+    state: &State,
+    module: &str,
+    enabled: bool,
+    tags: &[&str],
+) -> anyhow::Result<Vec<String>> {
     let mut digests = Vec::new();
     for tag in tags {
         digests.push(push_module(state, module, tag, &format!("{tag} build")).await?);
@@ -60,7 +75,11 @@ pub async fn module_with_images(state: &State, module: &str, enabled: bool, tags
     let want = if enabled { "True" } else { "False" };
     for _ in 0..100 {
         let object = modules.get(module).await?;
-        let source = object.data.pointer("/properties/source").and_then(|v| v.as_str()).unwrap_or_default();
+        let source = object
+            .data
+            .pointer("/properties/source")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         let condition = object
             .data
             .pointer("/status/conditions")
@@ -86,4 +105,81 @@ pub async fn set_simulator(state: &State, key: &str, value: &str) -> anyhow::Res
     )
     .await?;
     Ok(())
+}
+
+/// `count` modules `bench-NNN` of source `test`, each with an image and an override;
+/// returns once the simulator reports every override Ready.
+pub async fn bench_setup(state: &State, count: usize) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let names: Vec<String> = (0..count).map(|i| format!("bench-{i:03}")).collect();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(names.clone())
+        .map(|name| async move {
+            let pusher = Pusher::new(state, "tls")?;
+            let repository = format!("{}/{name}", repo_path("tls"));
+            let files = module_files(&name, "dev", &[], "bench build");
+            pusher
+                .push_image(&repository, "dev", &[Layer::with_files(files)], "amd64")
+                .await?;
+            Ok(())
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for result in results {
+        result?;
+    }
+    let client = crate::client(state).await?;
+    let apply = PatchParams::apply("mpo-sandbox-bench").force();
+    let modules = deckhouse_api(&client, "v1alpha1", "Module", "modules");
+    let configs = deckhouse_api(&client, "v1alpha1", "ModuleConfig", "moduleconfigs");
+    let overrides = deckhouse_api(
+        &client,
+        "v1alpha2",
+        "ModulePullOverride",
+        "modulepulloverrides",
+    );
+    for name in &names {
+        modules
+            .patch(name, &apply, &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "Module", "metadata": {"name": name},
+                "properties": {"availableSources": ["test"], "weight": 900, "version": ""},
+            })))
+            .await?;
+        configs
+            .patch(name, &apply, &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": name},
+                "spec": {"enabled": true, "version": 1},
+            })))
+            .await?;
+    }
+    // Let the module manager pick the source before the overrides arrive.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for name in &names {
+        overrides
+            .patch(name, &apply, &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride", "metadata": {"name": name},
+                "spec": {"imageTag": "dev", "scanInterval": "10m", "rollback": false},
+            })))
+            .await?;
+    }
+    for _ in 0..600 {
+        let list = overrides.list(&Default::default()).await?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|o| {
+                o.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("bench-"))
+            })
+            .filter(|o| o.data.pointer("/status/message").and_then(|m| m.as_str()) == Some("Ready"))
+            .count();
+        if ready >= count {
+            println!("{count} bench overrides Ready");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    anyhow::bail!("bench overrides did not all become Ready")
 }

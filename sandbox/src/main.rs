@@ -31,6 +31,13 @@ enum Command {
     },
     /// Serve registry Bearer tokens.
     TokenServer(token_server::Args),
+    /// Create COUNT modules with images and Ready overrides (bench-000...), for the benchmark.
+    BenchSetup {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+    },
     /// Push a module image (standard module files plus a note) and print its digest.
     PushModule {
         #[arg(long)]
@@ -60,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed { state, crds } => seed::run(&load(&state)?, &crds).await,
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,
+        Command::BenchSetup { state, count } => {
+            mpo_sandbox::fixtures::bench_setup(&load(&state)?, count).await
+        }
         Command::PushModule {
             state,
             registry,
@@ -74,7 +84,10 @@ async fn main() -> anyhow::Result<()> {
             let revision: String = note.chars().filter(char::is_ascii_alphanumeric).collect();
             let backend = push_app_image(&pusher, &repository, "backend", &revision).await?;
             let frontend = push_app_image(&pusher, &repository, "frontend", "r1").await?;
-            let apps = [("backend", backend.as_str()), ("frontend", frontend.as_str())];
+            let apps = [
+                ("backend", backend.as_str()),
+                ("frontend", frontend.as_str()),
+            ];
             let files = module_files(&module, &tag, &apps, &note);
             let pushed = pusher
                 .push_image(&repository, &tag, &[Layer::with_files(files)], "amd64")

@@ -78,7 +78,10 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     let content = match (&cluster_digest, args.content && !same) {
         (Some(deployed), true) => {
             let spinner = ctx.printer.spinner("pulling both images");
-            let (old, new) = tokio::join!(client.image_tree(name, deployed), client.image_tree(name, &resolved.digest));
+            let (old, new) = tokio::join!(
+                client.image_tree(name, deployed),
+                client.image_tree(name, &resolved.digest)
+            );
             drop(spinner);
             let old = old.map_err(|err| {
                 inspect::registry_error(&source, err).with_hint(
@@ -105,7 +108,11 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
         Some(OutputFormat::Yaml) => ctx.printer.yaml(&report)?,
         _ => print_report(ctx, &report, args.content),
     }
-    Ok(if report.same { Outcome::Success } else { Outcome::ConditionFailed })
+    Ok(if report.same {
+        Outcome::Success
+    } else {
+        Outcome::ConditionFailed
+    })
 }
 
 fn is_text(content: &[u8]) -> bool {
@@ -136,7 +143,12 @@ fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
             Some(_) => {}
         }
     }
-    diff.removed = old.files.keys().filter(|p| !new.files.contains_key(*p)).cloned().collect();
+    diff.removed = old
+        .files
+        .keys()
+        .filter(|p| !new.files.contains_key(*p))
+        .cloned()
+        .collect();
     let before: BTreeMap<String, String> = app_images(old)?.into_iter().collect();
     let after: BTreeMap<String, String> = app_images(new)?.into_iter().collect();
     let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
@@ -156,7 +168,13 @@ fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
 fn print_report(ctx: &Ctx, report: &Report, content_requested: bool) {
     let p = &ctx.printer;
     p.line(format!("image:    {}", report.image));
-    p.line(format!("cluster:  {}", report.cluster_digest.as_deref().unwrap_or("<nothing deployed yet>")));
+    p.line(format!(
+        "cluster:  {}",
+        report
+            .cluster_digest
+            .as_deref()
+            .unwrap_or("<nothing deployed yet>")
+    ));
     p.line(format!("registry: {}", report.registry_digest));
     if let Some(index) = &report.index_digest {
         p.line(p.paint(
@@ -165,13 +183,25 @@ fn print_report(ctx: &Ctx, report: &Report, content_requested: bool) {
         ));
     }
     if report.same {
-        p.line(p.paint("in sync: the cluster runs the registry's current build", Tone::Good));
+        p.line(p.paint(
+            "in sync: the cluster runs the registry's current build",
+            Tone::Good,
+        ));
         return;
     }
-    p.line(p.paint("different: the registry has a build the cluster does not run", Tone::Warn));
+    p.line(p.paint(
+        "different: the registry has a build the cluster does not run",
+        Tone::Warn,
+    ));
     let Some(content) = &report.content else {
         if !content_requested {
-            p.line(p.paint(&format!("(see what changed: kubectl mpo diff {} --content)", report.module), Tone::Dim));
+            p.line(p.paint(
+                &format!(
+                    "(see what changed: kubectl mpo diff {} --content)",
+                    report.module
+                ),
+                Tone::Dim,
+            ));
         }
         return;
     };
@@ -208,7 +238,10 @@ fn print_report(ctx: &Ctx, report: &Report, content_requested: bool) {
                     p.line(p.paint(line, tone));
                 }
             }
-            None => p.line(format!("Binary files cluster/{0} and registry/{0} differ", file.path)),
+            None => p.line(format!(
+                "Binary files cluster/{0} and registry/{0} differ",
+                file.path
+            )),
         }
     }
 }

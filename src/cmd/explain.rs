@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::shared::{self, Overrides};
 use super::{Ctx, Outcome, inspect};
 use crate::cli::{ExplainArgs, OutputFormat};
-use crate::deckhouse::diagnosis::{self, Step, StepState, Sync};
+use crate::deckhouse::diagnosis::{self, Step, StepState, SyncState};
 use crate::error::{Error, Result};
 use crate::output::{Tone, age_of};
 use crate::validate;
@@ -36,7 +36,7 @@ struct Report {
     steps: Vec<Step>,
     predicted_message: Option<String>,
     registry_digest: Option<String>,
-    sync: Sync,
+    sync: SyncState,
     stale: Option<String>,
     healthy: bool,
 }
@@ -52,10 +52,20 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     let overrides = Overrides::connect(ctx).await?;
     let name = args.module.as_str();
     let existing = overrides.get(name).await?;
-    let tag = args.tag.clone().or_else(|| existing.as_ref().map(|o| o.spec.image_tag.clone()));
+    let tag = args
+        .tag
+        .clone()
+        .or_else(|| existing.as_ref().map(|o| o.spec.image_tag.clone()));
 
     let spinner = ctx.printer.spinner(format!("checking {name}"));
-    let diagnosis = inspect::diagnose(&overrides.cluster, name, tag.as_deref(), args.offline, inspect::REGISTRY_TIMEOUT).await;
+    let diagnosis = inspect::diagnose(
+        &overrides.cluster,
+        name,
+        tag.as_deref(),
+        args.offline,
+        inspect::REGISTRY_TIMEOUT,
+    )
+    .await;
     drop(spinner);
     let diagnosis = diagnosis?;
     let mut steps = diagnosis.steps.clone();
@@ -63,22 +73,30 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     let predicted = diagnosis::predicted_message(&steps);
 
     let mut stale = None;
-    let mut sync = Sync::Unknown;
+    let mut sync = SyncState::Unknown;
     if let Some(mpo) = &existing {
         let cluster_digest = mpo.image_digest().map(str::to_string);
         // A --tag other than the override's says nothing about what the cluster runs.
         if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
-            sync = Sync::of(cluster_digest.as_deref(), registry_digest.as_deref());
+            sync = SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref());
         }
         stale = diagnosis::staleness(mpo, predicted.as_deref());
-        steps.push(override_step(name, mpo, sync, registry_digest.as_deref(), stale.as_deref()));
+        steps.push(override_step(
+            name,
+            mpo,
+            sync,
+            registry_digest.as_deref(),
+            stale.as_deref(),
+        ));
         if let Some(note) = source_lag_note(&diagnosis, name) {
             steps.push(note);
         }
     }
 
     let healthy = !steps.iter().any(|s| s.state == StepState::Failed)
-        && existing.as_ref().is_none_or(|o| shared::is_ready(o) && sync != Sync::Behind);
+        && existing
+            .as_ref()
+            .is_none_or(|o| shared::is_ready(o) && sync != SyncState::Behind);
 
     let report = Report {
         module: name.to_string(),
@@ -111,13 +129,17 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         Some(OutputFormat::Yaml) => ctx.printer.yaml(&report)?,
         _ => print_report(ctx, &overrides, &report, existing.is_some()),
     }
-    Ok(if report.healthy { Outcome::Success } else { Outcome::ConditionFailed })
+    Ok(if report.healthy {
+        Outcome::Success
+    } else {
+        Outcome::ConditionFailed
+    })
 }
 
 fn override_step(
     name: &str,
     mpo: &crate::deckhouse::resources::ModulePullOverride,
-    sync: Sync,
+    sync: SyncState,
     registry_digest: Option<&str>,
     stale: Option<&str>,
 ) -> Step {
@@ -145,7 +167,7 @@ fn override_step(
         return step;
     }
     match (shared::is_ready(mpo), sync) {
-        (true, Sync::Behind) => {
+        (true, SyncState::Behind) => {
             step.state = StepState::Warning;
             step.summary = format!(
                 "override: Ready, but the cluster runs {cluster_digest} and the registry has {}",
@@ -156,13 +178,18 @@ fn override_step(
                 mpo.spec.scan_interval.as_deref().unwrap_or("15s")
             ));
             step.fix.push(format!("kubectl mpo renew {name} --wait"));
-            step.fix.push(format!("kubectl mpo diff {name} --content    # what changed"));
+            step.fix.push(format!(
+                "kubectl mpo diff {name} --content    # what changed"
+            ));
         }
         (true, _) => {}
         (false, _) if message.starts_with("Validation error") => {
             step.state = StepState::Failed;
             step.cause = Some("the image was downloaded but Deckhouse rejected its content".into());
-            step.fix.push(format!("kubectl mpo registry files {name}:{}    # inspect the image", mpo.spec.image_tag));
+            step.fix.push(format!(
+                "kubectl mpo registry files {name}:{}    # inspect the image",
+                mpo.spec.image_tag
+            ));
         }
         (false, _) => {
             step.state = StepState::Failed;
@@ -175,7 +202,12 @@ fn override_step(
 /// The ModuleSource's `overridden` flag lags the MPO by up to one rescan (3 minutes).
 fn source_lag_note(diagnosis: &inspect::Diagnosis, name: &str) -> Option<Step> {
     let source = diagnosis.source.as_ref()?;
-    let listed = source.status.as_ref()?.modules.iter().find(|m| m.name == name)?;
+    let listed = source
+        .status
+        .as_ref()?
+        .modules
+        .iter()
+        .find(|m| m.name == name)?;
     if listed.overridden {
         return None;
     }
@@ -196,7 +228,10 @@ fn print_report(ctx: &Ctx, overrides: &Overrides, report: &Report, exists: bool)
     let heading = match (&report.tag, exists) {
         (Some(tag), true) => format!("{} (tag {tag})", report.module),
         (Some(tag), false) => format!("{} (no override yet; checking tag {tag})", report.module),
-        (None, _) => format!("{} (no override yet; pass --tag to check the registry too)", report.module),
+        (None, _) => format!(
+            "{} (no override yet; pass --tag to check the registry too)",
+            report.module
+        ),
     };
     ctx.printer.line(format!(
         "Checks for {heading} on context {:?}:",
@@ -205,13 +240,21 @@ fn print_report(ctx: &Ctx, overrides: &Overrides, report: &Report, exists: bool)
     inspect::print_steps(ctx, &report.steps, false);
     let verdict = if report.healthy {
         match (exists, report.sync) {
-            (true, Sync::InSync) => ctx.printer.paint("OK: the cluster runs the registry's current build", Tone::Good),
+            (true, SyncState::InSync) => ctx.printer.paint(
+                "OK: the cluster runs the registry's current build",
+                Tone::Good,
+            ),
             (true, _) => ctx.printer.paint("OK: the override is Ready", Tone::Good),
-            (false, _) => ctx.printer.paint("OK: an override would become Ready", Tone::Good),
+            (false, _) => ctx
+                .printer
+                .paint("OK: an override would become Ready", Tone::Good),
         }
     } else {
         let predicted = report.predicted_message.as_deref().unwrap_or("unknown");
-        ctx.printer.paint(&format!("Problem: expected status.message {predicted:?}"), Tone::Bad)
+        ctx.printer.paint(
+            &format!("Problem: expected status.message {predicted:?}"),
+            Tone::Bad,
+        )
     };
     ctx.printer.line(verdict);
 }

@@ -54,7 +54,12 @@ pub async fn gather(cluster: &Cluster, name: &str) -> Result<Facts> {
         modules
             .list_metadata(&Default::default())
             .await
-            .map(|list| list.items.into_iter().filter_map(|m| m.metadata.name).collect())
+            .map(|list| {
+                list.items
+                    .into_iter()
+                    .filter_map(|m| m.metadata.name)
+                    .collect()
+            })
             .unwrap_or_default()
     } else {
         Vec::new()
@@ -71,8 +76,6 @@ pub async fn gather(cluster: &Cluster, name: &str) -> Result<Facts> {
 pub struct Diagnosis {
     pub steps: Vec<Step>,
     pub source: Option<ModuleSource>,
-    /// `<repo>/<module>:<tag>` when the registry was asked.
-    pub image: Option<String>,
     pub registry: Option<std::result::Result<ResolvedDigest, RegistryError>>,
 }
 
@@ -103,7 +106,7 @@ pub async fn diagnose(
     });
     let mut steps = verdict.steps;
     let source = verdict.source.cloned();
-    let mut image = None;
+    let mut image: Option<String> = None;
     let mut registry = None;
     if let (Some(source), Some(tag), false) = (&source, tag, offline) {
         let result = match SourceRegistry::from_source(source, &registry_options(timeout)) {
@@ -113,15 +116,15 @@ pub async fn diagnose(
             }
             Err(err) => Err(err),
         };
-        let shown = image.clone().unwrap_or_else(|| format!("{}/{name}:{tag}", source.spec.registry.repo));
+        let shown = image
+            .clone()
+            .unwrap_or_else(|| format!("{}/{name}:{tag}", source.spec.registry.repo));
         steps.push(diagnosis::registry_step(name, tag, source, &shown, &result));
-        image = Some(shown);
         registry = Some(result);
     }
     Ok(Diagnosis {
         steps,
         source,
-        image,
         registry,
     })
 }
@@ -161,7 +164,11 @@ pub fn print_steps(ctx: &Ctx, steps: &[Step], to_stderr: bool) {
 
 /// The ModuleSource a registry command or lookup should use: `--source`, else the
 /// module's active source, else the only ModuleSource.
-pub async fn choose_source(cluster: &Cluster, module: Option<&str>, flag: Option<&str>) -> Result<ModuleSource> {
+pub async fn choose_source(
+    cluster: &Cluster,
+    module: Option<&str>,
+    flag: Option<&str>,
+) -> Result<ModuleSource> {
     let sources = list_sources(cluster).await?.ok_or_else(|| {
         Error::runtime(format!(
             "forbidden: you may not list modulesources.deckhouse.io on {} (context {:?})",
@@ -184,7 +191,11 @@ pub async fn choose_source(cluster: &Cluster, module: Option<&str>, flag: Option
             .await
             .map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?
             .and_then(|m| m.properties)
-            .and_then(|p| p.source.filter(|s| !s.is_empty() && s != "Embedded").or_else(|| p.available_sources.first().cloned())),
+            .and_then(|p| {
+                p.source
+                    .filter(|s| !s.is_empty() && s != "Embedded")
+                    .or_else(|| p.available_sources.first().cloned())
+            }),
         (None, None) => None,
     };
     match wanted {
@@ -198,21 +209,30 @@ pub async fn choose_source(cluster: &Cluster, module: Option<&str>, flag: Option
             }),
         None if sources.len() == 1 => Ok(sources[0].clone()),
         None if sources.is_empty() => Err(Error::runtime("the cluster has no ModuleSources")),
-        None => Err(Error::usage("several ModuleSources exist; choose one with --source NAME")
-            .with_hint(format!("ModuleSources: {}", names()))),
+        None => Err(
+            Error::usage("several ModuleSources exist; choose one with --source NAME")
+                .with_hint(format!("ModuleSources: {}", names())),
+        ),
     }
 }
 
 /// A registry client for a ModuleSource, with errors in the tool's format.
 pub fn client_for(source: &ModuleSource, timeout: Duration) -> Result<SourceRegistry> {
-    SourceRegistry::from_source(source, &registry_options(timeout)).map_err(|err| registry_error(source, err))
+    SourceRegistry::from_source(source, &registry_options(timeout))
+        .map_err(|err| registry_error(source, err))
 }
 
 pub fn registry_error(source: &ModuleSource, err: RegistryError) -> Error {
     let name = source.metadata.name.as_deref().unwrap_or_default();
-    Error::runtime(format!("registry of ModuleSource {name} ({}): {}", source.spec.registry.repo, err.message))
-        .with_hint(match err.kind {
-            crate::registry::RegistryErrorKind::NotFound => "list what exists with: kubectl mpo registry tags MODULE".to_string(),
-            _ => "see what is wrong with: kubectl mpo explain MODULE".to_string(),
-        })
+    Error::runtime(format!(
+        "registry of ModuleSource {name} ({}): {}",
+        source.spec.registry.repo, err.message
+    ))
+    .with_detail(format!("registry error kind: {:?}", err.kind))
+    .with_hint(match err.kind {
+        crate::registry::RegistryErrorKind::NotFound => {
+            "list what exists with: kubectl mpo registry tags MODULE".to_string()
+        }
+        _ => "see what is wrong with: kubectl mpo explain MODULE".to_string(),
+    })
 }

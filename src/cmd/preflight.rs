@@ -19,11 +19,19 @@ pub struct Checks {
 
 pub async fn run(ctx: &Ctx, overrides: &Overrides, module: &str, tag: &str) -> Result<Checks> {
     let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
-    let diagnosis = inspect::diagnose(&overrides.cluster, module, Some(tag), false, inspect::REGISTRY_TIMEOUT).await;
+    let diagnosis = inspect::diagnose(
+        &overrides.cluster,
+        module,
+        Some(tag),
+        false,
+        inspect::REGISTRY_TIMEOUT,
+    )
+    .await;
     drop(spinner);
     let diagnosis = diagnosis?;
     if diagnosis.blocked() {
-        ctx.printer.note(format!("{module}:{tag} would not become Ready:"));
+        ctx.printer
+            .note(format!("{module}:{tag} would not become Ready:"));
         let failing: Vec<_> = diagnosis
             .steps
             .iter()
@@ -44,13 +52,21 @@ pub async fn run(ctx: &Ctx, overrides: &Overrides, module: &str, tag: &str) -> R
 pub async fn pick_tag(ctx: &Ctx, overrides: &Overrides, module: &str) -> Result<String> {
     let source = inspect::choose_source(&overrides.cluster, Some(module), None).await?;
     let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
-    let tags = client
-        .tags(module)
-        .await
-        .map_err(|err| inspect::registry_error(&source, err))?;
-    let tags: Vec<String> = tags.into_iter().filter(|t| !super::registry::is_hash_tag(t)).collect();
+    let spinner = ctx
+        .printer
+        .spinner(format!("listing tags of {}/{module}", client.repo()));
+    let tags = client.tags(module).await;
+    drop(spinner);
+    let tags = tags.map_err(|err| inspect::registry_error(&source, err))?;
+    let tags: Vec<String> = tags
+        .into_iter()
+        .filter(|t| !super::registry::is_hash_tag(t))
+        .collect();
     if tags.is_empty() {
-        return Err(Error::runtime(format!("{}/{module} has no tags", client.repo())));
+        return Err(Error::runtime(format!(
+            "{}/{module} has no tags",
+            client.repo()
+        )));
     }
     let chosen = FuzzySelect::new()
         .with_prompt(format!("tag of {}/{module}", client.repo()))
@@ -65,9 +81,20 @@ pub async fn pick_tag(ctx: &Ctx, overrides: &Overrides, module: &str) -> Result<
 
 /// After a conflict, show why, with the fix.
 pub async fn explain_after_conflict(ctx: &Ctx, overrides: &Overrides, name: &str) {
-    let tag = overrides.get(name).await.ok().flatten().map(|o| o.spec.image_tag);
-    if let Ok(diagnosis) =
-        inspect::diagnose(&overrides.cluster, name, tag.as_deref(), false, inspect::REGISTRY_TIMEOUT).await
+    let tag = overrides
+        .get(name)
+        .await
+        .ok()
+        .flatten()
+        .map(|o| o.spec.image_tag);
+    if let Ok(diagnosis) = inspect::diagnose(
+        &overrides.cluster,
+        name,
+        tag.as_deref(),
+        false,
+        inspect::REGISTRY_TIMEOUT,
+    )
+    .await
     {
         let failing: Vec<_> = diagnosis
             .steps
@@ -76,5 +103,6 @@ pub async fn explain_after_conflict(ctx: &Ctx, overrides: &Overrides, name: &str
             .collect();
         inspect::print_steps(ctx, &failing, true);
     }
-    ctx.printer.note(format!("full report: kubectl mpo explain {name}"));
+    ctx.printer
+        .note(format!("full report: kubectl mpo explain {name}"));
 }

@@ -16,7 +16,14 @@ use crate::registry::{ImageTree, SourceRegistry};
 use crate::validate;
 
 /// Release channels as Deckhouse tags them (kebab case).
-pub const CHANNELS: [&str; 6] = ["alpha", "beta", "early-access", "stable", "rock-solid", "lts"];
+pub const CHANNELS: [&str; 6] = [
+    "alpha",
+    "beta",
+    "early-access",
+    "stable",
+    "rock-solid",
+    "lts",
+];
 
 /// Application images are tagged with long hashes; module images with branches or semver.
 pub fn is_hash_tag(tag: &str) -> bool {
@@ -48,7 +55,8 @@ async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Resul
         validate::module_name(source).map_err(|err| err.context("--source"))?;
     }
     let overrides = Overrides::connect(ctx).await?;
-    let source = inspect::choose_source(&overrides.cluster, module, common.source.as_deref()).await?;
+    let source =
+        inspect::choose_source(&overrides.cluster, module, common.source.as_deref()).await?;
     let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
     Ok(Target {
         overrides,
@@ -57,7 +65,13 @@ async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Resul
     })
 }
 
-fn print_list<T: Serialize>(ctx: &Ctx, output: Option<OutputFormat>, header: &str, items: &[String], document: &T) -> Result<()> {
+fn print_list<T: Serialize>(
+    ctx: &Ctx,
+    output: Option<OutputFormat>,
+    header: &str,
+    items: &[String],
+    document: &T,
+) -> Result<()> {
     match output {
         Some(OutputFormat::Json) => ctx.printer.json(document),
         Some(OutputFormat::Yaml) => ctx.printer.yaml(document),
@@ -68,7 +82,10 @@ fn print_list<T: Serialize>(ctx: &Ctx, output: Option<OutputFormat>, header: &st
             Ok(())
         }
         _ => {
-            let rows: Vec<Vec<(String, Tone)>> = items.iter().map(|i| vec![(i.clone(), Tone::Plain)]).collect();
+            let rows: Vec<Vec<(String, Tone)>> = items
+                .iter()
+                .map(|i| vec![(i.clone(), Tone::Plain)])
+                .collect();
             ctx.printer.table(&[header], &rows);
             Ok(())
         }
@@ -123,7 +140,11 @@ async fn tags(ctx: &Ctx, module: &str, all: bool, common: &RegistryArgs) -> Resu
 }
 
 /// `MODULE[:TAG]`; without a tag, the override's tag.
-async fn image_target(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<(Target, String, String)> {
+async fn image_target(
+    ctx: &Ctx,
+    image: &str,
+    common: &RegistryArgs,
+) -> Result<(Target, String, String)> {
     let (module, tag) = match image.split_once(':') {
         Some((module, tag)) => {
             validate::image_tag(tag)?;
@@ -137,8 +158,12 @@ async fn image_target(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<(
         None => match target.overrides.get(&module).await? {
             Some(mpo) => mpo.spec.image_tag,
             None => {
-                return Err(Error::usage(format!("no override for {module}: say which tag, as {module}:TAG"))
-                    .with_hint(format!("list the tags with: kubectl mpo registry tags {module}")));
+                return Err(Error::usage(format!(
+                    "no override for {module}: say which tag, as {module}:TAG"
+                ))
+                .with_hint(format!(
+                    "list the tags with: kubectl mpo registry tags {module}"
+                )));
             }
         },
     };
@@ -146,7 +171,9 @@ async fn image_target(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<(
 }
 
 async fn pull(ctx: &Ctx, target: &Target, module: &str, tag: &str) -> Result<ImageTree> {
-    let spinner = ctx.printer.spinner(format!("pulling {}", target.client.image_name(module, tag)));
+    let spinner = ctx
+        .printer
+        .spinner(format!("pulling {}", target.client.image_name(module, tag)));
     let tree = target.client.image_tree(module, tag).await;
     drop(spinner);
     tree.map_err(|err| inspect::registry_error(&target.source, err))
@@ -169,7 +196,14 @@ async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome>
     let doc = Doc {
         image: target.client.image_name(&module, &tag),
         digest: &tree.digest,
-        files: tree.files.iter().map(|(path, content)| File { path, size: content.len() }).collect(),
+        files: tree
+            .files
+            .iter()
+            .map(|(path, content)| File {
+                path,
+                size: content.len(),
+            })
+            .collect(),
     };
     match common.output {
         Some(OutputFormat::Json) => ctx.printer.json(&doc)?,
@@ -179,7 +213,12 @@ async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome>
             let rows: Vec<Vec<(String, Tone)>> = doc
                 .files
                 .iter()
-                .map(|f| vec![(f.path.to_string(), Tone::Plain), (f.size.to_string(), Tone::Dim)])
+                .map(|f| {
+                    vec![
+                        (f.path.to_string(), Tone::Plain),
+                        (f.size.to_string(), Tone::Dim),
+                    ]
+                })
                 .collect();
             ctx.printer.table(&["PATH", "SIZE"], &rows);
         }
@@ -192,8 +231,13 @@ async fn cat(ctx: &Ctx, image: &str, path: &str, common: &RegistryArgs) -> Resul
     let tree = pull(ctx, &target, &module, &tag).await?;
     let wanted = path.trim_start_matches("./").trim_start_matches('/');
     let content = tree.files.get(wanted).ok_or_else(|| {
-        Error::runtime(format!("{wanted} is not in {}", target.client.image_name(&module, &tag)))
-            .with_hint(format!("list the files with: kubectl mpo registry files {module}:{tag}"))
+        Error::runtime(format!(
+            "{wanted} is not in {}",
+            target.client.image_name(&module, &tag)
+        ))
+        .with_hint(format!(
+            "list the files with: kubectl mpo registry files {module}:{tag}"
+        ))
     })?;
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -215,7 +259,12 @@ pub fn app_images(tree: &ImageTree) -> Result<Vec<(String, String)>> {
         .ok_or_else(|| Error::runtime("images_digests.json is not a JSON object"))?;
     Ok(map
         .iter()
-        .map(|(name, digest)| (name.clone(), digest.as_str().unwrap_or_default().to_string()))
+        .map(|(name, digest)| {
+            (
+                name.clone(),
+                digest.as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect())
 }
 
@@ -260,7 +309,11 @@ async fn releases(ctx: &Ctx, module: &str, common: &RegistryArgs) -> Result<Outc
         .tags(&repository)
         .await
         .map_err(|err| inspect::registry_error(&target.source, err))?;
-    let channels: Vec<&str> = CHANNELS.iter().copied().filter(|c| tags.iter().any(|t| t == c)).collect();
+    let channels: Vec<&str> = CHANNELS
+        .iter()
+        .copied()
+        .filter(|c| tags.iter().any(|t| t == c))
+        .collect();
     let lookups = channels.iter().map(|channel| {
         let client = &target.client;
         let repository = repository.clone();
@@ -278,7 +331,11 @@ async fn releases(ctx: &Ctx, module: &str, common: &RegistryArgs) -> Result<Outc
         }
     });
     let pointed: Vec<(String, String)> = futures::future::join_all(lookups).await;
-    let versions: Vec<String> = tags.iter().filter(|t| !CHANNELS.contains(&t.as_str())).cloned().collect();
+    let versions: Vec<String> = tags
+        .iter()
+        .filter(|t| !CHANNELS.contains(&t.as_str()))
+        .cloned()
+        .collect();
     #[derive(Serialize)]
     struct Doc {
         repository: String,
@@ -300,7 +357,8 @@ async fn releases(ctx: &Ctx, module: &str, common: &RegistryArgs) -> Result<Outc
                 .map(|(c, v)| vec![(c.clone(), Tone::Plain), (v.clone(), Tone::Good)])
                 .collect();
             ctx.printer.table(&["CHANNEL", "VERSION"], &rows);
-            ctx.printer.line(format!("versions: {}", versions.join(", ")));
+            ctx.printer
+                .line(format!("versions: {}", versions.join(", ")));
         }
     }
     Ok(Outcome::Success)

@@ -94,9 +94,11 @@ impl Overrides {
         dry_run: bool,
         verb: &str,
     ) -> Result<Option<ModulePullOverride>> {
-        let mut params = PatchParams::default();
-        params.field_manager = Some(FIELD_MANAGER.to_string());
-        params.dry_run = dry_run;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            dry_run,
+            ..PatchParams::default()
+        };
         match self.api.patch(name, &params, &Patch::Merge(patch)).await {
             Ok(updated) => Ok(Some(updated)),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),

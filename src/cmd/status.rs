@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::shared::{self, Overrides, RESOURCE};
 use super::{Ctx, Outcome, inspect};
 use crate::cli::{OutputFormat, StatusArgs};
-use crate::deckhouse::diagnosis::{self, ClusterFacts, StepState, Sync};
+use crate::deckhouse::diagnosis::{self, ClusterFacts, StepState, SyncState};
 use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
 use crate::error::{Error, Result};
 use crate::output::{Tone, age_of, short_digest};
@@ -37,7 +37,7 @@ struct Row {
     /// Set when the tag is a multi-arch index: the index digest (`crane digest`).
     #[serde(skip_serializing_if = "Option::is_none")]
     index_digest: Option<String>,
-    sync: Sync,
+    sync: SyncState,
     updated_at: Option<String>,
     source: Option<String>,
     /// Why the override is not Ready, or why the registry digest is unknown.
@@ -66,25 +66,36 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
     }
     let timeout = validate::duration_flag("registry-timeout", &args.registry_timeout, false)?;
     if args.watch && matches!(args.output, Some(OutputFormat::Json | OutputFormat::Yaml)) {
-        return Err(Error::usage("--watch prints table rows; use it without -o json|yaml"));
+        return Err(Error::usage(
+            "--watch prints table rows; use it without -o json|yaml",
+        ));
     }
     let overrides = Overrides::connect(ctx).await?;
     let mut items = list_overrides(&overrides, &args.modules).await?;
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
     let world = Arc::new(load_world(&overrides).await?);
-    let spinner = (!args.offline && !items.is_empty())
-        .then(|| ctx.printer.spinner(format!("asking the registry about {} overrides", items.len())));
+    let spinner = (!args.offline && !items.is_empty()).then(|| {
+        ctx.printer.spinner(format!(
+            "asking the registry about {} overrides",
+            items.len()
+        ))
+    });
     let rows = build_rows(&items, &world, args.offline, timeout).await;
     drop(spinner);
 
     match args.output {
         Some(OutputFormat::Json) => ctx.printer.json(&document(&rows))?,
         Some(OutputFormat::Yaml) => ctx.printer.yaml(&document(&rows))?,
-        Some(OutputFormat::Name) => rows.iter().for_each(|r| ctx.printer.line(format!("{RESOURCE}/{}", r.name))),
+        Some(OutputFormat::Name) => rows
+            .iter()
+            .for_each(|r| ctx.printer.line(format!("{RESOURCE}/{}", r.name))),
         wide => {
             if rows.is_empty() && !args.watch {
-                ctx.printer.note(format!("No ModulePullOverrides on context {:?}.", overrides.cluster.context));
+                ctx.printer.note(format!(
+                    "No ModulePullOverrides on context {:?}.",
+                    overrides.cluster.context
+                ));
             } else {
                 print_table(ctx, &rows, wide == Some(OutputFormat::Wide), true);
                 print_causes(ctx, &rows);
@@ -105,7 +116,10 @@ fn document(rows: &[Row]) -> Document<'_> {
     }
 }
 
-async fn list_overrides(overrides: &Overrides, names: &[String]) -> Result<Vec<ModulePullOverride>> {
+async fn list_overrides(
+    overrides: &Overrides,
+    names: &[String],
+) -> Result<Vec<ModulePullOverride>> {
     if names.is_empty() {
         return overrides
             .api
@@ -136,8 +150,15 @@ async fn load_world(overrides: &Overrides) -> Result<World> {
     let configs = configs.map(|list| list.items).unwrap_or_default();
     let by_name = |name: &Option<String>| name.clone().unwrap_or_default();
     Ok(World {
-        modules: modules.items.into_iter().map(|m| (by_name(&m.metadata.name), m)).collect(),
-        configs: configs.into_iter().map(|c| (by_name(&c.metadata.name), c)).collect(),
+        modules: modules
+            .items
+            .into_iter()
+            .map(|m| (by_name(&m.metadata.name), m))
+            .collect(),
+        configs: configs
+            .into_iter()
+            .map(|c| (by_name(&c.metadata.name), c))
+            .collect(),
         sources: sources?,
     })
 }
@@ -159,9 +180,15 @@ fn cluster_cause(world: &World, name: &str) -> (Option<String>, Option<ModuleSou
     (cause, verdict.source.cloned())
 }
 
-async fn build_rows(items: &[ModulePullOverride], world: &World, offline: bool, timeout: Duration) -> Vec<Row> {
+async fn build_rows(
+    items: &[ModulePullOverride],
+    world: &World,
+    offline: bool,
+    timeout: Duration,
+) -> Vec<Row> {
     // One client per ModuleSource, shared by its rows.
-    let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> = HashMap::new();
+    let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
+        HashMap::new();
     let mut jobs = Vec::new();
     for (index, mpo) in items.iter().enumerate() {
         let name = mpo.metadata.name.clone().unwrap_or_default();
@@ -172,22 +199,38 @@ async fn build_rows(items: &[ModulePullOverride], world: &World, offline: bool, 
                 Some(
                     clients
                         .entry(key)
-                        .or_insert_with(|| Arc::new(SourceRegistry::from_source(source, &inspect::registry_options(timeout))))
+                        .or_insert_with(|| {
+                            Arc::new(SourceRegistry::from_source(
+                                source,
+                                &inspect::registry_options(timeout),
+                            ))
+                        })
                         .clone(),
                 )
             }
             _ => None,
         };
-        jobs.push((index, name, mpo.spec.image_tag.clone(), cause, source, client));
+        jobs.push((
+            index,
+            name,
+            mpo.spec.image_tag.clone(),
+            cause,
+            source,
+            client,
+        ));
     }
     let mut rows: Vec<(usize, Row)> = futures::stream::iter(jobs)
         .map(|(index, name, tag, cause, source, client)| async move {
-            let lookup: Option<std::result::Result<ResolvedDigest, RegistryError>> = match client.as_deref() {
-                Some(Ok(client)) => Some(client.module_digest(&name, &tag).await),
-                Some(Err(err)) => Some(Err(err.clone())),
-                None => None,
-            };
-            (index, make_row(&items[index], cause, source.as_ref(), lookup, offline))
+            let lookup: Option<std::result::Result<ResolvedDigest, RegistryError>> =
+                match client.as_deref() {
+                    Some(Ok(client)) => Some(client.module_digest(&name, &tag).await),
+                    Some(Err(err)) => Some(Err(err.clone())),
+                    None => None,
+                };
+            (
+                index,
+                make_row(&items[index], cause, source.as_ref(), lookup, offline),
+            )
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
@@ -223,7 +266,7 @@ fn make_row(
     Row {
         name: mpo.metadata.name.clone().unwrap_or_default(),
         tag: mpo.spec.image_tag.clone(),
-        sync: Sync::of(cluster_digest.as_deref(), registry_digest.as_deref()),
+        sync: SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref()),
         message,
         ready,
         cluster_digest,
@@ -247,29 +290,52 @@ fn truncate(text: &str, width: usize) -> String {
 fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
     let message_tone = if row.ready { Tone::Good } else { Tone::Bad };
     let sync_tone = match row.sync {
-        Sync::InSync => Tone::Good,
-        Sync::Behind => Tone::Warn,
-        Sync::Unknown => Tone::Dim,
+        SyncState::InSync => Tone::Good,
+        SyncState::Behind => Tone::Warn,
+        SyncState::Unknown => Tone::Dim,
     };
     let digest = |d: &Option<String>| d.as_deref().map(short_digest).unwrap_or_else(|| "-".into());
-    let message = if row.message.is_empty() { "<none>".to_string() } else { row.message.clone() };
+    let message = if row.message.is_empty() {
+        "<none>".to_string()
+    } else {
+        row.message.clone()
+    };
     let mut cells = vec![
         (row.name.clone(), Tone::Bold),
         (row.tag.clone(), Tone::Plain),
-        (if wide { message } else { truncate(&message, 48) }, message_tone),
+        (
+            if wide {
+                message
+            } else {
+                truncate(&message, 48)
+            },
+            message_tone,
+        ),
         (digest(&row.cluster_digest), Tone::Plain),
         (digest(&row.registry_digest), Tone::Plain),
         (row.sync.label().to_string(), sync_tone),
-        (if row.updated_at.is_some() { age_of(row.updated_at.as_deref()) } else { "-".into() }, Tone::Dim),
+        (
+            if row.updated_at.is_some() {
+                age_of(row.updated_at.as_deref())
+            } else {
+                "-".into()
+            },
+            Tone::Dim,
+        ),
     ];
     if wide {
-        cells.push((row.source.clone().unwrap_or_else(|| "-".into()), Tone::Plain));
+        cells.push((
+            row.source.clone().unwrap_or_else(|| "-".into()),
+            Tone::Plain,
+        ));
     }
     cells
 }
 
 fn print_table(ctx: &Ctx, rows: &[Row], wide: bool, header: bool) {
-    let mut headers = vec!["NAME", "TAG", "MESSAGE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED"];
+    let mut headers = vec![
+        "NAME", "TAG", "MESSAGE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED",
+    ];
     if wide {
         headers.push("SOURCE");
     }
@@ -282,23 +348,36 @@ fn print_table(ctx: &Ctx, rows: &[Row], wide: bool, header: bool) {
 }
 
 fn print_causes(ctx: &Ctx, rows: &[Row]) {
-    let with_causes: Vec<&Row> = rows.iter().filter(|r| r.cause.is_some() && (!r.ready || r.registry_digest.is_none())).collect();
+    let with_causes: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.cause.is_some() && (!r.ready || r.registry_digest.is_none()))
+        .collect();
     if with_causes.is_empty() {
         return;
     }
     ctx.printer.line("");
     for row in with_causes {
         let cause = row.cause.as_deref().unwrap_or_default();
-        ctx.printer.line(format!("{}: {}", ctx.printer.paint(&row.name, Tone::Bold), cause));
+        ctx.printer.line(format!(
+            "{}: {}",
+            ctx.printer.paint(&row.name, Tone::Bold),
+            cause
+        ));
     }
-    ctx.printer.line(format!(
-        "{}",
-        ctx.printer.paint("(kubectl mpo explain NAME shows the checks and the fix)", Tone::Dim)
+    ctx.printer.line(ctx.printer.paint(
+        "(kubectl mpo explain NAME shows the checks and the fix)",
+        Tone::Dim,
     ));
 }
 
 /// Prints a row each time an override changes, like `kubectl get -w`.
-async fn watch(ctx: &Ctx, overrides: &Overrides, args: &StatusArgs, world: Arc<World>, timeout: Duration) -> Result<()> {
+async fn watch(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    args: &StatusArgs,
+    world: Arc<World>,
+    timeout: Duration,
+) -> Result<()> {
     let names = args.modules.clone();
     let stream = watcher(overrides.api.clone(), watcher::Config::default());
     let mut stream = std::pin::pin!(stream);
@@ -329,7 +408,13 @@ async fn watch(ctx: &Ctx, overrides: &Overrides, args: &StatusArgs, world: Arc<W
         if !names.is_empty() && !names.contains(&name) {
             continue;
         }
-        let rows = build_rows(std::slice::from_ref(&changed), &world, args.offline, timeout).await;
+        let rows = build_rows(
+            std::slice::from_ref(&changed),
+            &world,
+            args.offline,
+            timeout,
+        )
+        .await;
         print_table(ctx, &rows, args.output == Some(OutputFormat::Wide), false);
     }
 }

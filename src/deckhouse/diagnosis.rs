@@ -97,12 +97,6 @@ pub struct ClusterVerdict<'a> {
     pub source: Option<&'a ModuleSource>,
 }
 
-impl ClusterVerdict<'_> {
-    pub fn blocked(&self) -> bool {
-        self.steps.iter().any(|s| s.state == StepState::Failed)
-    }
-}
-
 fn renew_hint(name: &str) -> String {
     format!("kubectl mpo renew {name}    # re-check now instead of waiting up to 60 s")
 }
@@ -120,7 +114,10 @@ fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
 pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
     let name = facts.name;
     let mut steps = Vec::new();
-    let done = |steps: Vec<Step>| ClusterVerdict { steps, source: None };
+    let done = |steps: Vec<Step>| ClusterVerdict {
+        steps,
+        source: None,
+    };
 
     // 1. The Module exists.
     let Some(module) = facts.module else {
@@ -130,11 +127,15 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
                  module appears only once a ModuleSource's registry lists it (tag {name} in the repo)"
             ));
         if let Some(guess) = closest(name, facts.module_names) {
-            step = step.fix(format!("kubectl mpo create {guess} ...    # did you mean {guess}?"));
+            step = step.fix(format!(
+                "kubectl mpo create {guess} ...    # did you mean {guess}?"
+            ));
         }
         step = step
             .fix("kubectl get modules    # the module names the cluster knows".to_string())
-            .fix(format!("kubectl mpo registry modules    # is {name} in the source's catalog?"));
+            .fix(format!(
+                "kubectl mpo registry modules    # is {name} in the source's catalog?"
+            ));
         steps.push(step);
         return done(steps);
     };
@@ -157,7 +158,10 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
         );
         return done(steps);
     }
-    steps.push(Step::passed("embedded", "not embedded: the module comes from a ModuleSource"));
+    steps.push(Step::passed(
+        "embedded",
+        "not embedded: the module comes from a ModuleSource",
+    ));
 
     // 3. Enabled.
     let enabled = module.condition("EnabledByModuleConfig");
@@ -168,7 +172,10 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
         "kubectl apply -f - <<EOF\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata:\n  name: {name}\nspec:\n  enabled: true\nEOF"
     );
     match enabled.map(|c| c.status.as_str()) {
-        Some("True") => steps.push(Step::passed("enabled", "enabled (condition EnabledByModuleConfig=True)")),
+        Some("True") => steps.push(Step::passed(
+            "enabled",
+            "enabled (condition EnabledByModuleConfig=True)",
+        )),
         Some("False") => {
             let reason = enabled
                 .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
@@ -177,12 +184,19 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
                 .config
                 .and_then(|c| c.spec.enabled)
                 .is_some_and(|enabled| !enabled);
-            let mut step = Step::failed("enabled", format!("Module {name} is disabled ({reason})"), MSG_DISABLED);
+            let mut step = Step::failed(
+                "enabled",
+                format!("Module {name} is disabled ({reason})"),
+                MSG_DISABLED,
+            );
             step = if config_says_off {
-                step.because(format!("ModuleConfig {name} has spec.enabled: false")).fix(patch_enabled)
+                step.because(format!("ModuleConfig {name} has spec.enabled: false"))
+                    .fix(patch_enabled)
             } else if facts.config.is_none() {
-                step.because(format!("the module is off ({reason}) and there is no ModuleConfig {name}"))
-                    .fix(create_config)
+                step.because(format!(
+                    "the module is off ({reason}) and there is no ModuleConfig {name}"
+                ))
+                .fix(create_config)
             } else {
                 step.because(format!(
                     "the module manager turned it off: {reason}; a ModuleConfig cannot override that"
@@ -227,7 +241,11 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
     // 4. An active source.
     if source_name.is_empty() {
         let available = &properties.available_sources;
-        let mut step = Step::failed("active-source", format!("Module {name} has no active source"), MSG_NO_SOURCE);
+        let mut step = Step::failed(
+            "active-source",
+            format!("Module {name} has no active source"),
+            MSG_NO_SOURCE,
+        );
         step = match available.len() {
             0 => step
                 .because("no ModuleSource lists this module in its registry catalog")
@@ -253,7 +271,10 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
         steps.push(step.fix(renew_hint(name)));
         return done(steps);
     }
-    steps.push(Step::passed("active-source", format!("active source: {source_name}")));
+    steps.push(Step::passed(
+        "active-source",
+        format!("active source: {source_name}"),
+    ));
 
     // 6. The ModuleSource exists.
     let Some(sources) = facts.sources else {
@@ -263,13 +284,27 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
         );
         return done(steps);
     };
-    let Some(source) = sources.iter().find(|s| s.metadata.name.as_deref() == Some(source_name)) else {
-        let others: Vec<&str> = sources.iter().filter_map(|s| s.metadata.name.as_deref()).collect();
-        let mut step = Step::failed("source", format!("ModuleSource {source_name} does not exist"), MSG_SOURCE_NOT_FOUND)
-            .because(format!(
-                "Module {name} points at ModuleSource {source_name}, which is gone{}",
-                if others.is_empty() { String::new() } else { format!(" (existing: {})", others.join(", ")) }
-            ));
+    let Some(source) = sources
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(source_name))
+    else {
+        let others: Vec<&str> = sources
+            .iter()
+            .filter_map(|s| s.metadata.name.as_deref())
+            .collect();
+        let mut step = Step::failed(
+            "source",
+            format!("ModuleSource {source_name} does not exist"),
+            MSG_SOURCE_NOT_FOUND,
+        )
+        .because(format!(
+            "Module {name} points at ModuleSource {source_name}, which is gone{}",
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (existing: {})", others.join(", "))
+            }
+        ));
         step = step.fix(format!(
             "recreate ModuleSource {source_name}, or choose another: kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"source\":\"<name>\"}}}}'"
         ));
@@ -278,7 +313,10 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
     };
     steps.push(Step::passed(
         "source",
-        format!("ModuleSource {source_name} exists (repo {})", source.spec.registry.repo),
+        format!(
+            "ModuleSource {source_name} exists (repo {})",
+            source.spec.registry.repo
+        ),
     ));
     ClusterVerdict {
         steps,
@@ -295,7 +333,14 @@ pub fn registry_step(
     result: &Result<ResolvedDigest, RegistryError>,
 ) -> Step {
     let source_name = source.metadata.name.as_deref().unwrap_or_default();
-    let host = source.spec.registry.repo.split('/').next().unwrap_or_default().to_string();
+    let host = source
+        .spec
+        .registry
+        .repo
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let error = match result {
         Ok(resolved) => {
             let mut summary = format!("{image} resolves to {}", resolved.digest);
@@ -306,7 +351,11 @@ pub fn registry_step(
         }
         Err(error) => error,
     };
-    let step = Step::failed("registry", format!("{image}: {}", error.message), MSG_DOWNLOAD_ERROR);
+    let step = Step::failed(
+        "registry",
+        format!("{image}: {}", error.message),
+        MSG_DOWNLOAD_ERROR,
+    );
     let docker_cfg_fix = format!(
         "kubectl patch modulesource {source_name} --type=merge -p \"{{\\\"spec\\\":{{\\\"registry\\\":{{\\\"dockerCfg\\\":\\\"$(printf '{{\"auths\":{{\"{host}\":{{\"auth\":\"%s\"}}}}}}' \"$(printf '%s:%s' USER PASSWORD | base64 -w0)\" | base64 -w0)\\\"}}}}}}\""
     );
@@ -343,26 +392,26 @@ pub fn registry_step(
 /// How the cluster's digest relates to the registry's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Sync {
+pub enum SyncState {
     InSync,
     Behind,
     Unknown,
 }
 
-impl Sync {
+impl SyncState {
     pub fn of(cluster: Option<&str>, registry: Option<&str>) -> Self {
         match (cluster, registry) {
-            (Some(cluster), Some(registry)) if cluster == registry => Sync::InSync,
-            (Some(_), Some(_)) => Sync::Behind,
-            _ => Sync::Unknown,
+            (Some(cluster), Some(registry)) if cluster == registry => SyncState::InSync,
+            (Some(_), Some(_)) => SyncState::Behind,
+            _ => SyncState::Unknown,
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
-            Sync::InSync => "in sync",
-            Sync::Behind => "behind",
-            Sync::Unknown => "unknown",
+            SyncState::InSync => "in sync",
+            SyncState::Behind => "behind",
+            SyncState::Unknown => "unknown",
         }
     }
 }
@@ -399,11 +448,11 @@ pub fn staleness(mpo: &ModulePullOverride, predicted: Option<&str>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deckhouse::resources::{
-        EditionAccess, ModuleAccessibility, ModuleCondition, ModuleConfigSpec, ModuleProperties, ModuleSourceSpec,
-        ModuleStatus, MpoSpec, MpoStatus,
-    };
     use crate::deckhouse::resources::SourceRegistry as RegistrySpec;
+    use crate::deckhouse::resources::{
+        EditionAccess, ModuleAccessibility, ModuleCondition, ModuleConfigSpec, ModuleProperties,
+        ModuleSourceSpec, ModuleStatus, MpoSpec, MpoStatus,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn meta(name: &str) -> ObjectMeta {
@@ -482,30 +531,54 @@ mod tests {
     #[test]
     fn every_controller_message_in_order() {
         let sources = [source("test")];
-        assert_eq!(verdict_message(&facts("x", None, None, Some(&sources))).as_deref(), Some(MSG_NOT_FOUND));
+        assert_eq!(
+            verdict_message(&facts("x", None, None, Some(&sources))).as_deref(),
+            Some(MSG_NOT_FOUND)
+        );
 
         let embedded = module("ingress-nginx", "Embedded", &[], None);
-        assert_eq!(verdict_message(&facts("ingress-nginx", Some(&embedded), None, Some(&sources))).as_deref(), Some(MSG_EMBEDDED));
+        assert_eq!(
+            verdict_message(&facts(
+                "ingress-nginx",
+                Some(&embedded),
+                None,
+                Some(&sources)
+            ))
+            .as_deref(),
+            Some(MSG_EMBEDDED)
+        );
 
         let disabled = module("d", "test", &["test"], Some("False"));
         let off = config("d", false);
         let verdict = cluster_checks(&facts("d", Some(&disabled), Some(&off), Some(&sources)));
-        assert_eq!(predicted_message(&verdict.steps).as_deref(), Some(MSG_DISABLED));
+        assert_eq!(
+            predicted_message(&verdict.steps).as_deref(),
+            Some(MSG_DISABLED)
+        );
         assert!(verdict.steps.last().unwrap().fix[0].contains("\"enabled\":true"));
 
         let two = module("t", "", &["a", "b"], Some("True"));
         let on = config("t", true);
         let verdict = cluster_checks(&facts("t", Some(&two), Some(&on), Some(&sources)));
-        assert_eq!(predicted_message(&verdict.steps).as_deref(), Some(MSG_NO_SOURCE));
+        assert_eq!(
+            predicted_message(&verdict.steps).as_deref(),
+            Some(MSG_NO_SOURCE)
+        );
         assert!(verdict.steps.last().unwrap().fix[0].contains("\"source\":\"a\""));
 
         let lost = module("l", "gone", &["gone"], Some("True"));
-        assert_eq!(verdict_message(&facts("l", Some(&lost), None, Some(&sources))).as_deref(), Some(MSG_SOURCE_NOT_FOUND));
+        assert_eq!(
+            verdict_message(&facts("l", Some(&lost), None, Some(&sources))).as_deref(),
+            Some(MSG_SOURCE_NOT_FOUND)
+        );
 
         let good = module("echo", "test", &["test"], Some("True"));
         let verdict = cluster_checks(&facts("echo", Some(&good), None, Some(&sources)));
-        assert!(!verdict.blocked());
-        assert_eq!(verdict.source.and_then(|s| s.metadata.name.as_deref()), Some("test"));
+        assert!(verdict.steps.iter().all(|s| s.state != StepState::Failed));
+        assert_eq!(
+            verdict.source.and_then(|s| s.metadata.name.as_deref()),
+            Some("test")
+        );
     }
 
     #[test]
@@ -513,20 +586,33 @@ mod tests {
         let mut bundled = module("b", "test", &["test"], None);
         if let Some(p) = bundled.properties.as_mut() {
             p.accessibility = Some(ModuleAccessibility {
-                editions: [("_default".to_string(), EditionAccess { available: None, enabled_in_bundles: vec!["Default".into()] })]
-                    .into_iter()
-                    .collect(),
+                editions: [(
+                    "_default".to_string(),
+                    EditionAccess {
+                        available: None,
+                        enabled_in_bundles: vec!["Default".into()],
+                    },
+                )]
+                .into_iter()
+                .collect(),
             });
         }
         let sources = [source("test")];
         let verdict = cluster_checks(&facts("b", Some(&bundled), None, Some(&sources)));
         assert_eq!(verdict.steps[2].state, StepState::Warning);
-        assert!(!verdict.blocked());
+        assert!(verdict.steps.iter().all(|s| s.state != StepState::Failed));
 
         let not_bundled = module("n", "test", &["test"], None);
-        assert_eq!(verdict_message(&facts("n", Some(&not_bundled), None, Some(&sources))).as_deref(), Some(MSG_DISABLED));
+        assert_eq!(
+            verdict_message(&facts("n", Some(&not_bundled), None, Some(&sources))).as_deref(),
+            Some(MSG_DISABLED)
+        );
 
-        let bare = Module { metadata: meta("v2"), properties: None, status: None };
+        let bare = Module {
+            metadata: meta("v2"),
+            properties: None,
+            status: None,
+        };
         let verdict = cluster_checks(&facts("v2", Some(&bare), None, Some(&sources)));
         assert_eq!(verdict.steps.last().unwrap().state, StepState::Unknown);
         assert_eq!(predicted_message(&verdict.steps), None);
@@ -536,14 +622,20 @@ mod tests {
     fn unreadable_sources_are_unknown_not_failed() {
         let good = module("echo", "test", &["test"], Some("True"));
         let verdict = cluster_checks(&facts("echo", Some(&good), None, None));
-        assert!(!verdict.blocked());
+        assert!(verdict.steps.iter().all(|s| s.state != StepState::Failed));
         assert_eq!(verdict.steps.last().unwrap().state, StepState::Unknown);
     }
 
     #[test]
     fn did_you_mean() {
         let names = vec!["echo".to_string(), "hello-world".to_string()];
-        let f = ClusterFacts { name: "ecoh", module: None, config: None, sources: None, module_names: &names };
+        let f = ClusterFacts {
+            name: "ecoh",
+            module: None,
+            config: None,
+            sources: None,
+            module_names: &names,
+        };
         assert!(cluster_checks(&f).steps[0].fix[0].contains("did you mean echo"));
     }
 
@@ -553,16 +645,25 @@ mod tests {
             api_version: None,
             kind: None,
             metadata: meta("echo"),
-            spec: MpoSpec { image_tag: "v1".into(), ..Default::default() },
+            spec: MpoSpec {
+                image_tag: "v1".into(),
+                ..Default::default()
+            },
             status: None,
         };
-        mpo.status = Some(MpoStatus { message: Some(MSG_DISABLED.into()), ..Default::default() });
+        mpo.status = Some(MpoStatus {
+            message: Some(MSG_DISABLED.into()),
+            ..Default::default()
+        });
         assert!(staleness(&mpo, Some(MSG_READY)).unwrap().contains("60 s"));
         assert!(staleness(&mpo, Some(MSG_DISABLED)).is_none());
-        mpo.status = Some(MpoStatus { message: Some("Download error: 401".into()), ..Default::default() });
+        mpo.status = Some(MpoStatus {
+            message: Some("Download error: 401".into()),
+            ..Default::default()
+        });
         assert!(staleness(&mpo, Some(MSG_DOWNLOAD_ERROR)).is_none());
-        assert_eq!(Sync::of(Some("a"), Some("a")), Sync::InSync);
-        assert_eq!(Sync::of(Some("a"), Some("b")), Sync::Behind);
-        assert_eq!(Sync::of(None, Some("b")), Sync::Unknown);
+        assert_eq!(SyncState::of(Some("a"), Some("a")), SyncState::InSync);
+        assert_eq!(SyncState::of(Some("a"), Some("b")), SyncState::Behind);
+        assert_eq!(SyncState::of(None, Some("b")), SyncState::Unknown);
     }
 }

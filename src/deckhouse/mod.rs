@@ -1,4 +1,4 @@
 //! The Deckhouse side: typed resources and the pure logic that reasons about them.
 
-pub mod resources;
 pub mod diagnosis;
+pub mod resources;

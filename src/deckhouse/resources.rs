@@ -12,8 +12,6 @@ use kube::core::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "deckhouse.io";
-pub const MPO_FINALIZER: &str = "modules.deckhouse.io/mpo-finalizer";
-pub const DEPLOYED_ON_ANNOTATION: &str = "modules.deckhouse.io/deployed-on";
 /// Renew annotation of controllers since deckhouse PR #22716 (only `"true"` counts).
 pub const RENEW_ANNOTATION: &str = "modules.deckhouse.io/renew";
 /// The documented bare annotation; older controllers react to any annotation change.
@@ -37,11 +35,6 @@ impl MpoVersion {
 
     pub fn api_version(self) -> String {
         format!("{GROUP}/{}", self.as_str())
-    }
-
-    /// v1alpha1 requires `spec.source`.
-    pub fn requires_source(self) -> bool {
-        self == MpoVersion::V1alpha1
     }
 }
 
@@ -219,10 +212,6 @@ impl Module {
             .conditions
             .iter()
             .find(|c| c.type_ == type_)
-    }
-
-    pub fn phase(&self) -> Option<&str> {
-        self.status.as_ref()?.phase.as_deref()
     }
 }
 

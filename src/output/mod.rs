@@ -194,14 +194,6 @@ fn paint(enabled: bool, text: &str, tone: Tone) -> String {
 /// Progress shown while waiting; cleared when dropped.
 pub struct Spinner(Option<indicatif::ProgressBar>);
 
-impl Spinner {
-    pub fn set_message(&self, message: impl Into<String>) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(message.into());
-        }
-    }
-}
-
 impl Drop for Spinner {
     fn drop(&mut self) {
         if let Some(bar) = &self.0 {

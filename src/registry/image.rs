@@ -31,11 +31,17 @@ pub fn layer_descriptors(manifest: &Value) -> Result<Vec<LayerRef>, String> {
                 .ok_or("a layer has no valid sha256 digest")?;
             let size = layer.get("size").and_then(Value::as_u64).unwrap_or(0);
             if size > MAX_LAYER_BYTES {
-                return Err(format!("layer {digest} is {size} bytes, over the {MAX_LAYER_BYTES}-byte limit"));
+                return Err(format!(
+                    "layer {digest} is {size} bytes, over the {MAX_LAYER_BYTES}-byte limit"
+                ));
             }
             Ok(LayerRef {
                 digest: digest.to_string(),
-                media_type: layer.get("mediaType").and_then(Value::as_str).unwrap_or_default().to_string(),
+                media_type: layer
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
             })
         })
         .collect()
@@ -98,12 +104,18 @@ impl ImageTree {
             Box::new(blob)
         };
         let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|err| format!("not a tar archive: {err}"))?;
+        let entries = archive
+            .entries()
+            .map_err(|err| format!("not a tar archive: {err}"))?;
         // Opaque whiteouts hide lower-layer content only, so collect this layer first.
         let mut added: Vec<(String, Vec<u8>)> = Vec::new();
         for entry in entries {
             let mut entry = entry.map_err(|err| format!("broken tar entry: {err}"))?;
-            let raw = entry.path().map_err(|err| format!("bad path: {err}"))?.to_string_lossy().to_string();
+            let raw = entry
+                .path()
+                .map_err(|err| format!("bad path: {err}"))?
+                .to_string_lossy()
+                .to_string();
             let Some(path) = clean_path(&raw) else {
                 continue;
             };
@@ -130,7 +142,9 @@ impl ImageTree {
             }
             let size = entry.header().size().unwrap_or(0);
             if self.bytes + size > MAX_TREE_BYTES {
-                return Err(format!("the image unpacks to more than {MAX_TREE_BYTES} bytes"));
+                return Err(format!(
+                    "the image unpacks to more than {MAX_TREE_BYTES} bytes"
+                ));
             }
             let mut content = Vec::with_capacity(size.min(1 << 20) as usize);
             entry
@@ -161,7 +175,9 @@ mod tests {
             header.set_size(content.len() as u64);
             header.set_mode(0o644);
             header.set_cksum();
-            builder.append_data(&mut header, path, content.as_bytes()).unwrap();
+            builder
+                .append_data(&mut header, path, content.as_bytes())
+                .unwrap();
         }
         builder.into_inner().unwrap()
     }
@@ -169,10 +185,26 @@ mod tests {
     #[test]
     fn layers_apply_in_order_with_whiteouts() {
         let mut tree = ImageTree::new("sha256:x".into());
-        tree.apply_layer(&tar_of(&[("a.txt", "1"), ("docs/x.md", "x"), ("docs/y.md", "y"), ("t/k", "k")]), "")
-            .unwrap();
-        tree.apply_layer(&tar_of(&[("a.txt", "2"), ("docs/.wh.x.md", ""), ("t/.wh..wh..opq", ""), ("t/new", "n")]), "")
-            .unwrap();
+        tree.apply_layer(
+            &tar_of(&[
+                ("a.txt", "1"),
+                ("docs/x.md", "x"),
+                ("docs/y.md", "y"),
+                ("t/k", "k"),
+            ]),
+            "",
+        )
+        .unwrap();
+        tree.apply_layer(
+            &tar_of(&[
+                ("a.txt", "2"),
+                ("docs/.wh.x.md", ""),
+                ("t/.wh..wh..opq", ""),
+                ("t/new", "n"),
+            ]),
+            "",
+        )
+        .unwrap();
         let names: Vec<&str> = tree.files.keys().map(String::as_str).collect();
         assert_eq!(names, ["a.txt", "docs/y.md", "t/new"]);
         assert_eq!(tree.files["a.txt"], b"2");
@@ -181,7 +213,13 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut tree = ImageTree::new("sha256:x".into());
-        assert!(tree.apply_layer(&[0x1f, 0x8b, 1, 2, 3], "application/vnd.oci.image.layer.v1.tar+gzip").is_err());
+        assert!(
+            tree.apply_layer(
+                &[0x1f, 0x8b, 1, 2, 3],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            )
+            .is_err()
+        );
         assert!(layer_descriptors(&serde_json::json!({"layers": [{"digest": "md5:1"}]})).is_err());
     }
 

@@ -101,7 +101,10 @@ fn sha256(data: &[u8]) -> String {
 }
 
 impl SourceRegistry {
-    pub fn from_source(source: &ModuleSource, options: &RegistryOptions) -> Result<Self, RegistryError> {
+    pub fn from_source(
+        source: &ModuleSource,
+        options: &RegistryOptions,
+    ) -> Result<Self, RegistryError> {
         let registry = &source.spec.registry;
         Self::from_parts(
             &registry.repo,
@@ -165,7 +168,11 @@ impl SourceRegistry {
 
     /// `<repo>/<module>:<tag>` (or `@digest`).
     pub fn image_name(&self, module: &str, tag_or_digest: &str) -> String {
-        let separator = if tag_or_digest.starts_with("sha256:") { '@' } else { ':' };
+        let separator = if tag_or_digest.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
         format!("{}/{module}{separator}{tag_or_digest}", self.repo)
     }
 
@@ -175,10 +182,17 @@ impl SourceRegistry {
         } else {
             format!("{}/{repository}", self.repo)
         };
-        let separator = if tag_or_digest.starts_with("sha256:") { '@' } else { ':' };
+        let separator = if tag_or_digest.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
         let text = format!("{name}{separator}{tag_or_digest}");
         text.parse().map_err(|err| {
-            RegistryError::new(RegistryErrorKind::Other, format!("invalid image reference {text}: {err}"))
+            RegistryError::new(
+                RegistryErrorKind::Other,
+                format!("invalid image reference {text}: {err}"),
+            )
         })
     }
 
@@ -192,21 +206,35 @@ impl SourceRegistry {
             Ok(Err(err)) => Err(classify(what, &err)),
             Err(_) => Err(RegistryError::new(
                 RegistryErrorKind::Timeout,
-                format!("{what}: no answer within {}s", self.options.timeout.as_secs()),
+                format!(
+                    "{what}: no answer within {}s",
+                    self.options.timeout.as_secs()
+                ),
             )),
         }
     }
 
     /// The raw manifest (or index) of `<repo>/<repository>:<tag>` and the sha256 of its body.
-    async fn manifest(&self, repository: &str, tag: &str) -> Result<(Value, String), RegistryError> {
+    async fn manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<(Value, String), RegistryError> {
         let reference = self.reference(repository, tag)?;
         let what = format!("GET manifest {reference}");
         let (body, _) = self
-            .bounded(&what, self.client.pull_manifest_raw(&reference, &self.auth, &ACCEPTED))
+            .bounded(
+                &what,
+                self.client
+                    .pull_manifest_raw(&reference, &self.auth, &ACCEPTED),
+            )
             .await?;
         let digest = sha256(&body);
         let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
-            RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: the answer is not a JSON manifest"))
+            RegistryError::new(
+                RegistryErrorKind::Malformed,
+                format!("{what}: the answer is not a JSON manifest"),
+            )
         })?;
         if !manifest.is_object() {
             return Err(RegistryError::new(
@@ -219,7 +247,11 @@ impl SourceRegistry {
 
     /// The digest the Deckhouse controller would deploy for `<repo>/<module>:<tag>`:
     /// sha256 of the manifest body, or the linux/amd64 child of an index.
-    pub async fn module_digest(&self, module: &str, tag: &str) -> Result<ResolvedDigest, RegistryError> {
+    pub async fn module_digest(
+        &self,
+        module: &str,
+        tag: &str,
+    ) -> Result<ResolvedDigest, RegistryError> {
         let (manifest, digest) = self.manifest(module, tag).await?;
         match amd64_child(&manifest) {
             None => Ok(ResolvedDigest {
@@ -232,7 +264,10 @@ impl SourceRegistry {
             }),
             Some(Err(())) => Err(RegistryError::new(
                 RegistryErrorKind::NotFound,
-                format!("{} is an index without a linux/amd64 image", self.image_name(module, tag)),
+                format!(
+                    "{} is an index without a linux/amd64 image",
+                    self.image_name(module, tag)
+                ),
             )),
         }
     }
@@ -246,7 +281,11 @@ impl SourceRegistry {
         const PAGE: usize = 1000;
         loop {
             let page = self
-                .bounded(&what, self.client.list_tags(&reference, &self.auth, Some(PAGE), last.as_deref()))
+                .bounded(
+                    &what,
+                    self.client
+                        .list_tags(&reference, &self.auth, Some(PAGE), last.as_deref()),
+                )
                 .await?;
             let count = page.tags.len();
             last = page.tags.last().cloned();
@@ -262,33 +301,48 @@ impl SourceRegistry {
 
     /// Pulls `<repo>/<repository>:<tag|digest>` (the linux/amd64 image of an index) and
     /// applies its layers in order, with whiteouts.
-    pub async fn image_tree(&self, repository: &str, tag_or_digest: &str) -> Result<ImageTree, RegistryError> {
+    pub async fn image_tree(
+        &self,
+        repository: &str,
+        tag_or_digest: &str,
+    ) -> Result<ImageTree, RegistryError> {
         let (mut manifest, mut digest) = self.manifest(repository, tag_or_digest).await?;
         if let Some(child) = amd64_child(&manifest) {
             let child = child.map_err(|()| {
-                RegistryError::new(RegistryErrorKind::NotFound, "the index has no linux/amd64 image")
+                RegistryError::new(
+                    RegistryErrorKind::NotFound,
+                    "the index has no linux/amd64 image",
+                )
             })?;
             (manifest, digest) = self.manifest(repository, &child).await?;
         }
         let reference = self.reference(repository, &digest)?;
         let layers = image::layer_descriptors(&manifest).map_err(|message| {
-            RegistryError::new(RegistryErrorKind::Malformed, format!("{reference}: {message}"))
+            RegistryError::new(
+                RegistryErrorKind::Malformed,
+                format!("{reference}: {message}"),
+            )
         })?;
         let mut tree = ImageTree::new(digest);
         for layer in layers {
             let mut blob = Vec::new();
             let what = format!("GET blob {} of {reference}", layer.digest);
-            self.bounded(&what, self.client.pull_blob(&reference, layer.digest.as_str(), &mut blob))
-                .await?;
+            self.bounded(
+                &what,
+                self.client
+                    .pull_blob(&reference, layer.digest.as_str(), &mut blob),
+            )
+            .await?;
             if sha256(&blob) != layer.digest {
                 return Err(RegistryError::new(
                     RegistryErrorKind::Malformed,
                     format!("{what}: content does not match its digest"),
                 ));
             }
-            tree.apply_layer(&blob, &layer.media_type).map_err(|message| {
-                RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: {message}"))
-            })?;
+            tree.apply_layer(&blob, &layer.media_type)
+                .map_err(|message| {
+                    RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: {message}"))
+                })?;
         }
         Ok(tree)
     }
@@ -302,7 +356,10 @@ fn amd64_child(manifest: &Value) -> Option<Result<String, ()>> {
             .iter()
             .find(|child| {
                 child.pointer("/platform/os").and_then(Value::as_str) == Some("linux")
-                    && child.pointer("/platform/architecture").and_then(Value::as_str) == Some("amd64")
+                    && child
+                        .pointer("/platform/architecture")
+                        .and_then(Value::as_str)
+                        == Some("amd64")
             })
             .and_then(|child| child.get("digest")?.as_str().map(str::to_string))
             .ok_or(()),
@@ -326,10 +383,14 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 fn classify(what: &str, err: &OciDistributionError) -> RegistryError {
     use RegistryErrorKind as K;
     let (kind, detail) = match err {
-        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
-            (K::Unauthorized, "401 Unauthorized: the registry refused the credentials".to_string())
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => (
+            K::Unauthorized,
+            "401 Unauthorized: the registry refused the credentials".to_string(),
+        ),
+        OciDistributionError::ImageManifestNotFoundError(_) => {
+            (K::NotFound, "manifest unknown".to_string())
         }
-        OciDistributionError::ImageManifestNotFoundError(_) => (K::NotFound, "manifest unknown".to_string()),
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             let text = envelope
@@ -339,10 +400,18 @@ fn classify(what: &str, err: &OciDistributionError) -> RegistryError {
                 .collect::<Vec<_>>()
                 .join("; ");
             let kind = if codes.iter().any(|c| {
-                matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+                matches!(
+                    c,
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
+                )
             }) {
                 K::NotFound
-            } else if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
                 K::Unauthorized
             } else {
                 K::Other
@@ -355,14 +424,23 @@ fn classify(what: &str, err: &OciDistributionError) -> RegistryError {
                 404 => K::NotFound,
                 _ => K::Other,
             };
-            (kind, format!("HTTP {code}: {}", message.lines().next().unwrap_or_default()))
+            (
+                kind,
+                format!(
+                    "HTTP {code}: {}",
+                    message.lines().next().unwrap_or_default()
+                ),
+            )
         }
         OciDistributionError::RequestError(request) => {
             let text = chain(request);
             let lower = text.to_lowercase();
             let kind = if request.is_timeout() {
                 K::Timeout
-            } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("unknownissuer") {
+            } else if lower.contains("certificate")
+                || lower.contains("tls")
+                || lower.contains("unknownissuer")
+            {
                 K::Tls
             } else if request.is_connect() {
                 K::Unreachable
@@ -401,11 +479,25 @@ mod tests {
 
     #[test]
     fn repo_must_be_host_and_path() {
-        let options = RegistryOptions { timeout: Duration::from_secs(1) };
-        assert!(SourceRegistry::from_parts("https://reg.io/x", None, None, None, &options).is_err());
+        let options = RegistryOptions {
+            timeout: Duration::from_secs(1),
+        };
+        assert!(
+            SourceRegistry::from_parts("https://reg.io/x", None, None, None, &options).is_err()
+        );
         assert!(SourceRegistry::from_parts("", None, None, None, &options).is_err());
-        let ok = SourceRegistry::from_parts("reg.io:5000/deckhouse/modules/", None, None, Some("HTTP"), &options).unwrap();
+        let ok = SourceRegistry::from_parts(
+            "reg.io:5000/deckhouse/modules/",
+            None,
+            None,
+            Some("HTTP"),
+            &options,
+        )
+        .unwrap();
         assert_eq!(ok.repo(), "reg.io:5000/deckhouse/modules");
-        assert_eq!(ok.image_name("echo", "pr1"), "reg.io:5000/deckhouse/modules/echo:pr1");
+        assert_eq!(
+            ok.image_name("echo", "pr1"),
+            "reg.io:5000/deckhouse/modules/echo:pr1"
+        );
     }
 }

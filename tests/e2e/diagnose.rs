@@ -1,26 +1,67 @@
 //! explain, status and diff against the seeded message cases and fresh modules.
 
-use crate::support::{eventually, kubectl, module_with_images, mpo, mpo_field, push_module, state, unique};
+use crate::support::{
+    eventually, kubectl, module_with_images, mpo, mpo_field, push_module, state, unique,
+};
 
 #[test]
 fn explain_names_the_cause_and_the_fix_for_each_message() {
     let cases = [
         ("ghost", "The module not found", "kubectl get modules"),
-        ("ingress-nginx", "The module is embedded", "kubectl mpo delete ingress-nginx"),
-        ("disabled-module", "The module disabled", "kubectl patch moduleconfig disabled-module --type=merge -p '{\"spec\":{\"enabled\":true}}'"),
-        ("orphan-module", "The module does not have an active source", "kubectl get modulesources"),
-        ("two-sources", "The module does not have an active source", "\"source\":\"test\""),
-        ("lost-source", "The source not found", "recreate ModuleSource removed-source"),
-        ("missing-tag", "Download error", "kubectl mpo registry tags missing-tag"),
-        ("bad-creds-module", "Download error", "kubectl patch modulesource bad-creds"),
+        (
+            "ingress-nginx",
+            "The module is embedded",
+            "kubectl mpo delete ingress-nginx",
+        ),
+        (
+            "disabled-module",
+            "The module disabled",
+            "kubectl patch moduleconfig disabled-module --type=merge -p '{\"spec\":{\"enabled\":true}}'",
+        ),
+        (
+            "orphan-module",
+            "The module does not have an active source",
+            "kubectl get modulesources",
+        ),
+        (
+            "two-sources",
+            "The module does not have an active source",
+            "\"source\":\"test\"",
+        ),
+        (
+            "lost-source",
+            "The source not found",
+            "recreate ModuleSource removed-source",
+        ),
+        (
+            "missing-tag",
+            "Download error",
+            "kubectl mpo registry tags missing-tag",
+        ),
+        (
+            "bad-creds-module",
+            "Download error",
+            "kubectl patch modulesource bad-creds",
+        ),
         ("no-ca-module", "Download error", "spec.registry.ca"),
-        ("wrong-host-module", "Download error", "kubectl patch modulesource wrong-host"),
+        (
+            "wrong-host-module",
+            "Download error",
+            "kubectl patch modulesource wrong-host",
+        ),
     ];
     for (name, message, fix) in cases {
         let run = mpo(&["explain", name, "--no-color"]);
         assert_eq!(run.code, 1, "{name}: {run:?}");
-        assert!(run.stdout.contains(&format!("expected status.message \"{message}")), "{name}: {run:?}");
-        assert!(run.stdout.contains(fix), "{name}: fix {fix:?} missing: {run:?}");
+        assert!(
+            run.stdout
+                .contains(&format!("expected status.message \"{message}")),
+            "{name}: {run:?}"
+        );
+        assert!(
+            run.stdout.contains(fix),
+            "{name}: fix {fix:?} missing: {run:?}"
+        );
     }
     // The aliases and a healthy module.
     mpo(&["why", "token-module"]).assert_code(0);
@@ -34,7 +75,12 @@ fn explain_json_is_structured_and_secret_free() {
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(report["healthy"], false);
     assert_eq!(report["predictedMessage"], "Download error");
-    let registry = report["steps"].as_array().unwrap().iter().find(|s| s["id"] == "registry").expect("registry step");
+    let registry = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "registry")
+        .expect("registry step");
     assert_eq!(registry["state"], "failed");
     let password = state().registry("tls").unwrap().password.clone().unwrap();
     assert!(!run.all().contains(&password));
@@ -50,12 +96,25 @@ fn explain_before_an_override_exists_and_after_a_fix_reports_staleness() {
     assert!(before.stdout.contains("no override yet"), "{before:?}");
     mpo(&["create", &name, "--tag", "v1", "--force", "--wait"]).assert_code(1);
 
-    kubectl(&["patch", "moduleconfigs.deckhouse.io", &name, "--type=merge", "-p", r#"{"spec":{"enabled":true}}"#]).assert_code(0);
+    kubectl(&[
+        "patch",
+        "moduleconfigs.deckhouse.io",
+        &name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"enabled":true}}"#,
+    ])
+    .assert_code(0);
     eventually(10, "the module to be enabled", || {
-        mpo(&["explain", &name]).stdout.contains("status.message says \"The module disabled\"")
+        mpo(&["explain", &name])
+            .stdout
+            .contains("status.message says \"The module disabled\"")
     });
     let run = mpo(&["explain", &name]);
-    assert!(run.stdout.contains(&format!("kubectl mpo renew {name}")), "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("kubectl mpo renew {name}")),
+        "{run:?}"
+    );
     mpo(&["renew", &name, "--wait"]).assert_code(0);
     mpo(&["explain", &name]).assert_code(0);
 }
@@ -69,26 +128,53 @@ fn status_shows_digests_sync_and_causes() {
     run.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     let items = doc["items"].as_array().expect("items");
-    let row = |n: &str| items.iter().find(|i| i["name"] == n).unwrap_or_else(|| panic!("row {n}")).clone();
+    let row = |n: &str| {
+        items
+            .iter()
+            .find(|i| i["name"] == n)
+            .unwrap_or_else(|| panic!("row {n}"))
+            .clone()
+    };
     assert_eq!(row(&name)["sync"], "in-sync");
     assert_eq!(row(&name)["registryDigest"], digests[0].as_str());
     assert_eq!(row("wrong-host-module")["sync"], "unknown");
-    assert!(row("disabled-module")["cause"].as_str().unwrap().contains("enabled: false"));
+    assert!(
+        row("disabled-module")["cause"]
+            .as_str()
+            .unwrap()
+            .contains("enabled: false")
+    );
 
     let pushed = push_module(&name, "v1", "newer");
     let table = mpo(&["status", &name, "--no-color"]);
     table.assert_code(0);
-    assert!(table.stdout.contains("behind") && table.stdout.contains(&pushed[7..19]), "{table:?}");
+    assert!(
+        table.stdout.contains("behind") && table.stdout.contains(&pushed[7..19]),
+        "{table:?}"
+    );
 
     let offline = mpo(&["status", "--offline", "-o", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&offline.stdout).expect("JSON");
-    assert!(doc["items"].as_array().unwrap().iter().all(|i| i["registryDigest"].is_null()));
+    assert!(
+        doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["registryDigest"].is_null())
+    );
 
     // A developer who may not read ModuleSources still gets the table.
-    let developer = state().contexts.developer.clone().expect("developer context");
+    let developer = state()
+        .contexts
+        .developer
+        .clone()
+        .expect("developer context");
     let run = mpo(&["--context", &developer, "status", "--no-color"]);
     run.assert_code(0);
-    assert!(run.stdout.contains(&name) && run.stdout.contains("unknown"), "{run:?}");
+    assert!(
+        run.stdout.contains(&name) && run.stdout.contains("unknown"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -101,7 +187,10 @@ fn diff_follows_the_digest_rule_and_shows_content_changes() {
     let run = mpo(&["diff", &name, "--content", "--no-color"]);
     run.assert_code(1);
     assert!(run.stdout.contains("changed:  values.yaml"), "{run:?}");
-    assert!(run.stdout.contains("+  note: \"changed values\""), "{run:?}");
+    assert!(
+        run.stdout.contains("+  note: \"changed values\""),
+        "{run:?}"
+    );
     assert!(run.stdout.contains("app image backend"), "{run:?}");
     let json = mpo(&["diff", &name, "--content", "-o", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
@@ -113,7 +202,16 @@ fn diff_follows_the_digest_rule_and_shows_content_changes() {
 fn multi_arch_index_compares_the_amd64_child() {
     // Only this test uses `echo`.
     mpo(&["delete", "echo", "--yes", "--wait"]);
-    mpo(&["create", "echo", "--tag", "multiarch", "--wait", "--timeout", "60s"]).assert_code(0);
+    mpo(&[
+        "create",
+        "echo",
+        "--tag",
+        "multiarch",
+        "--wait",
+        "--timeout",
+        "60s",
+    ])
+    .assert_code(0);
     let run = mpo(&["diff", "echo", "-o", "json"]);
     run.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");

@@ -1,8 +1,8 @@
 //! create / edit / renew / delete against the sandbox, checked with kubectl.
 
 use crate::support::{
-    eventually, kubectl, module_with_images, mpo, mpo_field, push_module, set_simulator, simulator_settings_lock,
-    unique,
+    eventually, kubectl, module_with_images, mpo, mpo_field, push_module, set_simulator,
+    simulator_settings_lock, unique,
 };
 use crate::validation::mpo_exists;
 
@@ -13,7 +13,10 @@ fn create_waits_for_ready_with_the_registry_digest() {
     let run = mpo(&["create", &name, "--tag", "v1", "--wait", "--timeout", "60s"]);
     run.assert_code(0);
     assert!(run.stdout.contains("Ready"), "{run:?}");
-    assert!(run.stdout.contains(&digests[0]), "says which digest will be deployed: {run:?}");
+    assert!(
+        run.stdout.contains(&digests[0]),
+        "says which digest will be deployed: {run:?}"
+    );
     assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);
     // Both fields are always sent explicitly.
     assert_eq!(mpo_field(&name, ".spec.scanInterval"), "15s");
@@ -21,7 +24,10 @@ fn create_waits_for_ready_with_the_registry_digest() {
 
     let again = mpo(&["create", &name, "--tag", "v1"]);
     again.assert_code(2);
-    assert!(again.stderr.contains("already exists") && again.stderr.contains("kubectl mpo edit"), "{again:?}");
+    assert!(
+        again.stderr.contains("already exists") && again.stderr.contains("kubectl mpo edit"),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -30,14 +36,29 @@ fn create_refuses_what_could_not_become_ready_unless_forced() {
     module_with_images(&name, false, &["v1"]);
     let run = mpo(&["create", &name, "--tag", "v1"]);
     run.assert_code(1);
-    assert!(run.stderr.contains("\"enabled\":true"), "prints the fix: {run:?}");
+    assert!(
+        run.stderr.contains("\"enabled\":true"),
+        "prints the fix: {run:?}"
+    );
     assert!(!mpo_exists(&name));
 
     let missing = mpo(&["create", "echo", "--tag", "no-such-tag-here"]);
     missing.assert_code(1);
-    assert!(missing.stderr.contains("does not exist") || missing.stderr.contains("manifest unknown"), "{missing:?}");
+    assert!(
+        missing.stderr.contains("does not exist") || missing.stderr.contains("manifest unknown"),
+        "{missing:?}"
+    );
 
-    let forced = mpo(&["create", &name, "--tag", "v1", "--force", "--wait", "--timeout", "30s"]);
+    let forced = mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--force",
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
     forced.assert_code(1);
     assert!(forced.stdout.contains("The module disabled"), "{forced:?}");
     assert!(mpo_exists(&name));
@@ -47,10 +68,26 @@ fn create_refuses_what_could_not_become_ready_unless_forced() {
 fn dry_runs_change_nothing() {
     let name = unique("life-dry");
     module_with_images(&name, true, &["v1"]);
-    let client = mpo(&["create", &name, "--tag", "v1", "--dry-run=client", "-o", "yaml"]);
+    let client = mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
     client.assert_code(0);
     assert!(client.stdout.contains("imageTag: v1"), "{client:?}");
-    let server = mpo(&["create", &name, "--tag", "v1", "--dry-run=server", "-o", "json"]);
+    let server = mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--dry-run=server",
+        "-o",
+        "json",
+    ]);
     server.assert_code(0);
     assert!(server.stdout.contains("\"imageTag\": \"v1\""), "{server:?}");
     assert!(!mpo_exists(&name));
@@ -60,12 +97,27 @@ fn dry_runs_change_nothing() {
 fn edit_changes_only_the_given_fields_and_redeploys() {
     let name = unique("life-edit");
     let digests = module_with_images(&name, true, &["v1", "v2"]);
-    mpo(&["create", &name, "--tag", "v1", "--scan-interval", "2m", "--wait"]).assert_code(0);
+    mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--scan-interval",
+        "2m",
+        "--wait",
+    ])
+    .assert_code(0);
     let run = mpo(&["edit", &name, "--tag", "v2", "--wait", "--timeout", "60s"]);
     run.assert_code(0);
     assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
-    assert_eq!(mpo_field(&name, ".spec.scanInterval"), "2m", "untouched field kept");
-    eventually(20, "the new digest", || mpo_field(&name, ".status.imageDigest") == digests[1]);
+    assert_eq!(
+        mpo_field(&name, ".spec.scanInterval"),
+        "2m",
+        "untouched field kept"
+    );
+    eventually(20, "the new digest", || {
+        mpo_field(&name, ".status.imageDigest") == digests[1]
+    });
 
     let rollback = mpo(&["edit", &name, "--rollback=true"]);
     rollback.assert_code(0);
@@ -90,7 +142,11 @@ fn edit_in_an_editor_keeps_a_concurrent_change_to_another_field() {
     let run = crate::support::run(command);
     run.assert_code(0);
     assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
-    assert_eq!(mpo_field(&name, ".spec.scanInterval"), "5m", "the concurrent change survived");
+    assert_eq!(
+        mpo_field(&name, ".spec.scanInterval"),
+        "5m",
+        "the concurrent change survived"
+    );
 }
 
 #[test]
@@ -104,7 +160,10 @@ fn renew_works_with_both_controller_styles() {
     let new_digest = push_module(&name, "v1", "pushed again");
     let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
     run.assert_code(0);
-    assert!(run.stdout.contains(&new_digest[7..19]) || run.stdout.contains(&new_digest), "reports the new digest: {run:?}");
+    assert!(
+        run.stdout.contains(&new_digest[7..19]) || run.stdout.contains(&new_digest),
+        "reports the new digest: {run:?}"
+    );
     assert_eq!(mpo_field(&name, ".status.imageDigest"), new_digest);
 
     set_simulator("renewStyle", "modern");
@@ -113,9 +172,15 @@ fn renew_works_with_both_controller_styles() {
     let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
     run.assert_code(0);
     // A modern controller redeploys the unchanged digest and consumes the annotation.
-    eventually(20, "a forced redeploy", || mpo_field(&name, ".status.updatedAt") != before);
+    eventually(20, "a forced redeploy", || {
+        mpo_field(&name, ".status.updatedAt") != before
+    });
     eventually(20, "the annotation to be consumed", || {
-        mpo_field(&name, ".metadata.annotations.modules\\.deckhouse\\.io/renew").is_empty()
+        mpo_field(
+            &name,
+            ".metadata.annotations.modules\\.deckhouse\\.io/renew",
+        )
+        .is_empty()
     });
 }
 
@@ -128,7 +193,15 @@ fn delete_asks_or_needs_yes_and_waits_until_gone() {
     refused.assert_code(2);
     assert!(refused.stderr.contains("--yes"), "{refused:?}");
     assert!(mpo_exists(&name));
-    let run = mpo(&["delete", &name, "--yes", "--rollback", "--wait", "--timeout", "60s"]);
+    let run = mpo(&[
+        "delete",
+        &name,
+        "--yes",
+        "--rollback",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
     run.assert_code(0);
     assert!(!mpo_exists(&name));
 }
@@ -137,9 +210,20 @@ fn delete_asks_or_needs_yes_and_waits_until_gone() {
 fn read_only_user_gets_a_clear_403() {
     let name = unique("life-ro");
     module_with_images(&name, true, &["v1"]);
-    let run = mpo(&["--context", &crate::support::state().contexts.readonly, "create", &name, "--tag", "v1", "--force"]);
+    let run = mpo(&[
+        "--context",
+        &crate::support::state().contexts.readonly,
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--force",
+    ]);
     run.assert_code(3);
-    assert!(run.stderr.contains("forbidden") && run.stderr.contains("create"), "{run:?}");
+    assert!(
+        run.stderr.contains("forbidden") && run.stderr.contains("create"),
+        "{run:?}"
+    );
     assert!(run.stderr.contains("hint:"), "{run:?}");
     assert!(!mpo_exists(&name));
     let listed = kubectl(&["get", "modulepulloverrides.deckhouse.io", &name]);

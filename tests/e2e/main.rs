@@ -5,9 +5,9 @@
 mod support;
 
 mod cli;
-mod kubeconfig;
-mod validation;
 mod diagnose;
+mod kubeconfig;
 mod lifecycle;
 mod registry;
 mod sandbox;
+mod validation;

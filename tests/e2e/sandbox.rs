@@ -7,22 +7,57 @@ use crate::support::{block_on, eventually, kubectl, mpo_field, state};
 #[test]
 fn api_reachable_with_token_and_client_certificate() {
     for context in [&state().contexts.admin, &state().contexts.cert] {
-        let run = kubectl(&["--context", context, "get", "modulepulloverrides.deckhouse.io", "-o", "name"]);
+        let run = kubectl(&[
+            "--context",
+            context,
+            "get",
+            "modulepulloverrides.deckhouse.io",
+            "-o",
+            "name",
+        ]);
         run.assert_code(0);
-        assert!(run.stdout.contains("modulepulloverride.deckhouse.io/ghost"), "{run:?}");
+        assert!(
+            run.stdout.contains("modulepulloverride.deckhouse.io/ghost"),
+            "{run:?}"
+        );
     }
-    let whoami = kubectl(&["--context", &state().contexts.cert, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    let whoami = kubectl(&[
+        "--context",
+        &state().contexts.cert,
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
     assert_eq!(whoami.stdout.trim(), "cert-admin", "{whoami:?}");
 }
 
 #[test]
 fn read_only_user_reads_but_gets_403_on_create() {
     let readonly = &state().contexts.readonly;
-    kubectl(&["--context", readonly, "get", "modulepulloverrides.deckhouse.io"]).assert_code(0);
-    let run = kubectl(&["--context", readonly, "create", "configmap", "x", "--dry-run=server"]);
+    kubectl(&[
+        "--context",
+        readonly,
+        "get",
+        "modulepulloverrides.deckhouse.io",
+    ])
+    .assert_code(0);
+    let run = kubectl(&[
+        "--context",
+        readonly,
+        "create",
+        "configmap",
+        "x",
+        "--dry-run=server",
+    ]);
     assert_ne!(run.code, 0);
     let run = kubectl(&[
-        "--context", readonly, "auth", "can-i", "create", "modulepulloverrides.deckhouse.io",
+        "--context",
+        readonly,
+        "auth",
+        "can-i",
+        "create",
+        "modulepulloverrides.deckhouse.io",
     ]);
     assert_eq!(run.stdout.trim(), "no", "{run:?}");
 }
@@ -36,17 +71,31 @@ fn each_registry_variant_serves_images_with_the_expected_digest() {
         let digest = block_on(async {
             let pusher = mpo_sandbox::image::Pusher::new(state(), registry)?;
             let repository = format!("{}/variant-check", mpo_sandbox::seed::repo_path(registry));
-            let layer = mpo_sandbox::image::Layer::with_files([("file.txt", format!("{source}\n").into_bytes())]);
-            pusher.push_image(&repository, "v1", &[layer], "amd64").await
+            let layer = mpo_sandbox::image::Layer::with_files([(
+                "file.txt",
+                format!("{source}\n").into_bytes(),
+            )]);
+            pusher
+                .push_image(&repository, "v1", &[layer], "amd64")
+                .await
         })
         .unwrap_or_else(|err| panic!("push to {registry}: {err:#}"));
         let object = kubectl(&["get", "modulesources.deckhouse.io", source, "-o", "json"]);
-        let value: serde_json::Value = serde_json::from_str(&object.stdout).expect("ModuleSource JSON");
+        let value: serde_json::Value =
+            serde_json::from_str(&object.stdout).expect("ModuleSource JSON");
         let resolved = block_on(async {
-            let registry = mpo_sandbox::registry::ModuleRegistry::from_source(&value).map_err(|e| e.to_string())?;
-            registry.module_digest("variant-check", "v1").await.map_err(|e| e.to_string())
+            let registry = mpo_sandbox::registry::ModuleRegistry::from_source(&value)
+                .map_err(|e| e.to_string())?;
+            registry
+                .module_digest("variant-check", "v1")
+                .await
+                .map_err(|e| e.to_string())
         });
-        assert_eq!(resolved.as_deref(), Ok(digest.digest.as_str()), "source {source}");
+        assert_eq!(
+            resolved.as_deref(),
+            Ok(digest.digest.as_str()),
+            "source {source}"
+        );
     }
 }
 
@@ -71,7 +120,10 @@ fn simulator_writes_each_documented_message() {
             mpo_field(name, ".status.message").starts_with(message)
         });
     }
-    assert!(mpo_field("wrong-host-module", ".status.message").ends_with("credentials not found in the dockerCfg"));
+    assert!(
+        mpo_field("wrong-host-module", ".status.message")
+            .ends_with("credentials not found in the dockerCfg")
+    );
     assert!(mpo_field("token-module", ".status.imageDigest").starts_with("sha256:"));
     assert_eq!(
         mpo_field("token-module", ".metadata.finalizers[0]"),

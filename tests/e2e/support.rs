@@ -115,20 +115,34 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
 /// Runs kubectl (independent of the plugin) against the sandbox as admin.
 pub fn kubectl(args: &[&str]) -> Run {
     let mut command = Command::new("kubectl");
-    command.args(args).env("KUBECONFIG", &state().kubeconfig).stdin(Stdio::null());
+    command
+        .args(args)
+        .env("KUBECONFIG", &state().kubeconfig)
+        .stdin(Stdio::null());
     run(command)
 }
 
 /// A JSON field of an override, read with kubectl.
 pub fn mpo_field(name: &str, jsonpath: &str) -> String {
-    let run = kubectl(&["get", "modulepulloverrides.deckhouse.io", name, "-o", &format!("jsonpath={{{jsonpath}}}")]);
+    let run = kubectl(&[
+        "get",
+        "modulepulloverrides.deckhouse.io",
+        name,
+        "-o",
+        &format!("jsonpath={{{jsonpath}}}"),
+    ]);
     run.stdout.trim().to_string()
 }
 
 /// A module of source `test`, with images for `tags`; returns their digests.
 pub fn module_with_images(name: &str, enabled: bool, tags: &[&str]) -> Vec<String> {
-    block_on(mpo_sandbox::fixtures::module_with_images(state(), name, enabled, tags))
-        .unwrap_or_else(|err| panic!("preparing module {name}: {err:#}"))
+    block_on(mpo_sandbox::fixtures::module_with_images(
+        state(),
+        name,
+        enabled,
+        tags,
+    ))
+    .unwrap_or_else(|err| panic!("preparing module {name}: {err:#}"))
 }
 
 /// Pushes new content under an existing tag; returns the new digest.
