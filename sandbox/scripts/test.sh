@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Runs all tests: unit tests, then end-to-end tests against a sandbox of their own
-# (target/sandbox-test), which is torn down afterwards whatever the outcome.
+# Runs all tests: unit tests; end-to-end tests against a sandbox of their own
+# (target/sandbox-test); then the old-cluster tests against a sandbox that serves only
+# ModulePullOverride v1alpha1. Sandboxes are torn down whatever the outcome.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-export SANDBOX_DIR="${TEST_SANDBOX_DIR:-$ROOT/target/sandbox-test}"
-export MPO_SANDBOX_DIR="$SANDBOX_DIR"
+MAIN_DIR="${TEST_SANDBOX_DIR:-$ROOT/target/sandbox-test}"
+OLD_DIR="$MAIN_DIR-v1alpha1"
 
 cargo test --workspace --lib --bins
 
-trap 'sandbox/scripts/down.sh' EXIT
-sandbox/scripts/up.sh
-cargo test --workspace --tests --no-fail-fast -- "$@"
+cleanup() {
+  SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh || true
+  SANDBOX_DIR="$OLD_DIR" sandbox/scripts/down.sh || true
+}
+trap cleanup EXIT
+
+status=0
+SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/up.sh
+MPO_SANDBOX_DIR="$MAIN_DIR" cargo test --workspace --test e2e --no-fail-fast -- "$@" || status=$?
+SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh
+
+SANDBOX_DIR="$OLD_DIR" MPO_SANDBOX_MPO_VERSION=v1alpha1 sandbox/scripts/up.sh
+MPO_SANDBOX_DIR="$OLD_DIR" cargo test --workspace --test e2e_v1alpha1 --no-fail-fast -- "$@" || status=$?
+exit $status

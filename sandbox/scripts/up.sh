@@ -255,7 +255,8 @@ EOF
 
 # --- seed + simulator ------------------------------------------------------------------------
 log "applying CRDs and seeding"
-"$SANDBOX_BIN" seed --state "$SANDBOX_DIR/state.json" --crds "$ROOT/sandbox/crds"
+"$SANDBOX_BIN" seed --state "$SANDBOX_DIR/state.json" --crds "$ROOT/sandbox/crds" \
+  --mpo-version "${MPO_SANDBOX_MPO_VERSION:-v1alpha2}"
 start simulator "$SANDBOX_BIN" simulate --state "$SANDBOX_DIR/state.json"
 wait_for simulator 30 grep -q "simulator ready" "$LOGS/simulator.log"
 log "up: source $SANDBOX_DIR/env.sh"

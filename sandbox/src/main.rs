@@ -23,6 +23,9 @@ enum Command {
         state: PathBuf,
         #[arg(long)]
         crds: PathBuf,
+        /// ModulePullOverride versions to serve: v1alpha2 (current) or v1alpha1 (old cluster)
+        #[arg(long, default_value = "v1alpha2")]
+        mpo_version: String,
     },
     /// Run the Deckhouse controller simulator until killed.
     Simulate {
@@ -64,7 +67,11 @@ fn load(path: &std::path::Path) -> anyhow::Result<State> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Seed { state, crds } => seed::run(&load(&state)?, &crds).await,
+        Command::Seed {
+            state,
+            crds,
+            mpo_version,
+        } => seed::run(&load(&state)?, &crds, &mpo_version).await,
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,
         Command::BenchSetup { state, count } => {

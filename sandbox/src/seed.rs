@@ -23,7 +23,13 @@ pub fn repo_path(registry: &str) -> &'static str {
     }
 }
 
-pub async fn apply_crds(client: &kube::Client, dir: &Path) -> anyhow::Result<()> {
+/// `mpo_version`: `v1alpha2` (both served, as on current clusters) or `v1alpha1` (an old
+/// cluster that serves only v1alpha1, from `variants/mpo-v1alpha1-only.yaml`).
+pub async fn apply_crds(
+    client: &kube::Client,
+    dir: &Path,
+    mpo_version: &str,
+) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut names = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -33,6 +39,10 @@ pub async fn apply_crds(client: &kube::Client, dir: &Path) -> anyhow::Result<()>
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .collect();
     files.sort();
+    let variant = dir.join("variants/mpo-v1alpha1-only.yaml");
+    if mpo_version == "v1alpha1" {
+        files.push(variant);
+    }
     for file in files {
         let text = std::fs::read_to_string(&file)?;
         for document in text.split("\n---") {
@@ -47,6 +57,13 @@ pub async fn apply_crds(client: &kube::Client, dir: &Path) -> anyhow::Result<()>
             let crd: CustomResourceDefinition = serde_json::from_str(&body)
                 .with_context(|| format!("parsing a CRD in {}", file.display()))?;
             let name = crd.metadata.name.clone().unwrap_or_default();
+            let is_variant = file.ends_with("variants/mpo-v1alpha1-only.yaml");
+            if name == "modulepulloverrides.deckhouse.io"
+                && mpo_version == "v1alpha1"
+                && !is_variant
+            {
+                continue;
+            }
             api.patch(
                 &name,
                 &PatchParams::apply(MANAGER).force(),
@@ -246,9 +263,13 @@ async fn push_echo_extras(pusher: &Pusher) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(state: &State, crds: &Path) -> anyhow::Result<()> {
+pub async fn run(state: &State, crds: &Path, mpo_version: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        matches!(mpo_version, "v1alpha1" | "v1alpha2"),
+        "--mpo-version must be v1alpha1 or v1alpha2"
+    );
     let client = crate::client(state).await?;
-    apply_crds(&client, crds).await?;
+    apply_crds(&client, crds, mpo_version).await?;
 
     let settings: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(client.clone(), "default");
@@ -266,7 +287,7 @@ pub async fn run(state: &State, crds: &Path) -> anyhow::Result<()> {
         .await?;
 
     push_images(state).await?;
-    create_objects(state, &client).await
+    create_objects(state, &client, mpo_version).await
 }
 
 async fn push_images(state: &State) -> anyhow::Result<()> {
@@ -353,7 +374,11 @@ fn module_object(name: &str, sources: &[&str], extra: Value) -> Value {
     })
 }
 
-async fn create_objects(state: &State, client: &kube::Client) -> anyhow::Result<()> {
+async fn create_objects(
+    state: &State,
+    client: &kube::Client,
+    mpo_version: &str,
+) -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(&state.ca_file)?;
     let tls = state.registry("tls")?;
     let token = state.registry("token")?;
@@ -519,7 +544,7 @@ async fn create_objects(state: &State, client: &kube::Client) -> anyhow::Result<
 
     let mpo_api = deckhouse_api(
         client,
-        "v1alpha2",
+        mpo_version,
         "ModulePullOverride",
         "modulepulloverrides",
     );
@@ -539,12 +564,17 @@ async fn create_objects(state: &State, client: &kube::Client) -> anyhow::Result<
         ("plain-module", "main"),
     ];
     for (name, tag) in overrides {
+        let mut spec = json!({"imageTag": tag, "scanInterval": "15s", "rollback": false});
+        if mpo_version == "v1alpha1" {
+            // Required on v1alpha1; the controller still resolves the Module's source.
+            spec["source"] = json!("test");
+        }
         apply(
             &mpo_api,
             json!({
-                "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride",
+                "apiVersion": format!("deckhouse.io/{mpo_version}"), "kind": "ModulePullOverride",
                 "metadata": {"name": name},
-                "spec": {"imageTag": tag, "scanInterval": "15s", "rollback": false},
+                "spec": spec,
             }),
         )
         .await?;
