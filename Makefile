@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: build release demo test lint fmt sandbox-up sandbox-down bench dist
+.PHONY: build release demo test lint fmt sandbox-up sandbox-down bench dist krew-check
 
 build:
 	$(CARGO) build --workspace --bins
@@ -34,3 +34,6 @@ bench:
 
 dist:
 	scripts/dist.sh
+
+krew-check:
+	scripts/krew-check.sh

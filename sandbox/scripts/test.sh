@@ -24,4 +24,8 @@ SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh
 
 SANDBOX_DIR="$OLD_DIR" MPO_SANDBOX_MPO_VERSION=v1alpha1 sandbox/scripts/up.sh
 MPO_SANDBOX_DIR="$OLD_DIR" cargo test --workspace --test e2e_v1alpha1 --no-fail-fast -- "$@" || status=$?
+SANDBOX_DIR="$OLD_DIR" sandbox/scripts/down.sh
+
+# Distribution: the release archive installs with a real krew and runs.
+scripts/krew-check.sh || status=$?
 exit $status

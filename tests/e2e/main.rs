@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod completion;
 mod diagnose;
 mod kubeconfig;
 mod lifecycle;
