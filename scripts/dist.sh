@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the release archive for this machine's platform and renders the krew manifest
-# (dist/mpo.yaml). MPO_DIST_URI overrides the archive URL (e.g. file:///... for a local
-# krew install test).
+# Builds the release archive for this machine's platform (krew layout:
+# dist/kubectl-mpo_<version>_<os>_<arch>.tar.gz + .sha256) and renders the krew manifest
+# dist/mpo.yaml from krew-manifest.yaml. Platforms not built here keep their URLs and
+# take their sha256 from dist/*.sha256 when present (a release workflow builds them).
+# MPO_DIST_URI overrides this platform's URL (e.g. file:///... for a local krew test).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,32 +17,31 @@ mkdir -p dist
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 cp "$TARGET_DIR/release/kubectl-mpo" kubectl_complete-mpo LICENSE README.md "$stage/"
-archive="kubectl-mpo-$os-$arch.tar.gz"
+archive="kubectl-mpo_${VERSION}_${os}_${arch}.tar.gz"
 tar -C "$stage" -czf "dist/$archive" kubectl-mpo kubectl_complete-mpo LICENSE README.md
-sha="$(sha256sum "dist/$archive" | cut -d' ' -f1)"
-uri="${MPO_DIST_URI:-https://github.com/deckhouse-community/kubectl-mpo/releases/download/v$VERSION/$archive}"
+(cd dist && sha256sum "$archive" >"$archive.sha256")
 
-platforms="$(cat <<YAML
-  - selector:
-      matchLabels:
-        os: $os
-        arch: $arch
-    uri: $uri
-    sha256: $sha
-    bin: kubectl-mpo
-    files:
-      - from: kubectl-mpo
-        to: .
-      - from: kubectl_complete-mpo
-        to: .
-      - from: LICENSE
-        to: .
-YAML
-)"
-python3 -c '
-import sys
+python3 - "$VERSION" "$os" "$arch" "${MPO_DIST_URI:-}" <<'PY'
+import os, sys
+version, this_os, this_arch, override = sys.argv[1:5]
+base = f"https://github.com/deckhouse-community/kubectl-mpo/releases/download/v{version}"
+blocks = []
+for os_name, arch in [("linux", "amd64"), ("linux", "arm64"), ("darwin", "amd64"),
+                      ("darwin", "arm64"), ("windows", "amd64"), ("windows", "arm64")]:
+    archive = f"kubectl-mpo_{version}_{os_name}_{arch}.tar.gz"
+    exe = ".exe" if os_name == "windows" else ""
+    uri = override if (os_name, arch) == (this_os, this_arch) and override else f"{base}/{archive}"
+    sums = f"dist/{archive}.sha256"
+    sha = open(sums).read().split()[0] if os.path.exists(sums) else "0" * 64
+    files = [f"kubectl-mpo{exe}", "LICENSE"] + ([] if exe else ["kubectl_complete-mpo"])
+    blocks.append(
+        f"  - selector:\n      matchLabels:\n        os: {os_name}\n        arch: {arch}\n"
+        f"    uri: {uri}\n    sha256: '{sha}'\n    bin: kubectl-mpo{exe}\n    files:\n"
+        + "".join(f"      - from: {name}\n        to: .\n" for name in files)
+    )
 text = open("krew-manifest.yaml").read()
-print(text.replace("{{VERSION}}", sys.argv[1]).replace("{{PLATFORMS}}", sys.argv[2]), end="")
-' "$VERSION" "$platforms" > dist/mpo.yaml
+text = text.replace("{{VERSION}}", version).replace("{{PLATFORMS}}\n", "".join(blocks))
+open("dist/mpo.yaml", "w").write(text)
+PY
 echo "dist/$archive"
 echo "dist/mpo.yaml"

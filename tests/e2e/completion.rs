@@ -72,3 +72,20 @@ fn helper_completes_subcommands_modules_and_tags() {
         ["zsh"]
     );
 }
+
+#[test]
+fn kubectl_plugin_completion_calls_the_helper() {
+    // `kubectl __complete` is what kubectl's bash/zsh/fish scripts call on <TAB>.
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin_dir = binary().parent().expect("binary dir").to_path_buf();
+    let path = format!("{}:{}:{}", repo.display(), bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let complete = |words: &[&str]| {
+        let mut command = Command::new("kubectl");
+        command.arg("__complete").arg("mpo").args(words).env("PATH", &path).env("KUBECONFIG", &state().kubeconfig);
+        run(command)
+    };
+    let sub = complete(&["ex"]);
+    assert_eq!(candidates(&sub), ["explain"]);
+    let names = complete(&["diff", "plain"]);
+    assert_eq!(candidates(&names), ["plain-module"]);
+}

@@ -222,3 +222,78 @@ fn multi_arch_index_compares_the_amd64_child() {
     mpo(&["delete", "echo", "--yes", "--wait"]).assert_code(0);
     assert_eq!(mpo_field("echo", ".spec.imageTag"), "");
 }
+
+#[test]
+fn the_printed_fix_for_two_sources_clears_the_problem() {
+    let name = unique("diag-two");
+    module_with_images(&name, true, &["v1"]);
+    kubectl(&[
+        "patch", "modules.deckhouse.io", &name, "--type=merge",
+        "-p", r#"{"properties":{"availableSources":["test","token"]}}"#,
+    ])
+    .assert_code(0);
+    eventually(10, "the module to lose its active source", || {
+        mpo(&["explain", &name, "--tag", "v1"]).stdout.contains("has no active source")
+    });
+    mpo(&["create", &name, "--tag", "v1", "--force", "--wait"]).assert_code(1);
+    let report = mpo(&["explain", &name, "--no-color"]);
+    report.assert_code(1);
+    let fix = report
+        .stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("fix:").map(str::trim))
+        .expect("a fix line")
+        .to_string();
+    assert!(fix.starts_with("kubectl patch moduleconfig"), "{fix}");
+    let mut shell = std::process::Command::new("sh");
+    shell.arg("-c").arg(&fix).env("KUBECONFIG", &state().kubeconfig);
+    crate::support::run(shell).assert_code(0);
+    eventually(10, "the source to be chosen", || mpo(&["explain", &name]).stdout.contains("active source: test"));
+    mpo(&["renew", &name, "--wait"]).assert_code(0);
+    assert_eq!(mpo_field(&name, ".status.message"), "Ready");
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_no_color_is_respected() {
+    // `script` gives the command a pseudo-terminal.
+    let with_tty = |no_color: bool| {
+        let binary = crate::support::binary();
+        let mut command = std::process::Command::new("script");
+        command
+            .args(["-qec", &format!("{} explain disabled-module", binary.display()), "/dev/null"])
+            .env("KUBECONFIG", &state().kubeconfig)
+            .env("TERM", "xterm-256color")
+            .env_remove("NO_COLOR");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        crate::support::run(command)
+    };
+    // SGR sequences (`ESC[...m`) are colour; the spinner's line clearing is not.
+    let coloured = |text: &str| text.split('\u{1b}').skip(1).any(|rest| {
+        rest.strip_prefix('[').is_some_and(|seq| seq.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';').starts_with('m'))
+    });
+    assert!(coloured(&with_tty(false).stdout), "colour on a terminal");
+    assert!(!coloured(&with_tty(true).stdout), "NO_COLOR respected");
+    assert!(!mpo(&["explain", "disabled-module"]).stdout.contains("\u{1b}["), "no colour in a pipe");
+}
+
+#[test]
+fn single_manifest_digest_equals_docker_content_digest() {
+    let tls = state().registry("tls").unwrap();
+    let url = format!("https://{}/v2/deckhouse/modules/echo/manifests/v1.0.0", tls.host);
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sSI", "--cacert", &state().ca_file.display().to_string(), "-u"])
+        .arg(format!("{}:{}", tls.username.as_deref().unwrap(), tls.password.as_deref().unwrap()))
+        .args(["-H", "Accept: application/vnd.oci.image.manifest.v1+json", &url]);
+    let head = crate::support::run(curl);
+    head.assert_code(0);
+    let header = head
+        .stdout
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("docker-content-digest:").map(|v| v.trim().to_string()))
+        .expect("Docker-Content-Digest header");
+    let explain = mpo(&["explain", "echo", "--tag", "v1.0.0", "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&explain.stdout).expect("JSON");
+    assert_eq!(report["registryDigest"], header.as_str());
+}

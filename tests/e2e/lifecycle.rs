@@ -229,3 +229,65 @@ fn read_only_user_gets_a_clear_403() {
     let listed = kubectl(&["get", "modulepulloverrides.deckhouse.io", &name]);
     assert_ne!(listed.code, 0);
 }
+
+/// Applies a Deckhouse object as JSON with kubectl.
+fn apply_json(object: serde_json::Value) {
+    let file = std::env::temp_dir().join(format!("{}.json", unique("object")));
+    std::fs::write(&file, object.to_string()).expect("write object");
+    kubectl(&["apply", "-f", &file.display().to_string()]).assert_code(0);
+}
+
+#[test]
+fn create_preflight_refuses_each_blocked_case_with_its_cause() {
+    let embedded = unique("pre-embedded");
+    let orphan = unique("pre-orphan");
+    let lost = unique("pre-lost");
+    for (name, properties) in [
+        (&embedded, serde_json::json!({"source": "Embedded"})),
+        (&orphan, serde_json::json!({"availableSources": []})),
+        (&lost, serde_json::json!({"availableSources": ["gone-source"]})),
+    ] {
+        apply_json(serde_json::json!({
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "Module",
+            "metadata": {"name": name}, "properties": properties,
+        }));
+        apply_json(serde_json::json!({
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
+            "metadata": {"name": name}, "spec": {"enabled": true},
+        }));
+    }
+    let missing = unique("pre-missing");
+    let cases = [
+        (missing.as_str(), "does not exist"),
+        (embedded.as_str(), "embedded"),
+        (orphan.as_str(), "no ModuleSource lists this module"),
+        (lost.as_str(), "ModuleSource gone-source does not exist"),
+    ];
+    for (name, cause) in cases {
+        // The module manager needs a moment to reflect the new ModuleConfig.
+        eventually(10, &format!("preflight of {name} to name {cause:?}"), || {
+            let run = mpo(&["create", name, "--tag", "v1"]);
+            run.code == 1 && run.stderr.contains(cause) && run.stderr.contains("fix:")
+        });
+        assert!(!mpo_exists(name), "{name} was not created");
+    }
+    let forced = mpo(&["create", &lost, "--tag", "v1", "--force", "--wait"]);
+    forced.assert_code(1);
+    assert!(forced.stdout.contains("The source not found"), "{forced:?}");
+}
+
+#[test]
+fn renew_wait_reports_unchanged_on_a_legacy_controller() {
+    let _settings = simulator_settings_lock();
+    let name = unique("life-same");
+    let digests = module_with_images(&name, true, &["v1"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+    set_simulator("renewStyle", "legacy");
+    let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
+    set_simulator("renewStyle", "modern");
+    run.assert_code(0);
+    assert!(run.stdout.contains("unchanged"), "{run:?}");
+    assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);
+    // Both annotations were set (deckhouse-facts §3).
+    assert!(!mpo_field(&name, ".metadata.annotations.renew").is_empty());
+}
