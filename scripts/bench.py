@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """kubectl-mpo benchmark: prints ratios against the product.md targets.
 
-Runs against its own sandbox (target/sandbox-bench) with COUNT overrides:
+Runs against its own sandbox (target/sandbox-bench) with N = 50, 200, 1000 overrides
+(MPO_BENCH_COUNTS), and writes target/bench/results.json:
   - start-up: `kubectl mpo --help` / `version`, target well under 10 ms;
   - `kubectl mpo status` (registry checks for every override) vs plain
     `kubectl get mpo -o json`: target ratio <= 1.5;
@@ -21,7 +22,7 @@ import time
 import base64
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COUNT = int(os.environ.get("MPO_BENCH_COUNT", "200"))
+COUNTS = [int(n) for n in os.environ.get("MPO_BENCH_COUNTS", "50,200,1000").split(",")]
 RUNS = int(os.environ.get("MPO_BENCH_RUNS", "7"))
 CACHE = os.environ.get("MPO_CACHE_DIR", os.path.expanduser("~/.cache/kubectl-mpo"))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -67,14 +68,9 @@ def main():
             subprocess.run([os.path.join(ROOT, "sandbox/scripts/down.sh")], env=env_up)
 
 
-def run(env_up):
-    state = json.load(open(os.path.join(SANDBOX, "state.json")))
+def measure(state, count, env):
     sh([os.path.join(TARGET, "debug", "mpo-sandbox"), "bench-setup", "--state",
-        os.path.join(SANDBOX, "state.json"), "--count", str(COUNT)], env=env_up)
-    env = {**os.environ, "KUBECONFIG": state["kubeconfig"], "NO_COLOR": "1"}
-
-    help_time, _ = timed([BIN, "--help"], env, runs=30)
-    version_time, _ = timed([BIN, "version"], env, runs=30)
+        os.path.join(SANDBOX, "state.json"), "--count", str(count)], env={**os.environ, "SANDBOX_DIR": SANDBOX})
     get_time, _ = timed(["kubectl", "get", "modulepulloverrides.deckhouse.io", "-o", "json"], env)
     status_time, status_rss = timed([BIN, "status", "-o", "json"], env)
     offline_time, _ = timed([BIN, "status", "--offline", "-o", "json"], env)
@@ -86,24 +82,52 @@ def run(env_up):
         with open(os.path.join(docker_config, "config.json"), "w") as f:
             json.dump({"auths": {registry["host"]: {"auth": auth}}}, f)
         crane_env = {**env, "DOCKER_CONFIG": docker_config, "SSL_CERT_FILE": state["ca_file"]}
-        sample = min(COUNT, 20)
+        sample = min(count, 20)
         start = time.perf_counter()
         for i in range(sample):
             sh([crane(), "digest", f"{registry['host']}/deckhouse/modules/bench-{i:03}:dev"],
                env=crane_env, stdout=subprocess.DEVNULL)
-        crane_time = (time.perf_counter() - start) / sample * COUNT
+        crane_time = (time.perf_counter() - start) / sample * count
+    return {
+        "overrides": count,
+        "kubectlGetSeconds": get_time,
+        "statusSeconds": status_time,
+        "statusOfflineSeconds": offline_time,
+        "craneLoopSeconds": crane_time,
+        "statusToKubectlGet": status_time / get_time,
+        "craneLoopToStatus": crane_time / status_time,
+        "statusPeakRssMiB": status_rss / 1024,
+    }
 
-    ms = lambda s: f"{s * 1000:8.1f} ms"
+
+def run(env_up):
+    state = json.load(open(os.path.join(SANDBOX, "state.json")))
+    env = {**os.environ, "KUBECONFIG": state["kubeconfig"], "NO_COLOR": "1"}
+    help_time, _ = timed([BIN, "--help"], env, runs=30)
+    version_time, version_rss = timed([BIN, "version"], env, runs=30)
+    results = {
+        "startupHelpMs": help_time * 1000,
+        "startupVersionMs": version_time * 1000,
+        "binaryBytes": os.path.getsize(BIN),
+        "runs": RUNS,
+        "sizes": [measure(state, count, env) for count in sorted(COUNTS)],
+    }
+    out_dir = os.path.join(ROOT, "target", "bench")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+
     print()
-    print(f"kubectl-mpo benchmark ({COUNT} overrides, median of {RUNS} runs)")
-    print(f"  start-up --help             {ms(help_time)}   ratio to 10 ms target: {help_time / 0.010:5.2f} (want < 1)")
-    print(f"  start-up version            {ms(version_time)}   ratio to 10 ms target: {version_time / 0.010:5.2f} (want < 1)")
-    print(f"  kubectl get mpo -o json     {ms(get_time)}")
-    print(f"  kubectl mpo status --offline{ms(offline_time)}")
-    print(f"  kubectl mpo status          {ms(status_time)}   ratio to kubectl get: {status_time / get_time:5.2f} (want <= 1.5)")
-    print(f"  crane digest x {COUNT:<4}        {ms(crane_time)}   (measured on {min(COUNT, 20)}, scaled)")
-    print(f"  speed-up over crane         {crane_time / status_time:8.1f}x  (want >= 20)")
-    print(f"  status peak memory          {status_rss / 1024:8.1f} MiB")
+    print(f"kubectl-mpo benchmark (median of {RUNS} runs; crane loop measured on 20 modules and scaled)")
+    print(f"  start-up: --help {help_time * 1000:.1f} ms, version {version_time * 1000:.1f} ms (target < 10 ms)")
+    print(f"  binary size: {results['binaryBytes'] / 1048576:.1f} MiB")
+    print(f"  {'N':>5} {'kubectl get':>12} {'status':>10} {'offline':>10} {'crane loop':>11} {'status/get':>11} {'crane/status':>13} {'peak RSS':>9}")
+    for r in results["sizes"]:
+        print(f"  {r['overrides']:>5} {r['kubectlGetSeconds'] * 1000:>10.0f}ms {r['statusSeconds'] * 1000:>8.0f}ms"
+              f" {r['statusOfflineSeconds'] * 1000:>8.0f}ms {r['craneLoopSeconds'] * 1000:>9.0f}ms"
+              f" {r['statusToKubectlGet']:>11.2f} {r['craneLoopToStatus']:>12.1f}x {r['statusPeakRssMiB']:>7.1f}MiB")
+    print("  targets: status/get <= 1.5 and crane/status >= 20 at N=200; peak RSS < 50 MiB at N=1000")
+    print(f"  written: {os.path.join(out_dir, 'results.json')}")
 
 
 if __name__ == "__main__":

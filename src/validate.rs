@@ -203,3 +203,27 @@ mod tests {
         assert!(duration_flag("timeout", "abc", false).is_err());
     }
 }
+
+/// Any input, however hostile, gives a value or a usage error: never a panic.
+#[cfg(test)]
+mod hostile_input {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn validators_never_panic(text in any::<String>()) {
+            let _ = super::module_name(&text);
+            let _ = super::image_tag(&text);
+            let _ = super::scan_interval(&text);
+            let _ = super::duration_flag("timeout", &text, true);
+        }
+
+        #[test]
+        fn accepted_intervals_are_h_m_s_and_positive(text in "[0-9hms.-]{0,8}") {
+            if super::scan_interval(&text).is_ok() {
+                prop_assert!(!text.is_empty() && !text.contains('.') && !text.contains('-'));
+            }
+        }
+    }
+}

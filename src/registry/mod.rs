@@ -501,3 +501,31 @@ mod tests {
         );
     }
 }
+
+/// Hostile registry and dockerCfg content: errors, never panics.
+#[cfg(test)]
+mod hostile_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn docker_cfg_and_repo_never_panic(cfg in any::<String>(), repo in any::<String>()) {
+            let _ = credentials::for_repo(Some(&cfg), &repo);
+            let options = RegistryOptions { timeout: Duration::from_secs(1) };
+            let _ = SourceRegistry::from_parts(&repo, Some(&cfg), None, None, &options);
+        }
+
+        #[test]
+        fn layers_and_manifests_never_panic(blob in proptest::collection::vec(any::<u8>(), 0..2048), json in any::<String>()) {
+            let mut tree = ImageTree::new("sha256:x".into());
+            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar+gzip");
+            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar");
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&json) {
+                let _ = image::layer_descriptors(&value);
+                let _ = amd64_child(&value);
+            }
+        }
+    }
+}

@@ -78,10 +78,20 @@ fn kubectl_plugin_completion_calls_the_helper() {
     // `kubectl __complete` is what kubectl's bash/zsh/fish scripts call on <TAB>.
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin_dir = binary().parent().expect("binary dir").to_path_buf();
-    let path = format!("{}:{}:{}", repo.display(), bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}:{}",
+        repo.display(),
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let complete = |words: &[&str]| {
         let mut command = Command::new("kubectl");
-        command.arg("__complete").arg("mpo").args(words).env("PATH", &path).env("KUBECONFIG", &state().kubeconfig);
+        command
+            .arg("__complete")
+            .arg("mpo")
+            .args(words)
+            .env("PATH", &path)
+            .env("KUBECONFIG", &state().kubeconfig);
         run(command)
     };
     let sub = complete(&["ex"]);

@@ -228,12 +228,18 @@ fn the_printed_fix_for_two_sources_clears_the_problem() {
     let name = unique("diag-two");
     module_with_images(&name, true, &["v1"]);
     kubectl(&[
-        "patch", "modules.deckhouse.io", &name, "--type=merge",
-        "-p", r#"{"properties":{"availableSources":["test","token"]}}"#,
+        "patch",
+        "modules.deckhouse.io",
+        &name,
+        "--type=merge",
+        "-p",
+        r#"{"properties":{"availableSources":["test","token"]}}"#,
     ])
     .assert_code(0);
     eventually(10, "the module to lose its active source", || {
-        mpo(&["explain", &name, "--tag", "v1"]).stdout.contains("has no active source")
+        mpo(&["explain", &name, "--tag", "v1"])
+            .stdout
+            .contains("has no active source")
     });
     mpo(&["create", &name, "--tag", "v1", "--force", "--wait"]).assert_code(1);
     let report = mpo(&["explain", &name, "--no-color"]);
@@ -246,9 +252,16 @@ fn the_printed_fix_for_two_sources_clears_the_problem() {
         .to_string();
     assert!(fix.starts_with("kubectl patch moduleconfig"), "{fix}");
     let mut shell = std::process::Command::new("sh");
-    shell.arg("-c").arg(&fix).env("KUBECONFIG", &state().kubeconfig);
+    shell
+        .arg("-c")
+        .arg(&fix)
+        .env("KUBECONFIG", &state().kubeconfig);
     crate::support::run(shell).assert_code(0);
-    eventually(10, "the source to be chosen", || mpo(&["explain", &name]).stdout.contains("active source: test"));
+    eventually(10, "the source to be chosen", || {
+        mpo(&["explain", &name])
+            .stdout
+            .contains("active source: test")
+    });
     mpo(&["renew", &name, "--wait"]).assert_code(0);
     assert_eq!(mpo_field(&name, ".status.message"), "Ready");
 }
@@ -260,7 +273,11 @@ fn colour_only_on_a_terminal_and_no_color_is_respected() {
         let binary = crate::support::binary();
         let mut command = std::process::Command::new("script");
         command
-            .args(["-qec", &format!("{} explain disabled-module", binary.display()), "/dev/null"])
+            .args([
+                "-qec",
+                &format!("{} explain disabled-module", binary.display()),
+                "/dev/null",
+            ])
             .env("KUBECONFIG", &state().kubeconfig)
             .env("TERM", "xterm-256color")
             .env_remove("NO_COLOR");
@@ -270,28 +287,58 @@ fn colour_only_on_a_terminal_and_no_color_is_respected() {
         crate::support::run(command)
     };
     // SGR sequences (`ESC[...m`) are colour; the spinner's line clearing is not.
-    let coloured = |text: &str| text.split('\u{1b}').skip(1).any(|rest| {
-        rest.strip_prefix('[').is_some_and(|seq| seq.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';').starts_with('m'))
-    });
+    let coloured = |text: &str| {
+        text.split('\u{1b}').skip(1).any(|rest| {
+            rest.strip_prefix('[').is_some_and(|seq| {
+                seq.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';')
+                    .starts_with('m')
+            })
+        })
+    };
     assert!(coloured(&with_tty(false).stdout), "colour on a terminal");
     assert!(!coloured(&with_tty(true).stdout), "NO_COLOR respected");
-    assert!(!mpo(&["explain", "disabled-module"]).stdout.contains("\u{1b}["), "no colour in a pipe");
+    assert!(
+        !mpo(&["explain", "disabled-module"])
+            .stdout
+            .contains("\u{1b}["),
+        "no colour in a pipe"
+    );
 }
 
 #[test]
 fn single_manifest_digest_equals_docker_content_digest() {
     let tls = state().registry("tls").unwrap();
-    let url = format!("https://{}/v2/deckhouse/modules/echo/manifests/v1.0.0", tls.host);
+    let url = format!(
+        "https://{}/v2/deckhouse/modules/echo/manifests/v1.0.0",
+        tls.host
+    );
     let mut curl = std::process::Command::new("curl");
-    curl.args(["-sSI", "--cacert", &state().ca_file.display().to_string(), "-u"])
-        .arg(format!("{}:{}", tls.username.as_deref().unwrap(), tls.password.as_deref().unwrap()))
-        .args(["-H", "Accept: application/vnd.oci.image.manifest.v1+json", &url]);
+    curl.args([
+        "-sSI",
+        "--cacert",
+        &state().ca_file.display().to_string(),
+        "-u",
+    ])
+    .arg(format!(
+        "{}:{}",
+        tls.username.as_deref().unwrap(),
+        tls.password.as_deref().unwrap()
+    ))
+    .args([
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &url,
+    ]);
     let head = crate::support::run(curl);
     head.assert_code(0);
     let header = head
         .stdout
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("docker-content-digest:").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("docker-content-digest:")
+                .map(|v| v.trim().to_string())
+        })
         .expect("Docker-Content-Digest header");
     let explain = mpo(&["explain", "echo", "--tag", "v1.0.0", "-o", "json"]);
     let report: serde_json::Value = serde_json::from_str(&explain.stdout).expect("JSON");

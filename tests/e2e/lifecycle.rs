@@ -245,7 +245,10 @@ fn create_preflight_refuses_each_blocked_case_with_its_cause() {
     for (name, properties) in [
         (&embedded, serde_json::json!({"source": "Embedded"})),
         (&orphan, serde_json::json!({"availableSources": []})),
-        (&lost, serde_json::json!({"availableSources": ["gone-source"]})),
+        (
+            &lost,
+            serde_json::json!({"availableSources": ["gone-source"]}),
+        ),
     ] {
         apply_json(serde_json::json!({
             "apiVersion": "deckhouse.io/v1alpha1", "kind": "Module",
@@ -265,10 +268,14 @@ fn create_preflight_refuses_each_blocked_case_with_its_cause() {
     ];
     for (name, cause) in cases {
         // The module manager needs a moment to reflect the new ModuleConfig.
-        eventually(10, &format!("preflight of {name} to name {cause:?}"), || {
-            let run = mpo(&["create", name, "--tag", "v1"]);
-            run.code == 1 && run.stderr.contains(cause) && run.stderr.contains("fix:")
-        });
+        eventually(
+            10,
+            &format!("preflight of {name} to name {cause:?}"),
+            || {
+                let run = mpo(&["create", name, "--tag", "v1"]);
+                run.code == 1 && run.stderr.contains(cause) && run.stderr.contains("fix:")
+            },
+        );
         assert!(!mpo_exists(name), "{name} was not created");
     }
     let forced = mpo(&["create", &lost, "--tag", "v1", "--force", "--wait"]);
@@ -290,4 +297,31 @@ fn renew_wait_reports_unchanged_on_a_legacy_controller() {
     assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);
     // Both annotations were set (deckhouse-facts §3).
     assert!(!mpo_field(&name, ".metadata.annotations.renew").is_empty());
+}
+
+#[test]
+fn racing_edits_never_lose_a_change() {
+    let name = unique("life-race");
+    module_with_images(&name, true, &["v1", "v2"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+    for round in 0..3 {
+        let interval = format!("{}m", round + 2);
+        let tag = if round % 2 == 0 { "v2" } else { "v1" };
+        let first = crate::support::command(&["edit", &name, "--tag", tag])
+            .spawn()
+            .expect("spawn");
+        let second = crate::support::command(&["edit", &name, "--scan-interval", &interval])
+            .spawn()
+            .expect("spawn");
+        for child in [first, second] {
+            let output = child.wait_with_output().expect("wait");
+            assert!(output.status.success(), "{output:?}");
+        }
+        assert_eq!(mpo_field(&name, ".spec.imageTag"), tag, "round {round}");
+        assert_eq!(
+            mpo_field(&name, ".spec.scanInterval"),
+            interval,
+            "round {round}"
+        );
+    }
 }
