@@ -28,13 +28,13 @@ fn fault_server(mode: &'static str) -> u16 {
                         return;
                     }
                     "500" => {
-                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops\n"
+                        "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 5\r\n\r\noops\n"
                             .to_string()
                     }
                     _ => {
                         let body = "<html>this is not a manifest</html>";
                         format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n{body}",
+                            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
                         )
                     }
@@ -52,8 +52,18 @@ fn apply(object: serde_json::Value) {
     kubectl(&["apply", "-f", &file.display().to_string()]).assert_code(0);
 }
 
-/// A module whose ModuleSource points at a fault server; returns the module name.
+/// A module whose ModuleSource points at a fault server, with an override; returns the
+/// module name.
 fn module_on(mode: &'static str) -> String {
+    let name = module_without_override(mode);
+    apply(serde_json::json!({
+        "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride", "metadata": {"name": name},
+        "spec": {"imageTag": "v1", "scanInterval": "15s", "rollback": false},
+    }));
+    name
+}
+
+fn module_without_override(mode: &'static str) -> String {
     let port = fault_server(mode);
     let name = unique(&format!("fault-{mode}"));
     apply(serde_json::json!({
@@ -68,11 +78,38 @@ fn module_on(mode: &'static str) -> String {
         "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": name},
         "spec": {"enabled": true},
     }));
-    apply(serde_json::json!({
-        "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride", "metadata": {"name": name},
-        "spec": {"imageTag": "v1", "scanInterval": "15s", "rollback": false},
-    }));
     name
+}
+
+#[test]
+fn wait_timeout_is_honoured() {
+    // The controller's registry call stalls, so no verdict arrives within the timeout.
+    let name = module_without_override("stall");
+    crate::support::eventually(10, "the module manager", || {
+        mpo(&["explain", &name, "--offline"])
+            .stdout
+            .contains("active source")
+    });
+    let started = Instant::now();
+    let run = mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--force",
+        "--wait",
+        "--timeout",
+        "2s",
+    ]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("timed out") || run.stderr.contains("timeout"),
+        "{run:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "preflight lookup and wait are bounded"
+    );
 }
 
 #[test]
