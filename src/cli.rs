@@ -257,6 +257,9 @@ pub struct StatusArgs {
     /// Time limit for each registry lookup
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub registry_timeout: String,
+
+    #[command(flatten)]
+    pub fallback: RegistryFallbackArgs,
 }
 
 #[derive(Debug, Args)]
@@ -286,9 +289,30 @@ pub struct DiffArgs {
     #[arg(long)]
     pub content: bool,
 
+    #[command(flatten)]
+    pub fallback: RegistryFallbackArgs,
+
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<OutputFormat>,
+}
+
+/// Registry access for users who may not read ModuleSources (RBAC): the repo is given
+/// explicitly and the credentials come from a docker config.json.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RegistryFallbackArgs {
+    /// When ModuleSources are not readable: the module repo, [http://]HOST[:PORT]/PATH
+    #[arg(long, value_name = "REPO", global = true)]
+    pub registry_repo: Option<String>,
+
+    /// Docker config.json with credentials for --registry-repo
+    /// (default: $DOCKER_CONFIG/config.json, then ~/.docker/config.json)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub registry_config: Option<PathBuf>,
+
+    /// PEM file with the CA of --registry-repo (added to the system roots)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub registry_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +320,9 @@ pub struct RegistryArgs {
     /// ModuleSource to use (default: the module's source, or the only ModuleSource)
     #[arg(long, global = true, value_name = "NAME")]
     pub source: Option<String>,
+
+    #[command(flatten)]
+    pub fallback: RegistryFallbackArgs,
 
     /// Output format
     #[arg(short = 'o', long, value_enum, global = true)]

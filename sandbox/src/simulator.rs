@@ -132,16 +132,25 @@ pub async fn run(state: &State) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // ModulePullOverride controller (deckhouse-facts §2, §3)
 
+/// Reconciles of different overrides run at once (controller-runtime has several
+/// workers), so one override whose registry stalls does not hold up the others.
+const WORKERS: usize = 8;
+
 struct Tracked {
     generation: i64,
     annotations: BTreeMap<String, String>,
     due: Option<Instant>,
+    /// A reconcile of this override is in flight; it is never run twice at once.
+    running: bool,
 }
 
 async fn override_controller(apis: Apis) -> anyhow::Result<()> {
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     let mut events = watcher(apis.mpo.clone(), watcher::Config::default()).boxed();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let (done_tx, mut done_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(String, Option<Duration>)>();
+    let workers = std::sync::Arc::new(tokio::sync::Semaphore::new(WORKERS));
     let mut announced = false;
     loop {
         tokio::select! {
@@ -167,24 +176,38 @@ async fn override_controller(apis: Apis) -> anyhow::Result<()> {
                     None => anyhow::bail!("MPO watch ended"),
                 }
             }
+            Some((name, requeue)) = done_rx.recv() => {
+                if let Some(entry) = tracked.get_mut(&name) {
+                    entry.running = false;
+                    // A change seen while the reconcile ran keeps its earlier due time.
+                    let next = requeue.map(|delay| Instant::now() + delay);
+                    entry.due = match (entry.due, next) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
             _ = tick.tick() => {
                 let now = Instant::now();
-                let due: Vec<String> = tracked
-                    .iter()
-                    .filter(|(_, entry)| entry.due.is_some_and(|at| at <= now))
-                    .map(|(name, _)| name.clone())
-                    .collect();
-                for name in due {
-                    let requeue = match reconcile(&apis, &name).await {
-                        Ok(requeue) => requeue,
-                        Err(error) => {
-                            eprintln!("reconcile {name}: {error:#}");
-                            Some(Duration::from_secs(2))
-                        }
-                    };
-                    if let Some(entry) = tracked.get_mut(&name) {
-                        entry.due = requeue.map(|delay| Instant::now() + delay);
+                for (name, entry) in tracked.iter_mut() {
+                    if entry.running || entry.due.is_none_or(|at| at > now) {
+                        continue;
                     }
+                    entry.running = true;
+                    entry.due = None;
+                    let (apis, name, done, workers) =
+                        (apis.clone(), name.clone(), done_tx.clone(), workers.clone());
+                    tokio::spawn(async move {
+                        let _permit = workers.acquire_owned().await;
+                        let requeue = match reconcile(&apis, &name).await {
+                            Ok(requeue) => requeue,
+                            Err(error) => {
+                                eprintln!("reconcile {name}: {error:#}");
+                                Some(Duration::from_secs(2))
+                            }
+                        };
+                        let _ = done.send((name, requeue));
+                    });
                 }
             }
         }
@@ -215,6 +238,7 @@ fn observe(tracked: &mut HashMap<String, Tracked>, object: &DynamicObject) {
                     generation,
                     annotations,
                     due: Some(Instant::now()),
+                    running: false,
                 },
             );
         }

@@ -65,7 +65,8 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     let overrides = Overrides::connect(ctx).await?;
     let mpo = overrides.require(name).await?;
     let tag = mpo.spec.image_tag.clone();
-    let source = inspect::choose_source(&overrides.cluster, Some(name), None).await?;
+    let source =
+        inspect::choose_source(ctx, &overrides.cluster, Some(name), None, &args.fallback).await?;
     let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
     let image = client.image_name(name, &tag);
     let spinner = ctx.printer.spinner(format!("resolving {image}"));

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::Ctx;
+use crate::cli::RegistryFallbackArgs;
 use crate::cluster::Cluster;
 use crate::deckhouse::diagnosis::{self, ClusterFacts, Step, StepState};
 use crate::deckhouse::resources::{Module, ModuleConfig, ModuleSource};
@@ -162,19 +163,130 @@ pub fn print_steps(ctx: &Ctx, steps: &[Step], to_stderr: bool) {
     }
 }
 
-/// The ModuleSource a registry command or lookup should use: `--source`, else the
-/// module's active source, else the only ModuleSource.
+/// Name shown for the registry given with `--registry-repo`.
+pub const FALLBACK_SOURCE: &str = "(--registry-repo)";
+
+/// The registry given with `--registry-repo`, as a ModuleSource-shaped value: the repo,
+/// the docker config.json's credentials (as a dockerCfg), the CA and the scheme.
+/// `None` when the flag is absent. The config's content never reaches a message.
+pub fn fallback_source(args: &RegistryFallbackArgs) -> Result<Option<(ModuleSource, String)>> {
+    let Some(given) = args.registry_repo.as_deref() else {
+        return Ok(None);
+    };
+    let (scheme, repo) = if let Some(rest) = given.strip_prefix("http://") {
+        (Some("HTTP".to_string()), rest)
+    } else {
+        (None, given.strip_prefix("https://").unwrap_or(given))
+    };
+    let repo = repo.trim().trim_end_matches('/');
+    let (host, path) = repo.split_once('/').unwrap_or((repo, ""));
+    if host.is_empty() || path.is_empty() || repo.chars().any(char::is_whitespace) {
+        return Err(Error::usage(format!(
+            "--registry-repo {given:?} is not of the form [http://]HOST[:PORT]/PATH"
+        )));
+    }
+    let (config_path, explicit) = match &args.registry_config {
+        Some(path) => (Some(path.clone()), true),
+        None => (default_docker_config(), false),
+    };
+    let mut described = "no credentials".to_string();
+    let mut docker_cfg = None;
+    if let Some(path) = config_path {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                docker_cfg = Some(docker_cfg_from_config(&bytes).map_err(|what| {
+                    Error::usage(format!("{}: {what}", path.display()))
+                        .with_hint("expected a docker config.json: {\"auths\": {\"HOST\": {\"auth\": \"...\"}}}")
+                })?);
+                described = format!("credentials from {}", path.display());
+            }
+            Err(err) if !explicit && err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(Error::usage(format!(
+                    "cannot read --registry-config {}: {err}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let ca = match &args.registry_ca {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|err| {
+            Error::usage(format!(
+                "cannot read --registry-ca {}: {err}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let mut source = ModuleSource::new(FALLBACK_SOURCE, Default::default());
+    source.spec.registry = crate::deckhouse::resources::SourceRegistry {
+        repo: repo.to_string(),
+        docker_cfg,
+        ca,
+        scheme,
+    };
+    Ok(Some((source, format!("{repo} with {described}"))))
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn default_docker_config() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(std::path::Path::new(&dir).join("config.json"));
+    }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+    Some(
+        std::path::Path::new(&home)
+            .join(".docker")
+            .join("config.json"),
+    )
+}
+
+/// A docker config.json turned into a ModuleSource dockerCfg (base64), with the
+/// `auths` keys reduced to `host[:port]` (docker also writes `https://host/v1/`).
+fn docker_cfg_from_config(bytes: &[u8]) -> std::result::Result<String, &'static str> {
+    use base64::Engine;
+    let config: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| "not valid JSON")?;
+    let auths = match config.get("auths") {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(auths)) => auths.clone(),
+        Some(_) => return Err("\"auths\" is not an object"),
+    };
+    let normalised: serde_json::Map<String, serde_json::Value> = auths
+        .into_iter()
+        .map(|(key, entry)| {
+            let bare = key
+                .strip_prefix("https://")
+                .or_else(|| key.strip_prefix("http://"))
+                .unwrap_or(&key);
+            let host = bare.split('/').next().unwrap_or(bare).to_string();
+            (host, entry)
+        })
+        .collect();
+    let text = serde_json::json!({ "auths": normalised }).to_string();
+    Ok(base64::engine::general_purpose::STANDARD.encode(text))
+}
+
+/// The ModuleSource a registry command or lookup should use: `--registry-repo`, else
+/// `--source`, else the module's active source, else the only ModuleSource.
 pub async fn choose_source(
+    ctx: &Ctx,
     cluster: &Cluster,
     module: Option<&str>,
     flag: Option<&str>,
+    fallback: &RegistryFallbackArgs,
 ) -> Result<ModuleSource> {
+    if let Some((source, described)) = fallback_source(fallback)? {
+        ctx.printer.note(format!(
+            "note: using --registry-repo {described}, not a ModuleSource"
+        ));
+        return Ok(source);
+    }
     let sources = list_sources(cluster).await?.ok_or_else(|| {
         Error::runtime(format!(
             "forbidden: you may not list modulesources.deckhouse.io on {} (context {:?})",
             cluster.server, cluster.context
         ))
-        .with_hint("the registry credentials live in the ModuleSource; ask for 'get' on modulesources.deckhouse.io")
+        .with_hint("the registry credentials live in the ModuleSource; ask for 'get' on modulesources.deckhouse.io, or pass --registry-repo HOST/PATH with your own docker config.json (--registry-config)")
     })?;
     let names = || {
         sources

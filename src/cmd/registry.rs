@@ -55,8 +55,14 @@ async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Resul
         validate::module_name(source).map_err(|err| err.context("--source"))?;
     }
     let overrides = Overrides::connect(ctx).await?;
-    let source =
-        inspect::choose_source(&overrides.cluster, module, common.source.as_deref()).await?;
+    let source = inspect::choose_source(
+        ctx,
+        &overrides.cluster,
+        module,
+        common.source.as_deref(),
+        &common.fallback,
+    )
+    .await?;
     let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
     Ok(Target {
         overrides,

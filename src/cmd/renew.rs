@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
+use super::inspect;
 use super::shared::{self, Overrides, Seen};
 use super::{Ctx, Outcome};
 use crate::cli::RenewArgs;
@@ -74,11 +75,10 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    let results = join_all(
-        targets
-            .iter()
-            .map(|before| wait_one(ctx, &overrides, before, timeout)),
-    )
+    let results = join_all(targets.iter().map(|before| async {
+        let expected = registry_digest(ctx, &overrides, before).await;
+        wait_one(ctx, &overrides, before, expected, timeout).await
+    }))
     .await;
     let mut outcome = Outcome::Success;
     for result in results {
@@ -95,28 +95,62 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// The digest the controller will find for the override's tag now (deckhouse-facts §4),
+/// when the registry can be asked; `None` when it cannot (RBAC, registry down).
+async fn registry_digest(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    mpo: &ModulePullOverride,
+) -> Option<String> {
+    let name = mpo.metadata.name.as_deref()?;
+    let source = inspect::choose_source(
+        ctx,
+        &overrides.cluster,
+        Some(name),
+        None,
+        &Default::default(),
+    )
+    .await
+    .ok()?;
+    let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT).ok()?;
+    let resolved = client.module_digest(name, &mpo.spec.image_tag).await.ok()?;
+    Some(resolved.digest)
+}
+
 /// Waits for one override's controller reaction and reports old and new digest.
+/// `expected`: the registry digest now; when it differs from the deployed one, the
+/// controller must deploy it, so the wait does not settle for "unchanged".
 async fn wait_one(
     ctx: &Ctx,
     overrides: &Overrides,
     before: &ModulePullOverride,
+    expected: Option<String>,
     timeout: Duration,
 ) -> Result<Outcome> {
     let name = before.metadata.name.clone().unwrap_or_default();
     let old_status = before.status.clone().unwrap_or_default();
+    let new_image_expected = expected
+        .as_deref()
+        .is_some_and(|digest| Some(digest) != old_status.image_digest.as_deref());
     let reacted = |seen: Seen<'_>| match seen {
         Seen::Present(object) => {
             let status = object.status.clone().unwrap_or_default();
-            let changed = status.updated_at != old_status.updated_at
-                || status.image_digest != old_status.image_digest
-                || status.message != old_status.message;
+            let changed = if new_image_expected {
+                // Only the new image, or a new problem, is the answer.
+                status.image_digest != old_status.image_digest
+                    || (status.message != old_status.message && !shared::is_ready(object))
+            } else {
+                status.updated_at != old_status.updated_at
+                    || status.image_digest != old_status.image_digest
+                    || status.message != old_status.message
+            };
             // The renew annotation is removed once a forced redeploy has finished.
             let consumed = !object
                 .metadata
                 .annotations
                 .as_ref()
                 .is_some_and(|a| a.contains_key(RENEW_ANNOTATION));
-            (changed || consumed).then(|| Some(object.clone()))
+            (changed || (consumed && !new_image_expected)).then(|| Some(object.clone()))
         }
         Seen::Gone => Some(None),
     };
@@ -136,7 +170,8 @@ async fn wait_one(
             // No visible reaction: an older controller re-checks an unchanged digest
             // without writing status. If it is Ready, that is the answer.
             let current = overrides.require(&name).await?;
-            if shared::is_ready(&current)
+            if !new_image_expected
+                && shared::is_ready(&current)
                 && current.image_digest() == old_status.image_digest.as_deref()
             {
                 Some(current)

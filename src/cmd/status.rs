@@ -58,6 +58,8 @@ struct World {
     modules: HashMap<String, Module>,
     configs: HashMap<String, ModuleConfig>,
     sources: Option<Vec<ModuleSource>>,
+    /// The registry given with `--registry-repo`, used for every row instead.
+    fallback: Option<ModuleSource>,
 }
 
 pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
@@ -70,11 +72,24 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
             "--watch prints table rows; use it without -o json|yaml",
         ));
     }
+    let fallback = inspect::fallback_source(&args.fallback)?;
     let overrides = Overrides::connect(ctx).await?;
     let mut items = list_overrides(&overrides, &args.modules).await?;
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
-    let world = Arc::new(load_world(&overrides).await?);
+    let mut world = load_world(&overrides).await?;
+    if let Some((source, described)) = fallback.filter(|_| !args.offline) {
+        ctx.printer.note(format!(
+            "note: registry digests from --registry-repo {described}, not from ModuleSources"
+        ));
+        world.fallback = Some(source);
+    } else if world.sources.is_none() && !args.offline {
+        ctx.printer.note(
+            "note: you may not read ModuleSources, so registry digests are unknown; \
+             pass --registry-repo HOST/PATH (credentials from your docker config.json)",
+        );
+    }
+    let world = Arc::new(world);
     let spinner = (!args.offline && !items.is_empty()).then(|| {
         ctx.printer.spinner(format!(
             "asking the registry about {} overrides",
@@ -160,6 +175,7 @@ async fn load_world(overrides: &Overrides) -> Result<World> {
             .map(|c| (by_name(&c.metadata.name), c))
             .collect(),
         sources: sources?,
+        fallback: None,
     })
 }
 
@@ -193,6 +209,7 @@ async fn build_rows(
     for (index, mpo) in items.iter().enumerate() {
         let name = mpo.metadata.name.clone().unwrap_or_default();
         let (cause, source) = cluster_cause(world, &name);
+        let source = world.fallback.clone().or(source);
         let client = match (&source, offline) {
             (Some(source), false) => {
                 let key = source.metadata.name.clone().unwrap_or_default();

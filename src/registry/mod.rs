@@ -12,7 +12,8 @@ use std::time::Duration;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::token_cache::RegistryTokenType;
+use oci_client::{Client, Reference, RegistryOperation};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -94,6 +95,9 @@ pub struct SourceRegistry {
     auth: RegistryAuth,
     repo: String,
     options: RegistryOptions,
+    /// Whether the registry takes the Basic credentials directly (no token service).
+    /// Learnt from one `/v2/` challenge per registry instead of one per repository.
+    basic_challenge: tokio::sync::OnceCell<bool>,
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -158,7 +162,41 @@ impl SourceRegistry {
             auth,
             repo,
             options: options.clone(),
+            basic_challenge: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// With Basic credentials, asks the registry once how it authenticates. If it takes
+    /// Basic directly, the credentials are stored for `reference`'s repository, so the
+    /// client does not probe `/v2/` again for every repository (a Bearer registry
+    /// still gets one token per repository, as its scopes require).
+    async fn prepare_auth(&self, reference: &Reference) {
+        let RegistryAuth::Basic(user, password) = &self.auth else {
+            return;
+        };
+        let basic = *self
+            .basic_challenge
+            .get_or_init(|| async {
+                let probe = self
+                    .client
+                    .auth(reference, &self.auth, RegistryOperation::Pull);
+                // `None`: a Basic challenge (or none at all), so no token is involved.
+                matches!(
+                    tokio::time::timeout(self.options.timeout, probe).await,
+                    Ok(Ok(None))
+                )
+            })
+            .await;
+        if basic {
+            self.client
+                .tokens
+                .insert(
+                    reference,
+                    RegistryOperation::Pull,
+                    RegistryTokenType::Basic(user.clone(), password.clone()),
+                )
+                .await;
+        }
     }
 
     /// `host[:port]/path` of the ModuleSource.
@@ -221,6 +259,7 @@ impl SourceRegistry {
         tag: &str,
     ) -> Result<(Value, String), RegistryError> {
         let reference = self.reference(repository, tag)?;
+        self.prepare_auth(&reference).await;
         let what = format!("GET manifest {reference}");
         let (body, _) = self
             .bounded(
@@ -275,6 +314,7 @@ impl SourceRegistry {
     /// All tags of `<repo>/<repository>` (`""`: the repo itself, i.e. the module catalog).
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
         let reference = self.reference(repository, "latest")?;
+        self.prepare_auth(&reference).await;
         let what = format!("list tags of {}", reference.repository());
         let mut all = Vec::new();
         let mut last: Option<String> = None;

@@ -1,6 +1,6 @@
 //! `kubectl mpo registry ...` with each ModuleSource's own credentials, CA and scheme.
 
-use crate::support::{mpo, state};
+use crate::support::{mpo, state, unique};
 
 #[test]
 fn modules_tags_and_releases() {
@@ -91,4 +91,90 @@ fn registry_failures_are_clear_and_never_leak_credentials() {
     );
     let bad = mpo(&["registry", "files", "echo:bad tag"]);
     bad.assert_code(2);
+}
+
+#[test]
+fn users_who_cannot_read_module_sources_use_their_docker_config() {
+    use base64::Engine;
+    let developer = state()
+        .contexts
+        .developer
+        .clone()
+        .expect("developer context");
+    let tls = state().registry("tls").expect("tls registry");
+    let password = tls.password.clone().expect("password");
+    let repo = format!("{}/{}", tls.host, mpo_sandbox::seed::repo_path("tls"));
+    let ca = state().ca_file.display().to_string();
+
+    let refused = mpo(&["--context", &developer, "registry", "tags", "echo"]);
+    refused.assert_code(3);
+    assert!(
+        refused.stderr.contains("modulesources") && refused.stderr.contains("--registry-repo"),
+        "{refused:?}"
+    );
+
+    // Credentials from ~/.docker/config.json, keyed the way `docker login` writes them.
+    let home = std::env::temp_dir().join(unique("mpo-docker-home"));
+    std::fs::create_dir_all(home.join(".docker")).expect("home");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{password}",
+        tls.username.as_deref().unwrap_or_default()
+    ));
+    std::fs::write(
+        home.join(".docker/config.json"),
+        format!(
+            r#"{{"auths":{{"https://{}":{{"auth":"{auth}"}}}}}}"#,
+            tls.host
+        ),
+    )
+    .expect("docker config");
+    let as_developer = |args: &[&str]| {
+        let mut full = vec!["--context", developer.as_str()];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--registry-repo", &repo, "--registry-ca", &ca]);
+        let mut command = crate::support::command(&full);
+        command.env("HOME", &home).env_remove("DOCKER_CONFIG");
+        crate::support::run(command)
+    };
+    let tags = as_developer(&["registry", "tags", "echo", "-o", "name"]);
+    tags.assert_code(0);
+    assert!(
+        tags.stdout.lines().any(|l| l == "main-patch-03354"),
+        "{tags:?}"
+    );
+    assert!(
+        tags.stderr.contains("note: using --registry-repo") && tags.stderr.contains("config.json"),
+        "the fallback is announced: {tags:?}"
+    );
+    assert!(!tags.all().contains(&password) && !tags.all().contains(&auth));
+
+    let name = unique("fallback");
+    let digests = crate::support::module_with_images(&name, true, &["v1"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+    let status = as_developer(&["status", &name, "-o", "json"]);
+    status.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("JSON");
+    assert_eq!(
+        doc["items"][0]["registryDigest"],
+        digests[0].as_str(),
+        "{status:?}"
+    );
+    assert_eq!(doc["items"][0]["sync"], "in-sync", "{status:?}");
+    as_developer(&["diff", &name]).assert_code(0);
+
+    // A broken config file is bad input: exit 2, and its content is never echoed.
+    let garbage = home.join("garbage.json");
+    std::fs::write(&garbage, "not-json secret-garbage-4711").expect("garbage");
+    let garbage_path = garbage.display().to_string();
+    let bad = as_developer(&[
+        "registry",
+        "tags",
+        "echo",
+        "--registry-config",
+        &garbage_path,
+    ]);
+    bad.assert_code(2);
+    assert!(bad.stderr.contains("garbage.json") && !bad.all().contains("secret-garbage-4711"));
+    let bad_repo = mpo(&["registry", "tags", "echo", "--registry-repo", "no-path"]);
+    bad_repo.assert_code(2);
 }
