@@ -14,6 +14,7 @@ ratios instead of failing a test.
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -68,9 +69,25 @@ def main():
             subprocess.run([os.path.join(ROOT, "sandbox/scripts/down.sh")], env=env_up)
 
 
+def simulator(signal_name):
+    """Pauses (STOP) or resumes (CONT) the controller simulator: it is not what is
+    measured, and on a small machine its polling would compete for the CPU (on a real
+    cluster the controller runs elsewhere)."""
+    with open(os.path.join(SANDBOX, "pids", "simulator.pid")) as f:
+        os.kill(int(f.read().strip()), getattr(signal, "SIG" + signal_name))
+
+
 def measure(state, count, env):
     sh([os.path.join(TARGET, "debug", "mpo-sandbox"), "bench-setup", "--state",
         os.path.join(SANDBOX, "state.json"), "--count", str(count)], env={**os.environ, "SANDBOX_DIR": SANDBOX})
+    simulator("STOP")
+    try:
+        return timings(state, count, env)
+    finally:
+        simulator("CONT")
+
+
+def timings(state, count, env):
     get_time, _ = timed(["kubectl", "get", "modulepulloverrides.deckhouse.io", "-o", "json"], env)
     status_time, status_rss = timed([BIN, "status", "-o", "json"], env)
     offline_time, _ = timed([BIN, "status", "--offline", "-o", "json"], env)
@@ -83,9 +100,10 @@ def measure(state, count, env):
             json.dump({"auths": {registry["host"]: {"auth": auth}}}, f)
         crane_env = {**env, "DOCKER_CONFIG": docker_config, "SSL_CERT_FILE": state["ca_file"]}
         sample = min(count, 20)
+        crane_bin = crane()  # built before the clock starts
         start = time.perf_counter()
         for i in range(sample):
-            sh([crane(), "digest", f"{registry['host']}/deckhouse/modules/bench-{i:03}:dev"],
+            sh([crane_bin, "digest", f"{registry['host']}/deckhouse/modules/bench-{i:03}:dev"],
                env=crane_env, stdout=subprocess.DEVNULL)
         crane_time = (time.perf_counter() - start) / sample * count
     return {

@@ -124,6 +124,14 @@ async fn served_mpo_version(client: &kube::Client) -> anyhow::Result<String> {
 pub async fn run(state: &State) -> anyhow::Result<()> {
     let client = crate::client(state).await?;
     let apis = Apis::new(client).await?;
+    // Deckhouse's module manager has settled modules (enabled, active source) before
+    // overrides are reconciled; start from that state, not from a race with it.
+    if let Err(error) = sync_modules(&apis).await {
+        eprintln!("module manager: {error:#}");
+    }
+    if let Err(error) = rescan_sources(&apis).await {
+        eprintln!("source controller: {error:#}");
+    }
     tokio::spawn(module_manager(apis.clone()));
     tokio::spawn(source_controller(apis.clone()));
     override_controller(apis).await

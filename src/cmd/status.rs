@@ -180,7 +180,9 @@ async fn load_world(overrides: &Overrides) -> Result<World> {
 }
 
 /// The cluster-side cause of a blocked override, from the same checks `explain` runs.
-fn cluster_cause(world: &World, name: &str) -> (Option<String>, Option<ModuleSource>) {
+/// The source is borrowed: a ModuleSource lists every module in its status, so a copy
+/// per row would grow with the square of the number of modules.
+fn cluster_cause<'w>(world: &'w World, name: &str) -> (Option<String>, Option<&'w ModuleSource>) {
     let verdict = diagnosis::cluster_checks(&ClusterFacts {
         name,
         module: world.modules.get(name),
@@ -193,7 +195,15 @@ fn cluster_cause(world: &World, name: &str) -> (Option<String>, Option<ModuleSou
         .iter()
         .find(|s| matches!(s.state, StepState::Failed | StepState::Unknown))
         .map(|s| s.cause.clone().unwrap_or_else(|| s.summary.clone()));
-    (cause, verdict.source.cloned())
+    let chosen = verdict.source.and_then(|s| s.metadata.name.clone());
+    let source = chosen.and_then(|wanted| {
+        world
+            .sources
+            .as_deref()?
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(wanted.as_str()))
+    });
+    (cause, source)
 }
 
 async fn build_rows(
@@ -209,7 +219,7 @@ async fn build_rows(
     for (index, mpo) in items.iter().enumerate() {
         let name = mpo.metadata.name.clone().unwrap_or_default();
         let (cause, source) = cluster_cause(world, &name);
-        let source = world.fallback.clone().or(source);
+        let source = world.fallback.as_ref().or(source);
         let client = match (&source, offline) {
             (Some(source), false) => {
                 let key = source.metadata.name.clone().unwrap_or_default();
@@ -246,7 +256,7 @@ async fn build_rows(
                 };
             (
                 index,
-                make_row(&items[index], cause, source.as_ref(), lookup, offline),
+                make_row(&items[index], cause, source, lookup, offline),
             )
         })
         .buffer_unordered(CONCURRENCY)

@@ -252,6 +252,40 @@ impl SourceRegistry {
         }
     }
 
+    /// Like `bounded`, for idempotent reads: a registry that answers 429 (rate limit) or
+    /// 503 is asked again after a short back-off (0.5 s, 1 s, 2 s...), as long as the
+    /// whole lookup stays within the timeout. (The client does not expose Retry-After.)
+    async fn bounded_retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let result = tokio::time::timeout_at(deadline, call()).await;
+            match result {
+                Ok(Err(ref err))
+                    if is_busy(err) && tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) => return Err(classify(what, &err)),
+                Err(_) => {
+                    return Err(RegistryError::new(
+                        RegistryErrorKind::Timeout,
+                        format!(
+                            "{what}: no answer within {}s",
+                            self.options.timeout.as_secs()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
     /// The raw manifest (or index) of `<repo>/<repository>:<tag>` and the sha256 of its body.
     async fn manifest(
         &self,
@@ -262,11 +296,10 @@ impl SourceRegistry {
         self.prepare_auth(&reference).await;
         let what = format!("GET manifest {reference}");
         let (body, _) = self
-            .bounded(
-                &what,
+            .bounded_retrying(&what, || {
                 self.client
-                    .pull_manifest_raw(&reference, &self.auth, &ACCEPTED),
-            )
+                    .pull_manifest_raw(&reference, &self.auth, &ACCEPTED)
+            })
             .await?;
         let digest = sha256(&body);
         let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
@@ -321,11 +354,10 @@ impl SourceRegistry {
         const PAGE: usize = 1000;
         loop {
             let page = self
-                .bounded(
-                    &what,
+                .bounded_retrying(&what, || {
                     self.client
-                        .list_tags(&reference, &self.auth, Some(PAGE), last.as_deref()),
-                )
+                        .list_tags(&reference, &self.auth, Some(PAGE), last.as_deref())
+                })
                 .await?;
             let count = page.tags.len();
             last = page.tags.last().cloned();
@@ -418,6 +450,18 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// 429 Too Many Requests or 503, as a bare status or as an OCI error envelope.
+fn is_busy(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::ServerError { code, .. } => matches!(code, 429 | 503),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests),
+        _ => false,
+    }
 }
 
 fn classify(what: &str, err: &OciDistributionError) -> RegistryError {

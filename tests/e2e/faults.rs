@@ -27,6 +27,11 @@ fn fault_server(mode: &'static str) -> u16 {
                         std::thread::sleep(Duration::from_secs(60));
                         return;
                     }
+                    "drop" => return,
+                    "429" => {
+                        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+                            .to_string()
+                    }
                     "500" => {
                         "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 5\r\n\r\noops\n"
                             .to_string()
@@ -119,6 +124,8 @@ fn bad_registries_give_clear_errors_and_never_hang() {
         ("500", "500"),
         ("garbage", "not a JSON manifest"),
         ("stall", "no answer within 2s"),
+        ("drop", "GET manifest"),
+        ("429", "HTTP 429"),
     ];
     for (mode, expected) in cases {
         let name = module_on(mode);
@@ -152,5 +159,127 @@ fn one_dead_registry_does_not_fail_the_table() {
     assert!(
         run.stdout.contains("in sync"),
         "healthy rows still resolved: {run:?}"
+    );
+}
+
+/// A proxy to the sandbox's plain-HTTP registry that answers the first registry request
+/// (other than the `/v2/` probe) with 429 Too Many Requests.
+fn rate_limiting_proxy() -> u16 {
+    let upstream = crate::support::state()
+        .registry("http")
+        .expect("http registry")
+        .host
+        .clone();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let limited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut client) = stream else { continue };
+            let (upstream, limited) = (upstream.clone(), limited.clone());
+            std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 16384];
+                let Ok(n) = client.read(&mut buffer) else {
+                    return;
+                };
+                let request = String::from_utf8_lossy(&buffer[..n]).to_string();
+                let probe = request.starts_with("GET /v2/ ");
+                if !probe && !limited.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    let _ = client.write_all(
+                        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                    );
+                    return;
+                }
+                let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let _ = server.write_all(&buffer[..n]);
+                let (Ok(mut client_reader), Ok(mut server_writer)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    return;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_reader, &mut server_writer);
+                });
+                let _ = std::io::copy(&mut server, &mut client);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_rate_limited_lookup_is_retried_within_the_timeout() {
+    let port = rate_limiting_proxy();
+    let repo = format!(
+        "http://127.0.0.1:{port}/{}",
+        mpo_sandbox::seed::repo_path("http")
+    );
+    let started = Instant::now();
+    let run = mpo(&[
+        "registry",
+        "tags",
+        "plain-module",
+        "-o",
+        "name",
+        "--registry-repo",
+        &repo,
+    ]);
+    run.assert_code(0);
+    assert!(run.stdout.lines().any(|l| l == "main"), "{run:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn ctrl_c_during_wait_exits_promptly_and_leaves_the_override_whole() {
+    // The controller never answers (its registry stalls), so `--wait` would wait long.
+    let name = module_without_override("stall");
+    crate::support::eventually(10, "the module manager", || {
+        mpo(&["explain", &name, "--offline"])
+            .stdout
+            .contains("active source")
+    });
+    let mut command = crate::support::command(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--force",
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().expect("spawn");
+    crate::support::eventually(30, "the override to be created", || {
+        kubectl(&["get", "modulepulloverrides.deckhouse.io", &name]).code == 0
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let interrupted = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait");
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(3),
+        "exits promptly: {:?}",
+        interrupted.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        crate::support::mpo_field(&name, ".spec.imageTag"),
+        "v1",
+        "the override is whole"
     );
 }
