@@ -94,7 +94,11 @@ pub enum Command {
     Diff(DiffArgs),
 
     /// Browse the module registry with the ModuleSource's credentials
-    #[command(visible_alias = "reg", subcommand)]
+    #[command(
+        visible_alias = "reg",
+        subcommand,
+        after_help = "Examples:\n  kubectl mpo registry tags echo\n  kubectl mpo registry cat echo:pr333 images_digests.json\n  kubectl mpo reg releases echo"
+    )]
     Registry(RegistryCommand),
 
     /// Print a shell completion script
@@ -104,6 +108,7 @@ pub enum Command {
     Completion(CompletionArgs),
 
     /// Print the version
+    #[command(after_help = "Examples:\n  kubectl mpo version\n  kubectl mpo version -o json")]
     Version(VersionArgs),
 }
 
@@ -332,16 +337,34 @@ pub struct RegistryArgs {
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// List the modules in the source's registry
+    #[command(
+        after_help = "Examples:\n  kubectl mpo registry modules\n  kubectl mpo registry modules --source test -o name"
+    )]
     Modules(RegistryModulesArgs),
     /// List a module's tags (module images; --all adds app-image tags)
+    #[command(
+        after_help = "Examples:\n  kubectl mpo registry tags echo\n  kubectl mpo reg tags echo --all -o json\n  kubectl mpo registry tags echo --registry-repo registry.example.com/modules   # without ModuleSource access"
+    )]
     Tags(RegistryTagsArgs),
     /// List the files of a module image
+    #[command(
+        after_help = "Examples:\n  kubectl mpo registry files echo            # the override's tag\n  kubectl mpo registry files echo:pr333 -o name"
+    )]
     Files(RegistryImageArgs),
     /// Print one file of a module image
+    #[command(
+        after_help = "Examples:\n  kubectl mpo registry cat echo:pr333 values.yaml\n  kubectl mpo registry cat echo:v1.0.0 version.json"
+    )]
     Cat(RegistryCatArgs),
     /// Show images_digests.json of a module image
+    #[command(
+        after_help = "Examples:\n  kubectl mpo registry images echo:main-patch-03354\n  kubectl mpo registry images echo -o json"
+    )]
     Images(RegistryImageArgs),
     /// List release tags and the version each channel points to
+    #[command(
+        after_help = "Examples:\n  kubectl mpo registry releases echo\n  kubectl mpo registry releases echo -o yaml"
+    )]
     Releases(RegistryModuleArgs),
 }
 
