@@ -335,3 +335,31 @@ fn racing_edits_never_lose_a_change() {
         );
     }
 }
+
+#[test]
+fn delete_asks_on_a_terminal() {
+    let name = unique("life-ask");
+    module_with_images(&name, true, &["v1"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+    let declined = crate::support::on_terminal(&["delete", &name], &["n"]);
+    assert!(
+        declined.stdout.contains("nothing was deleted"),
+        "{declined:?}"
+    );
+    assert!(mpo_exists(&name), "declined: still there");
+    let accepted = crate::support::on_terminal(&["delete", &name, "--wait"], &["y"]);
+    assert!(
+        accepted.stdout.contains("keeps the dev build"),
+        "{accepted:?}"
+    );
+    assert!(!mpo_exists(&name), "{accepted:?}");
+}
+
+#[test]
+fn create_without_a_tag_offers_the_registry_tags_on_a_terminal() {
+    let name = unique("life-pick");
+    module_with_images(&name, true, &["v1", "v2"]);
+    let run = crate::support::on_terminal(&["create", &name], &["v2", "\r"]);
+    assert!(run.stdout.contains("created: tag v2"), "{run:?}");
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
+}

@@ -174,3 +174,32 @@ pub fn eventually(seconds: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out after {seconds}s waiting for {what}");
 }
+
+/// Runs the binary on a pseudo-terminal (`script`), typing `keys` once it has started.
+pub fn on_terminal(args: &[&str], keys: &[&str]) -> Run {
+    use std::io::Write;
+    let line = std::iter::once(binary().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("KUBECONFIG", &state().kubeconfig)
+        .env("HOME", home_dir())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for key in keys {
+        stdin.write_all(key.as_bytes()).expect("type");
+        stdin.flush().expect("flush");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    drop(stdin);
+    Run::from_output(child.wait_with_output().expect("wait"))
+}
