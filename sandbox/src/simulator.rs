@@ -584,12 +584,13 @@ async fn finalize(apis: &Apis, mpo: &DynamicObject) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // Module manager: ModuleConfig -> Module conditions, source and phase.
 
+/// Runs after the first `sync_modules` in `run`.
 async fn module_manager(apis: Apis) {
     loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
         if let Err(error) = sync_modules(&apis).await {
             eprintln!("module manager: {error:#}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -712,13 +713,14 @@ async fn remove_module_condition(
 // ---------------------------------------------------------------------------------------
 // ModuleSource controller: status.modules with `overridden`, on its own rescan interval.
 
+/// Runs after the first `rescan_sources` in `run`.
 async fn source_controller(apis: Apis) {
     loop {
+        let settings = apis.settings().await;
+        tokio::time::sleep(settings.source_rescan).await;
         if let Err(error) = rescan_sources(&apis).await {
             eprintln!("source controller: {error:#}");
         }
-        let settings = apis.settings().await;
-        tokio::time::sleep(settings.source_rescan).await;
     }
 }
 

@@ -61,12 +61,14 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     if matches!(args.output, Some(OutputFormat::Name | OutputFormat::Wide)) {
         return Err(Error::usage("diff supports -o json or -o yaml"));
     }
+    let fallback = inspect::fallback_source(&args.fallback)?;
     let name = args.module.as_str();
     let overrides = Overrides::connect(ctx).await?;
     let mpo = overrides.require(name).await?;
     let tag = mpo.spec.image_tag.clone();
     let source =
-        inspect::choose_source(ctx, &overrides.cluster, Some(name), None, &args.fallback).await?;
+        inspect::choose_source(ctx, &overrides.cluster, Some(name), None, fallback.as_ref())
+            .await?;
     let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
     let image = client.image_name(name, &tag);
     let spinner = ctx.printer.spinner(format!("resolving {image}"));

@@ -164,12 +164,30 @@ pub fn print_steps(ctx: &Ctx, steps: &[Step], to_stderr: bool) {
 }
 
 /// Name shown for the registry given with `--registry-repo`.
-pub const FALLBACK_SOURCE: &str = "(--registry-repo)";
+const FALLBACK_SOURCE: &str = "(--registry-repo)";
 
 /// The registry given with `--registry-repo`, as a ModuleSource-shaped value: the repo,
 /// the docker config.json's credentials (as a dockerCfg), the CA and the scheme.
-/// `None` when the flag is absent. The config's content never reaches a message.
-pub fn fallback_source(args: &RegistryFallbackArgs) -> Result<Option<(ModuleSource, String)>> {
+pub struct Fallback {
+    pub source: ModuleSource,
+    /// `<repo> with credentials from <path>`, for the note; never the credentials.
+    described: String,
+}
+
+impl Fallback {
+    /// Says on stderr that registry access does not come from a ModuleSource.
+    pub fn announce(&self, ctx: &Ctx) {
+        ctx.printer.note(format!(
+            "note: registry access through --registry-repo {}, not a ModuleSource",
+            self.described
+        ));
+    }
+}
+
+/// Reads and checks `--registry-repo`, `--registry-config` and `--registry-ca` (bad
+/// values are usage errors, before any request). `None` when `--registry-repo` is
+/// absent. The config's content never reaches a message.
+pub fn fallback_source(args: &RegistryFallbackArgs) -> Result<Option<Fallback>> {
     let Some(given) = args.registry_repo.as_deref() else {
         return Ok(None);
     };
@@ -225,7 +243,10 @@ pub fn fallback_source(args: &RegistryFallbackArgs) -> Result<Option<(ModuleSour
         ca,
         scheme,
     };
-    Ok(Some((source, format!("{repo} with {described}"))))
+    Ok(Some(Fallback {
+        source,
+        described: format!("{repo} with {described}"),
+    }))
 }
 
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
@@ -273,13 +294,11 @@ pub async fn choose_source(
     cluster: &Cluster,
     module: Option<&str>,
     flag: Option<&str>,
-    fallback: &RegistryFallbackArgs,
+    fallback: Option<&Fallback>,
 ) -> Result<ModuleSource> {
-    if let Some((source, described)) = fallback_source(fallback)? {
-        ctx.printer.note(format!(
-            "note: using --registry-repo {described}, not a ModuleSource"
-        ));
-        return Ok(source);
+    if let Some(fallback) = fallback {
+        fallback.announce(ctx);
+        return Ok(fallback.source.clone());
     }
     let sources = list_sources(cluster).await?.ok_or_else(|| {
         Error::runtime(format!(

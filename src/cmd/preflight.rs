@@ -50,14 +50,7 @@ pub async fn run(ctx: &Ctx, overrides: &Overrides, module: &str, tag: &str) -> R
 
 /// The fuzzy tag picker (terminal only): the module's tags from its source's registry.
 pub async fn pick_tag(ctx: &Ctx, overrides: &Overrides, module: &str) -> Result<String> {
-    let source = inspect::choose_source(
-        ctx,
-        &overrides.cluster,
-        Some(module),
-        None,
-        &Default::default(),
-    )
-    .await?;
+    let source = inspect::choose_source(ctx, &overrides.cluster, Some(module), None, None).await?;
     let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
     let spinner = ctx
         .printer

@@ -54,13 +54,19 @@ async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Resul
     if let Some(source) = &common.source {
         validate::module_name(source).map_err(|err| err.context("--source"))?;
     }
+    let fallback = inspect::fallback_source(&common.fallback)?;
+    if fallback.is_some() && common.source.is_some() {
+        return Err(Error::usage(
+            "--source and --registry-repo exclude each other: choose a ModuleSource or a repo",
+        ));
+    }
     let overrides = Overrides::connect(ctx).await?;
     let source = inspect::choose_source(
         ctx,
         &overrides.cluster,
         module,
         common.source.as_deref(),
-        &common.fallback,
+        fallback.as_ref(),
     )
     .await?;
     let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;

@@ -9,9 +9,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
-use super::inspect;
 use super::shared::{self, Overrides, Seen};
-use super::{Ctx, Outcome};
+use super::{Ctx, Outcome, status};
 use crate::cli::RenewArgs;
 use crate::deckhouse::resources::{LEGACY_RENEW_ANNOTATION, ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
@@ -49,14 +48,23 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         RENEW_ANNOTATION: "true",
         LEGACY_RENEW_ANNOTATION: stamp,
     }}});
-    let renewed = join_all(targets.iter().map(|target| async {
+    let patches = join_all(targets.iter().map(|target| async {
         let name = target.metadata.name.clone().unwrap_or_default();
         overrides
             .merge_patch(&name, &patch, false, "patch")
             .await
             .map(|_| name)
-    }))
-    .await;
+    }));
+    // With --wait, what the registry holds now tells a re-check of an unchanged digest
+    // from a deploy still to come; asked while the patches are sent.
+    let lookups = async {
+        if args.wait.wait {
+            status::registry_digests(&overrides, &targets).await
+        } else {
+            vec![None; targets.len()]
+        }
+    };
+    let (renewed, expected) = tokio::join!(patches, lookups);
     for result in &renewed {
         match result {
             Ok(name) => ctx
@@ -75,10 +83,12 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    let results = join_all(targets.iter().map(|before| async {
-        let expected = registry_digest(ctx, &overrides, before).await;
-        wait_one(ctx, &overrides, before, expected, timeout).await
-    }))
+    let results = join_all(
+        targets
+            .iter()
+            .zip(expected)
+            .map(|(before, expected)| wait_one(ctx, &overrides, before, expected, timeout)),
+    )
     .await;
     let mut outcome = Outcome::Success;
     for result in results {
@@ -93,28 +103,6 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         }
     }
     Ok(outcome)
-}
-
-/// The digest the controller will find for the override's tag now (deckhouse-facts §4),
-/// when the registry can be asked; `None` when it cannot (RBAC, registry down).
-async fn registry_digest(
-    ctx: &Ctx,
-    overrides: &Overrides,
-    mpo: &ModulePullOverride,
-) -> Option<String> {
-    let name = mpo.metadata.name.as_deref()?;
-    let source = inspect::choose_source(
-        ctx,
-        &overrides.cluster,
-        Some(name),
-        None,
-        &Default::default(),
-    )
-    .await
-    .ok()?;
-    let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT).ok()?;
-    let resolved = client.module_digest(name, &mpo.spec.image_tag).await.ok()?;
-    Some(resolved.digest)
 }
 
 /// Waits for one override's controller reaction and reports old and new digest.

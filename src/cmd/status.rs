@@ -78,11 +78,9 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
     items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
 
     let mut world = load_world(&overrides).await?;
-    if let Some((source, described)) = fallback.filter(|_| !args.offline) {
-        ctx.printer.note(format!(
-            "note: registry digests from --registry-repo {described}, not from ModuleSources"
-        ));
-        world.fallback = Some(source);
+    if let Some(fallback) = fallback.filter(|_| !args.offline) {
+        fallback.announce(ctx);
+        world.fallback = Some(fallback.source);
     } else if world.sources.is_none() && !args.offline {
         ctx.printer.note(
             "note: you may not read ModuleSources, so registry digests are unknown; \
@@ -177,6 +175,23 @@ async fn load_world(overrides: &Overrides) -> Result<World> {
         sources: sources?,
         fallback: None,
     })
+}
+
+/// The registry digest (deckhouse-facts §4) of each override's tag, with the same source
+/// choice and shared clients as the table; `None` where it cannot be known (no access to
+/// ModuleSources, registry down).
+pub async fn registry_digests(
+    overrides: &Overrides,
+    items: &[ModulePullOverride],
+) -> Vec<Option<String>> {
+    let Ok(world) = load_world(overrides).await else {
+        return vec![None; items.len()];
+    };
+    build_rows(items, &world, false, inspect::REGISTRY_TIMEOUT)
+        .await
+        .into_iter()
+        .map(|row| row.registry_digest)
+        .collect()
 }
 
 /// The cluster-side cause of a blocked override, from the same checks `explain` runs.

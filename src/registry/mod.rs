@@ -242,14 +242,18 @@ impl SourceRegistry {
         match tokio::time::timeout(self.options.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(what, &err)),
-            Err(_) => Err(RegistryError::new(
-                RegistryErrorKind::Timeout,
-                format!(
-                    "{what}: no answer within {}s",
-                    self.options.timeout.as_secs()
-                ),
-            )),
+            Err(_) => Err(self.timed_out(what)),
         }
+    }
+
+    fn timed_out(&self, what: &str) -> RegistryError {
+        RegistryError::new(
+            RegistryErrorKind::Timeout,
+            format!(
+                "{what}: no answer within {}s",
+                self.options.timeout.as_secs()
+            ),
+        )
     }
 
     /// Like `bounded`, for idempotent reads: a registry that answers 429 (rate limit) or
@@ -273,15 +277,7 @@ impl SourceRegistry {
                 }
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(err)) => return Err(classify(what, &err)),
-                Err(_) => {
-                    return Err(RegistryError::new(
-                        RegistryErrorKind::Timeout,
-                        format!(
-                            "{what}: no answer within {}s",
-                            self.options.timeout.as_secs()
-                        ),
-                    ));
-                }
+                Err(_) => return Err(self.timed_out(what)),
             }
         }
     }

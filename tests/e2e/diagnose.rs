@@ -122,18 +122,7 @@ fn explain_before_an_override_exists_and_after_a_fix_reports_staleness() {
 #[test]
 fn status_shows_digests_sync_and_causes() {
     let name = unique("diag-status");
-    let digests = module_with_images(&name, true, &["v1"]);
-    // A long scan interval: the controller must not pick up the later push by itself.
-    mpo(&[
-        "create",
-        &name,
-        "--tag",
-        "v1",
-        "--scan-interval",
-        "1h",
-        "--wait",
-    ])
-    .assert_code(0);
+    let digests = crate::support::quiet_override(&name, &["v1"]);
     let run = mpo(&["status", "-o", "json"]);
     run.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
@@ -185,22 +174,16 @@ fn status_shows_digests_sync_and_causes() {
         run.stdout.contains(&name) && run.stdout.contains("unknown"),
         "{run:?}"
     );
+    assert!(
+        run.stderr.contains("may not read ModuleSources") && run.stderr.contains("--registry-repo"),
+        "says why and what to do: {run:?}"
+    );
 }
 
 #[test]
 fn diff_follows_the_digest_rule_and_shows_content_changes() {
     let name = unique("diag-diff");
-    module_with_images(&name, true, &["v1"]);
-    mpo(&[
-        "create",
-        &name,
-        "--tag",
-        "v1",
-        "--scan-interval",
-        "1h",
-        "--wait",
-    ])
-    .assert_code(0);
+    crate::support::quiet_override(&name, &["v1"]);
     mpo(&["diff", &name]).assert_code(0);
     push_module(&name, "v1", "changed values");
     let run = mpo(&["diff", &name, "--content", "--no-color"]);

@@ -83,6 +83,12 @@ fn module_without_override(mode: &'static str) -> String {
         "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": name},
         "spec": {"enabled": true},
     }));
+    // The module manager must have given the module its source first.
+    crate::support::eventually(10, "the module manager", || {
+        mpo(&["explain", &name, "--offline"])
+            .stdout
+            .contains("active source")
+    });
     name
 }
 
@@ -90,11 +96,6 @@ fn module_without_override(mode: &'static str) -> String {
 fn wait_timeout_is_honoured() {
     // The controller's registry call stalls, so no verdict arrives within the timeout.
     let name = module_without_override("stall");
-    crate::support::eventually(10, "the module manager", || {
-        mpo(&["explain", &name, "--offline"])
-            .stdout
-            .contains("active source")
-    });
     let started = Instant::now();
     let run = mpo(&[
         "create",
@@ -129,11 +130,6 @@ fn bad_registries_give_clear_errors_and_never_hang() {
     ];
     for (mode, expected) in cases {
         let name = module_on(mode);
-        crate::support::eventually(10, "the module manager", || {
-            mpo(&["explain", &name, "--offline"])
-                .stdout
-                .contains("active source")
-        });
         let started = Instant::now();
         let run = mpo(&["status", &name, "--registry-timeout", "2s", "-o", "json"]);
         let elapsed = started.elapsed();
@@ -239,11 +235,6 @@ fn a_rate_limited_lookup_is_retried_within_the_timeout() {
 fn ctrl_c_during_wait_exits_promptly_and_leaves_the_override_whole() {
     // The controller never answers (its registry stalls), so `--wait` would wait long.
     let name = module_without_override("stall");
-    crate::support::eventually(10, "the module manager", || {
-        mpo(&["explain", &name, "--offline"])
-            .stdout
-            .contains("active source")
-    });
     let mut command = crate::support::command(&[
         "create",
         &name,
@@ -263,8 +254,8 @@ fn ctrl_c_during_wait_exits_promptly_and_leaves_the_override_whole() {
     });
     std::thread::sleep(Duration::from_millis(700));
     let interrupted = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .expect("kill");
     assert!(status.success());

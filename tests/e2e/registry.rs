@@ -143,7 +143,9 @@ fn users_who_cannot_read_module_sources_use_their_docker_config() {
         "{tags:?}"
     );
     assert!(
-        tags.stderr.contains("note: using --registry-repo") && tags.stderr.contains("config.json"),
+        tags.stderr
+            .contains("note: registry access through --registry-repo")
+            && tags.stderr.contains("config.json"),
         "the fallback is announced: {tags:?}"
     );
     assert!(!tags.all().contains(&password) && !tags.all().contains(&auth));
@@ -175,6 +177,47 @@ fn users_who_cannot_read_module_sources_use_their_docker_config() {
     ]);
     bad.assert_code(2);
     assert!(bad.stderr.contains("garbage.json") && !bad.all().contains("secret-garbage-4711"));
-    let bad_repo = mpo(&["registry", "tags", "echo", "--registry-repo", "no-path"]);
-    bad_repo.assert_code(2);
+    let missing = as_developer(&[
+        "registry",
+        "tags",
+        "echo",
+        "--registry-config",
+        "/nonexistent/config.json",
+    ]);
+    missing.assert_code(2);
+    assert!(
+        missing.stderr.contains("cannot read --registry-config"),
+        "{missing:?}"
+    );
+    let both = mpo(&[
+        "registry",
+        "tags",
+        "echo",
+        "--source",
+        "test",
+        "--registry-repo",
+        &repo,
+    ]);
+    both.assert_code(2);
+    assert!(both.stderr.contains("exclude each other"), "{both:?}");
+    // Checked before any request: an unreachable cluster does not hide the usage error.
+    for command in [
+        &["registry", "tags", "echo"][..],
+        &["status"][..],
+        &["diff", "echo"][..],
+    ] {
+        let mut args = command.to_vec();
+        args.extend_from_slice(&[
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+            "--registry-repo",
+            "no-path",
+        ]);
+        let bad_repo = mpo(&args);
+        bad_repo.assert_code(2);
+        assert!(
+            bad_repo.stderr.contains("--registry-repo"),
+            "{command:?}: {bad_repo:?}"
+        );
+    }
 }

@@ -203,3 +203,21 @@ pub fn on_terminal(args: &[&str], keys: &[&str]) -> Run {
     drop(stdin);
     Run::from_output(child.wait_with_output().expect("wait"))
 }
+
+/// A module with images at `tags` and a Ready override at `tags[0]` whose periodic
+/// re-check is an hour away, so that only the test itself makes the controller look at
+/// the registry again. Returns the digests of `tags`.
+pub fn quiet_override(name: &str, tags: &[&str]) -> Vec<String> {
+    let digests = module_with_images(name, true, tags);
+    mpo(&[
+        "create",
+        name,
+        "--tag",
+        tags[0],
+        "--scan-interval",
+        "1h",
+        "--wait",
+    ])
+    .assert_code(0);
+    digests
+}
