@@ -35,19 +35,46 @@ def sh(args, **kw):
     return subprocess.run(args, check=True, **kw)
 
 
-def timed(args, env, runs=RUNS):
-    """Median wall time (s) and max RSS (KiB) over `runs` runs."""
-    times = []
+def cpu_seconds(pid):
+    """User + system CPU time a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_full(args, env, runs=RUNS, servers=()):
+    """Medians over `runs` runs: wall time (s), the command's own CPU time (s), and the
+    CPU time (s) the server processes `servers` (PIDs) spent meanwhile; and max RSS (KiB)."""
+    times, cpu, server_cpu = [], [], []
     peak = 0
     for _ in range(runs):
+        before = sum(cpu_seconds(pid) for pid in servers)
         start = time.perf_counter()
         child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(child.pid, 0)
         times.append(time.perf_counter() - start)
+        server_cpu.append(sum(cpu_seconds(pid) for pid in servers) - before)
+        cpu.append(usage.ru_utime + usage.ru_stime)
         if os.waitstatus_to_exitcode(status) not in (0, 1):
             sys.exit(f"benchmark command failed: {' '.join(args)}")
         peak = max(peak, usage.ru_maxrss)
-    return statistics.median(times), peak
+    return {
+        "wall": statistics.median(times),
+        "cpu": statistics.median(cpu),
+        "serverCpu": statistics.median(server_cpu),
+        "rss": peak,
+    }
+
+
+def timed(args, env, runs=RUNS):
+    """Median wall time (s) and max RSS (KiB) over `runs` runs."""
+    result = timed_full(args, env, runs)
+    return result["wall"], result["rss"]
+
+
+def pid_of(name):
+    with open(os.path.join(SANDBOX, "pids", f"{name}.pid")) as f:
+        return int(f.read().strip())
 
 
 def crane():
@@ -87,18 +114,36 @@ def measure(state, count, env):
         simulator("CONT")
 
 
+def docker_config(directory, registry):
+    """A docker config.json with the registry's credentials; returns its path."""
+    auth = base64.b64encode(f"{registry['username']}:{registry['password']}".encode()).decode()
+    path = os.path.join(directory, "config.json")
+    with open(path, "w") as f:
+        json.dump({"auths": {registry["host"]: {"auth": auth}}}, f)
+    return path
+
+
 def timings(state, count, env):
-    get_time, _ = timed(["kubectl", "get", "modulepulloverrides.deckhouse.io", "-o", "json"], env)
-    status_time, status_rss = timed([BIN, "status", "-o", "json"], env)
+    get = timed_full(["kubectl", "get", "modulepulloverrides.deckhouse.io", "-o", "json"], env)
+    # The ModuleSource's registry: HTTPS with htpasswd Basic auth.
+    status = timed_full([BIN, "status", "-o", "json"], env, servers=[pid_of("registry-tls")])
     offline_time, _ = timed([BIN, "status", "--offline", "-o", "json"], env)
+    get_time, status_time, status_rss = get["wall"], status["wall"], status["rss"]
+
+    # The same modules behind a Bearer token service (as Harbor and GitLab serve them),
+    # through the --registry-repo fallback.
+    token = state["registries"]["token"]
+    with tempfile.TemporaryDirectory() as directory:
+        bearer = timed_full(
+            [BIN, "status", "-o", "json", "--registry-repo", f"{token['host']}/deckhouse/modules",
+             "--registry-config", docker_config(directory, token), "--registry-ca", state["ca_file"]],
+            env, servers=[pid_of("registry-token"), pid_of("token-service")])
 
     # The docs' way: one `crane digest` per module, with the ModuleSource's credentials.
     registry = state["registries"]["tls"]
-    with tempfile.TemporaryDirectory() as docker_config:
-        auth = base64.b64encode(f"{registry['username']}:{registry['password']}".encode()).decode()
-        with open(os.path.join(docker_config, "config.json"), "w") as f:
-            json.dump({"auths": {registry["host"]: {"auth": auth}}}, f)
-        crane_env = {**env, "DOCKER_CONFIG": docker_config, "SSL_CERT_FILE": state["ca_file"]}
+    with tempfile.TemporaryDirectory() as directory:
+        docker_config(directory, registry)
+        crane_env = {**env, "DOCKER_CONFIG": directory, "SSL_CERT_FILE": state["ca_file"]}
         sample = min(count, 20)
         crane_bin = crane()  # built before the clock starts
         start = time.perf_counter()
@@ -115,6 +160,15 @@ def timings(state, count, env):
         "statusToKubectlGet": status_time / get_time,
         "craneLoopToStatus": crane_time / status_time,
         "statusPeakRssMiB": status_rss / 1024,
+        # Where the time goes on one shared machine: the client's own CPU against
+        # kubectl's, and the registry server's CPU per lookup (its floor here).
+        "statusCpuSeconds": status["cpu"],
+        "kubectlGetCpuSeconds": get["cpu"],
+        "statusCpuToKubectlGetCpu": status["cpu"] / get["cpu"],
+        "registryCpuMsPerLookup": status["serverCpu"] / count * 1000,
+        "bearerStatusSeconds": bearer["wall"],
+        "bearerStatusToKubectlGet": bearer["wall"] / get_time,
+        "bearerServerCpuMsPerLookup": bearer["serverCpu"] / count * 1000,
     }
 
 
@@ -145,6 +199,16 @@ def run(env_up):
               f" {r['statusOfflineSeconds'] * 1000:>8.0f}ms {r['craneLoopSeconds'] * 1000:>9.0f}ms"
               f" {r['statusToKubectlGet']:>11.2f} {r['craneLoopToStatus']:>12.1f}x {r['statusPeakRssMiB']:>7.1f}MiB")
     print("  targets: status/get <= 1.5 and crane/status >= 20 at N=200; peak RSS < 50 MiB at N=1000")
+    print()
+    print(f"  {'N':>5} {'status cpu':>11} {'get cpu':>9} {'cpu ratio':>10} {'registry cpu/lookup':>20}"
+          f" {'bearer status':>14} {'bearer/get':>11} {'bearer cpu/lookup':>18}")
+    for r in results["sizes"]:
+        print(f"  {r['overrides']:>5} {r['statusCpuSeconds'] * 1000:>9.0f}ms {r['kubectlGetCpuSeconds'] * 1000:>7.0f}ms"
+              f" {r['statusCpuToKubectlGetCpu']:>10.2f} {r['registryCpuMsPerLookup']:>18.2f}ms"
+              f" {r['bearerStatusSeconds'] * 1000:>12.0f}ms {r['bearerStatusToKubectlGet']:>11.2f}"
+              f" {r['bearerServerCpuMsPerLookup']:>16.2f}ms")
+    print("  (cpu: the command's own user+system time; registry cpu: what the registry server spent")
+    print("   per lookup during `status`, on the same 2 cores as the client in this sandbox)")
     print(f"  written: {os.path.join(out_dir, 'results.json')}")
 
 

@@ -135,8 +135,13 @@ impl Cluster {
     }
 
     /// Maps a failed API call to our error: `verb` and `resource` name what was tried.
+    /// The API server and context, for messages.
+    pub fn place(&self) -> String {
+        format!("{} (context {:?})", self.server, self.context)
+    }
+
     pub fn api_error(&self, err: kube::Error, verb: &str, resource: &str) -> Error {
-        let place = format!("{} (context {:?})", self.server, self.context);
+        let place = self.place();
         match err {
             kube::Error::Api(status) => match status.code {
                 401 => Error::runtime(format!("the API server {place} rejected the credentials (401 Unauthorized)"))

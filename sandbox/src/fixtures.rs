@@ -16,8 +16,19 @@ pub async fn push_module(
     tag: &str,
     note: &str,
 ) -> anyhow::Result<String> {
-    let pusher = Pusher::new(state, "tls")?;
-    let repository = format!("{}/{module}", repo_path("tls"));
+    push_module_to(state, "tls", module, tag, note).await
+}
+
+/// Like `push_module`, to the sandbox registry `registry` (`tls`, `token`, `http`).
+pub async fn push_module_to(
+    state: &State,
+    registry: &str,
+    module: &str,
+    tag: &str,
+    note: &str,
+) -> anyhow::Result<String> {
+    let pusher = Pusher::new(state, registry)?;
+    let repository = format!("{}/{module}", repo_path(registry));
     let revision: String = note.chars().filter(char::is_ascii_alphanumeric).collect();
     let backend = push_app_image(&pusher, &repository, "backend", &revision).await?;
     let frontend = push_app_image(&pusher, &repository, "frontend", "r1").await?;
@@ -108,14 +119,18 @@ pub async fn set_simulator(state: &State, key: &str, value: &str) -> anyhow::Res
 }
 
 /// `count` modules `bench-NNN` of source `test`, each with an image and an override;
-/// returns once the simulator reports every override Ready.
+/// returns once the simulator reports every override Ready. The same images also go to
+/// the Bearer-token registry, so the benchmark can time both kinds of authentication.
 pub async fn bench_setup(state: &State, count: usize) -> anyhow::Result<()> {
     use futures::StreamExt;
     let names: Vec<String> = (0..count).map(|i| format!("bench-{i:03}")).collect();
-    let results: Vec<anyhow::Result<()>> = futures::stream::iter(names.clone())
-        .map(|name| async move {
-            let pusher = Pusher::new(state, "tls")?;
-            let repository = format!("{}/{name}", repo_path("tls"));
+    let pushes = names
+        .iter()
+        .flat_map(|name| ["tls", "token"].map(|registry| (name.clone(), registry)));
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(pushes)
+        .map(|(name, registry)| async move {
+            let pusher = Pusher::new(state, registry)?;
+            let repository = format!("{}/{name}", repo_path(registry));
             let files = module_files(&name, "dev", &[], "bench build");
             pusher
                 .push_image(&repository, "dev", &[Layer::with_files(files)], "amd64")

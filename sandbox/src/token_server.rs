@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +35,9 @@ pub struct Args {
 }
 
 struct Issuer {
+    /// The scopes of each token request, in order (bounded), for tests that check how
+    /// clients batch them: `GET /requests`.
+    requests: std::sync::Mutex<Vec<Vec<String>>>,
     key: EncodingKey,
     cert_der_b64: String,
     issuer: String,
@@ -63,12 +66,6 @@ struct Claims {
     access: Vec<Access>,
 }
 
-#[derive(Deserialize)]
-struct TokenQuery {
-    service: Option<String>,
-    scope: Option<String>,
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let key_pem =
         std::fs::read(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
@@ -83,6 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .trim()
         .to_string();
     let issuer = Arc::new(Issuer {
+        requests: Default::default(),
         key: EncodingKey::from_rsa_pem(&key_pem).context("token signing key")?,
         cert_der_b64,
         issuer: args.issuer,
@@ -93,11 +91,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/token", get(token))
+        .route("/requests", get(requests))
         .with_state(issuer);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!("token service listening on {}", args.listen);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+async fn requests(State(issuer): State<Arc<Issuer>>) -> Response {
+    let seen = issuer
+        .requests
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    Json(seen).into_response()
 }
 
 fn basic_user(headers: &HeaderMap) -> Option<(String, String)> {
@@ -114,8 +122,23 @@ fn basic_user(headers: &HeaderMap) -> Option<(String, String)> {
 async fn token(
     State(issuer): State<Arc<Issuer>>,
     headers: HeaderMap,
-    Query(query): Query<TokenQuery>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
+    // `scope` may be repeated (Docker's token spec): the token grants all of them.
+    let service = query
+        .iter()
+        .find(|(key, _)| key == "service")
+        .map(|(_, v)| v);
+    let scopes: Vec<&str> = query
+        .iter()
+        .filter(|(key, _)| key == "scope")
+        .map(|(_, value)| value.as_str())
+        .collect();
+    if let Ok(mut seen) = issuer.requests.lock()
+        && seen.len() < 100_000
+    {
+        seen.push(scopes.iter().map(|s| s.to_string()).collect());
+    }
     let subject = match basic_user(&headers) {
         Some((user, password)) if user == issuer.user && password == issuer.password => user,
         Some(_) => {
@@ -127,18 +150,15 @@ async fn token(
         }
         None => String::new(),
     };
-    if query
-        .service
-        .as_deref()
-        .is_some_and(|service| service != issuer.service)
-    {
+    if service.is_some_and(|service| *service != issuer.service) {
         return (StatusCode::BAD_REQUEST, "unknown service").into_response();
     }
     // Authenticated users get what they ask for; anonymous requests get no access, so the
     // registry answers 401 as a private registry does.
-    let access = match (&query.scope, subject.is_empty()) {
-        (Some(scope), false) => parse_scope(scope),
-        _ => Vec::new(),
+    let access = if subject.is_empty() {
+        Vec::new()
+    } else {
+        scopes.iter().flat_map(|scope| parse_scope(scope)).collect()
     };
     let now = jiff::Timestamp::now().as_second();
     let claims = Claims {

@@ -132,6 +132,9 @@ pub fn print_object(
     Ok(true)
 }
 
+/// How long a wait rides out a failing watch before it gives up on the API server.
+const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(10);
+
 /// What a watched override looks like to a wait predicate.
 pub enum Seen<'a> {
     Present(&'a ModulePullOverride),
@@ -164,6 +167,9 @@ pub async fn wait_for<T>(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut seen_any = false;
+    // When the watch started failing; a blip (an API server restart) is ridden out,
+    // a server that stays away ends the wait as a runtime failure, not a timeout.
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = &mut deadline => {
@@ -177,9 +183,23 @@ pub async fn wait_for<T>(
             }
             event = events.next() => {
                 let event = match event {
-                    Some(Ok(event)) => event,
+                    Some(Ok(event)) => {
+                        failing_since = None;
+                        event
+                    }
                     Some(Err(err)) => {
                         ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= WATCH_FAILURE_GRACE {
+                            drop(spinner);
+                            return Err(Error::runtime(format!(
+                                "lost the API server {} while waiting for {name}: {err}",
+                                overrides.cluster.place()
+                            ))
+                            .with_hint(format!(
+                                "what was sent before the wait is saved; once the cluster answers, check it with: kubectl mpo status {name}"
+                            )));
+                        }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }

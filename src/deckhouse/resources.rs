@@ -17,6 +17,18 @@ pub const RENEW_ANNOTATION: &str = "modules.deckhouse.io/renew";
 /// The documented bare annotation; older controllers react to any annotation change.
 pub const LEGACY_RENEW_ANNOTATION: &str = "renew";
 
+/// Object metadata without `managedFields`: the server-side-apply bookkeeping is never
+/// read here (kubectl hides it too), and in a list of a thousand objects it is a large
+/// part of the memory.
+fn metadata_without_managed_fields<'de, D>(deserializer: D) -> Result<ObjectMeta, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let mut metadata = ObjectMeta::deserialize(deserializer)?;
+    metadata.managed_fields = None;
+    Ok(metadata)
+}
+
 /// The ModulePullOverride API version a cluster serves, chosen by discovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum MpoVersion {
@@ -46,7 +58,7 @@ pub struct ModulePullOverride {
     pub api_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "metadata_without_managed_fields")]
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: MpoSpec,
@@ -132,7 +144,7 @@ impl kube::Resource for ModulePullOverride {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Module {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "metadata_without_managed_fields")]
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<ModuleProperties>,
@@ -344,4 +356,33 @@ pub struct ModuleReleaseSpec {
 pub struct ModuleReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_fields_are_dropped_and_the_rest_of_metadata_kept() {
+        let object = serde_json::json!({
+            "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride",
+            "metadata": {
+                "name": "echo", "resourceVersion": "42",
+                "annotations": {"renew": "1"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply",
+                                   "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"imageTag": "pr1"},
+        });
+        let mpo: ModulePullOverride = serde_json::from_value(object.clone()).unwrap();
+        assert_eq!(mpo.metadata.name.as_deref(), Some("echo"));
+        assert_eq!(mpo.metadata.resource_version.as_deref(), Some("42"));
+        assert!(mpo.metadata.annotations.is_some());
+        assert!(mpo.metadata.managed_fields.is_none());
+        let module: Module = serde_json::from_value(object).unwrap();
+        assert!(module.metadata.managed_fields.is_none());
+        // An object without metadata still decodes.
+        let bare: Module = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(bare.metadata.name.is_none());
+    }
 }

@@ -2,13 +2,16 @@
 //! (deckhouse-facts §4): the digest rule, tag listing, and image pulls flattened into a
 //! file tree. One client per ModuleSource; every request is bounded by a timeout.
 
+mod auth;
 mod credentials;
 mod image;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -95,9 +98,17 @@ pub struct SourceRegistry {
     auth: RegistryAuth,
     repo: String,
     options: RegistryOptions,
-    /// Whether the registry takes the Basic credentials directly (no token service).
-    /// Learnt from one `/v2/` challenge per registry instead of one per repository.
-    basic_challenge: tokio::sync::OnceCell<bool>,
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// For the `/v2/` probe and batched token requests (`None`: the CA did not parse,
+    /// and the OCI client reports that on its own requests).
+    http: Option<reqwest::Client>,
+    /// How the registry authenticates: one `/v2/` probe per registry instead of one per
+    /// repository.
+    challenge: tokio::sync::OnceCell<auth::Challenge>,
+    /// Repositories whose cached token came from a batched token request; if the
+    /// registry refuses one, that repository gets a token of its own.
+    batched: std::sync::Mutex<HashSet<String>>,
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -149,8 +160,9 @@ impl SourceRegistry {
                 }]
             })
             .unwrap_or_default();
+        let http = auth::http_client(ca, options.timeout);
         let client = Client::new(ClientConfig {
-            protocol,
+            protocol: protocol.clone(),
             extra_root_certificates,
             read_timeout: Some(options.timeout),
             connect_timeout: Some(options.timeout.min(Duration::from_secs(10))),
@@ -162,32 +174,94 @@ impl SourceRegistry {
             auth,
             repo,
             options: options.clone(),
-            basic_challenge: tokio::sync::OnceCell::new(),
+            scheme: match protocol {
+                ClientProtocol::Http => "http",
+                _ => "https",
+            },
+            http,
+            challenge: tokio::sync::OnceCell::new(),
+            batched: std::sync::Mutex::new(HashSet::new()),
         })
     }
 
-    /// With Basic credentials, asks the registry once how it authenticates. If it takes
-    /// Basic directly, the credentials are stored for `reference`'s repository, so the
-    /// client does not probe `/v2/` again for every repository (a Bearer registry
-    /// still gets one token per repository, as its scopes require).
+    fn host(&self) -> &str {
+        self.repo.split('/').next().unwrap_or_default()
+    }
+
+    async fn challenge(&self) -> &auth::Challenge {
+        self.challenge
+            .get_or_init(|| async {
+                let Some(http) = &self.http else {
+                    return auth::Challenge::Unknown;
+                };
+                let probe = auth::probe(http, self.scheme, self.host());
+                tokio::time::timeout(self.options.timeout, probe)
+                    .await
+                    .unwrap_or(auth::Challenge::Unknown)
+            })
+            .await
+    }
+
+    /// Fetches Bearer tokens for the modules' repositories, several repositories per
+    /// token request, before a run of lookups (`status`). Without a token service, or
+    /// if it refuses, nothing changes: each repository then gets its own token.
+    pub async fn prefetch_tokens(&self, modules: &[&str]) {
+        if matches!(self.auth, RegistryAuth::Bearer(_)) || modules.len() < 2 {
+            return;
+        }
+        let (auth::Challenge::Bearer { realm, service }, Some(http)) =
+            (self.challenge().await, &self.http)
+        else {
+            return;
+        };
+        let references: Vec<Reference> = modules
+            .iter()
+            .filter_map(|module| self.reference(module, "latest").ok())
+            .collect();
+        futures::stream::iter(references.chunks(auth::SCOPES_PER_TOKEN))
+            .for_each_concurrent(4, |chunk| async move {
+                let scopes = auth::pull_scopes(chunk.iter().map(Reference::repository));
+                let request =
+                    auth::batch_token(http, realm, service.as_deref(), &scopes, &self.auth);
+                let Ok(Some(token)) = tokio::time::timeout(self.options.timeout, request).await
+                else {
+                    return;
+                };
+                for reference in chunk {
+                    let token = RegistryTokenType::Bearer(token.clone());
+                    self.client
+                        .tokens
+                        .insert(reference, RegistryOperation::Pull, token)
+                        .await;
+                    self.client
+                        .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+                        .await;
+                }
+                if let Ok(mut batched) = self.batched.lock() {
+                    batched.extend(chunk.iter().map(|r| r.repository().to_string()));
+                }
+            })
+            .await;
+    }
+
+    /// Whether `reference`'s token came from a batch (and forgets it: a repository gets
+    /// one retry with a token of its own).
+    fn take_batched(&self, reference: &Reference) -> bool {
+        self.batched
+            .lock()
+            .map(|mut batched| batched.remove(reference.repository()))
+            .unwrap_or(false)
+    }
+
+    /// With Basic credentials and a registry that takes them directly, stores them for
+    /// `reference`'s repository, so the client does not probe `/v2/` again for every
+    /// repository (a Bearer registry still gets one token per repository unless
+    /// `prefetch_tokens` batched them).
     async fn prepare_auth(&self, reference: &Reference) {
         let RegistryAuth::Basic(user, password) = &self.auth else {
             return;
         };
-        let basic = *self
-            .basic_challenge
-            .get_or_init(|| async {
-                let probe = self
-                    .client
-                    .auth(reference, &self.auth, RegistryOperation::Pull);
-                // `None`: a Basic challenge (or none at all), so no token is involved.
-                matches!(
-                    tokio::time::timeout(self.options.timeout, probe).await,
-                    Ok(Ok(None))
-                )
-            })
-            .await;
-        if basic {
+        if *self.challenge().await == auth::Challenge::Direct {
             self.client
                 .tokens
                 .insert(
@@ -214,24 +288,50 @@ impl SourceRegistry {
         format!("{}/{module}{separator}{tag_or_digest}", self.repo)
     }
 
+    /// `<repo>/<repository>:<tag>` (or `@digest`) from its parts. Built directly rather
+    /// than parsed: the parts are known, and the reference grammar's regex costs ~15 MB
+    /// and tens of milliseconds to compile on first use.
     fn reference(&self, repository: &str, tag_or_digest: &str) -> Result<Reference, RegistryError> {
-        let name = if repository.is_empty() {
-            self.repo.clone()
-        } else {
-            format!("{}/{repository}", self.repo)
-        };
-        let separator = if tag_or_digest.starts_with("sha256:") {
-            '@'
-        } else {
-            ':'
-        };
-        let text = format!("{name}{separator}{tag_or_digest}");
-        text.parse().map_err(|err| {
+        let (host, repo_path) = self
+            .repo
+            .split_once('/')
+            .unwrap_or((self.repo.as_str(), ""));
+        let path = [repo_path, repository]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        let invalid = |what: &str| {
             RegistryError::new(
                 RegistryErrorKind::Other,
-                format!("invalid image reference {text}: {err}"),
+                format!(
+                    "invalid image reference {}: {what}",
+                    self.image_name(repository, tag_or_digest)
+                ),
             )
-        })
+        };
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+            return Err(invalid("the registry host is not host[:port]"));
+        }
+        if !valid_repository_path(&path) {
+            return Err(invalid(
+                "a repository path is lower-case letters and digits, separated by '.', '_', '__', '-' or '/'",
+            ));
+        }
+        if let Some(hex) = tag_or_digest.strip_prefix("sha256:") {
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid("not a sha256 digest"));
+            }
+            return Ok(Reference::with_digest(
+                host.into(),
+                path,
+                tag_or_digest.into(),
+            ));
+        }
+        if crate::validate::image_tag(tag_or_digest).is_err() {
+            return Err(invalid("not an OCI tag"));
+        }
+        Ok(Reference::with_tag(host.into(), path, tag_or_digest.into()))
     }
 
     async fn bounded<T>(
@@ -291,12 +391,29 @@ impl SourceRegistry {
         let reference = self.reference(repository, tag)?;
         self.prepare_auth(&reference).await;
         let what = format!("GET manifest {reference}");
-        let (body, _) = self
-            .bounded_retrying(&what, || {
+        let pull = || {
+            self.bounded_retrying(&what, || {
                 self.client
                     .pull_manifest_raw(&reference, &self.auth, &ACCEPTED)
             })
-            .await?;
+        };
+        let (body, _) = match pull().await {
+            Err(err)
+                if err.kind == RegistryErrorKind::Unauthorized && self.take_batched(&reference) =>
+            {
+                // The token service did not grant this repository in the batch: ask for
+                // a token of its own (which replaces the cached one) and try once more.
+                let _ = self
+                    .bounded(
+                        &what,
+                        self.client
+                            .auth(&reference, &self.auth, RegistryOperation::Pull),
+                    )
+                    .await;
+                pull().await?
+            }
+            result => result?,
+        };
         let digest = sha256(&body);
         let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
             RegistryError::new(
@@ -414,6 +531,34 @@ impl SourceRegistry {
         }
         Ok(tree)
     }
+}
+
+/// The OCI distribution grammar for repository names: components of lower-case letters
+/// and digits joined by `.`, `_`, `__` or runs of `-`, separated by `/`.
+fn valid_repository_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 255
+        && path.split('/').all(|component| {
+            let bytes = component.as_bytes();
+            let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+            let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+                return false;
+            };
+            if !alnum(first) || !alnum(last) {
+                return false;
+            }
+            // Each run of separators between two letters/digits must be one of the
+            // allowed ones.
+            component
+                .split(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                .all(|separator| {
+                    separator.is_empty()
+                        || separator == "."
+                        || separator == "_"
+                        || separator == "__"
+                        || separator.bytes().all(|b| b == b'-')
+                })
+        })
 }
 
 /// `None`: not an index. `Some(Err)`: an index without linux/amd64.
@@ -555,6 +700,49 @@ mod tests {
         let arm_only = json!({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}}]});
         assert_eq!(amd64_child(&arm_only), Some(Err(())));
         assert_eq!(amd64_child(&json!({"layers": []})), None);
+    }
+
+    #[test]
+    fn repository_paths_follow_the_oci_grammar() {
+        for good in [
+            "deckhouse/modules/echo",
+            "a",
+            "a.b_c__d---e/f0",
+            "m/echo/release",
+        ] {
+            assert!(valid_repository_path(good), "{good}");
+        }
+        for bad in [
+            "", "Upper/x", "a//b", "/a", "a/", "a..b", "a___b", "-a", "a-", "a._b", "a b", "a:b",
+        ] {
+            assert!(!valid_repository_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn references_are_built_from_their_parts() {
+        let options = RegistryOptions {
+            timeout: Duration::from_secs(1),
+        };
+        let registry =
+            SourceRegistry::from_parts("reg.io:5000/deckhouse/modules", None, None, None, &options)
+                .unwrap();
+        let tagged = registry.reference("echo", "pr-1").unwrap();
+        assert_eq!(tagged.resolve_registry(), "reg.io:5000");
+        assert_eq!(tagged.repository(), "deckhouse/modules/echo");
+        assert_eq!(tagged.tag(), Some("pr-1"));
+        let catalog = registry.reference("", "latest").unwrap();
+        assert_eq!(catalog.repository(), "deckhouse/modules");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pinned = registry.reference("echo", &digest).unwrap();
+        assert_eq!(pinned.digest(), Some(digest.as_str()));
+        assert!(registry.reference("Echo", "v1").is_err());
+        assert!(registry.reference("echo", "bad tag").is_err());
+        assert!(registry.reference("echo", "sha256:abc").is_err());
+        let upper =
+            SourceRegistry::from_parts("reg.io/Deckhouse", None, None, None, &options).unwrap();
+        let err = upper.reference("echo", "v1").unwrap_err();
+        assert!(err.message.contains("reg.io/Deckhouse/echo:v1"), "{err}");
     }
 
     #[test]

@@ -274,3 +274,138 @@ fn ctrl_c_during_wait_exits_promptly_and_leaves_the_override_whole() {
         "the override is whole"
     );
 }
+
+/// A TCP proxy to the sandbox's API server that can be cut: `cut()` closes every open
+/// connection and refuses new ones, as a stopped API server does.
+struct ApiServerProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl ApiServerProxy {
+    fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let upstream = crate::support::state()
+            .api_server
+            .trim_start_matches("https://")
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let proxy = ApiServerProxy {
+            port,
+            cut: Default::default(),
+            open: Default::default(),
+        };
+        let (cut, open) = (proxy.cut.clone(), proxy.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (Ok(mut client_reader), Ok(mut server_writer)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                if let Ok(mut open) = open.lock() {
+                    open.extend(client.try_clone().ok());
+                    open.extend(server.try_clone().ok());
+                }
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_reader, &mut server_writer);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server, &mut client);
+                });
+            }
+        });
+        proxy
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(open) = self.open.lock() {
+            for stream in open.iter() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// The sandbox's admin kubeconfig, with the server address of the proxy (same
+    /// certificate: the proxy only relays bytes).
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        let state = crate::support::state();
+        let text = std::fs::read_to_string(&state.kubeconfig).expect("kubeconfig");
+        let text = text.replace(
+            &state.api_server,
+            &format!("https://127.0.0.1:{}", self.port),
+        );
+        let path = std::env::temp_dir().join(format!("{}.kubeconfig", unique("proxy")));
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+}
+
+#[test]
+fn api_server_lost_during_wait_is_a_runtime_failure_and_the_override_stays_whole() {
+    // The controller never answers (its registry stalls), so the wait would last the
+    // whole --timeout; the API server then goes away under the running command.
+    let name = module_without_override("stall");
+    let proxy = ApiServerProxy::start();
+    let kubeconfig = proxy.kubeconfig();
+    let mut command = crate::support::command(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--force",
+        "--wait",
+        "--timeout",
+        "120s",
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+    ]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().expect("spawn");
+    crate::support::eventually(30, "the override to be created", || {
+        kubectl(&["get", "modulepulloverrides.deckhouse.io", &name]).code == 0
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let cut = Instant::now();
+    proxy.cut();
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "runtime failure, not a timeout: {stderr}"
+    );
+    assert!(
+        cut.elapsed() < Duration::from_secs(25),
+        "gives up on a lost API server well before --timeout: {:?}",
+        cut.elapsed()
+    );
+    assert!(stderr.contains("lost the API server"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{}", proxy.port)),
+        "says where: {stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        crate::support::mpo_field(&name, ".spec.imageTag"),
+        "v1",
+        "the override is whole"
+    );
+    assert_eq!(
+        crate::support::mpo_field(&name, ".spec.scanInterval"),
+        "15s"
+    );
+}

@@ -221,3 +221,103 @@ fn users_who_cannot_read_module_sources_use_their_docker_config() {
         );
     }
 }
+
+#[test]
+fn status_asks_a_token_service_for_many_repositories_at_once() {
+    // 21 overrides whose images sit behind a Bearer token service: the per-repository
+    // way asks it 21 times (after 21 `/v2/` probes); batched, 20 scopes go in one request.
+    let token = state().registry("token").expect("token registry");
+    let prefix = unique("batch");
+    let names: Vec<String> = (0..21).map(|i| format!("{prefix}-{i:02}")).collect();
+    let digests: Vec<String> = names
+        .iter()
+        .map(|name| {
+            crate::support::block_on(mpo_sandbox::fixtures::push_module_to(
+                state(),
+                "token",
+                name,
+                "v1",
+                "batch build",
+            ))
+            .expect("push to the token registry")
+        })
+        .collect();
+    let items: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            serde_json::json!({
+                "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride",
+                "metadata": {"name": name},
+                "spec": {"imageTag": "v1", "scanInterval": "1h", "rollback": false},
+            })
+        })
+        .collect();
+    let list = std::env::temp_dir().join(format!("{prefix}.json"));
+    std::fs::write(
+        &list,
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+    )
+    .expect("write");
+    crate::support::kubectl(&["apply", "-f", &list.display().to_string()]).assert_code(0);
+
+    let home = std::env::temp_dir().join(unique("mpo-token-home"));
+    std::fs::create_dir_all(&home).expect("home");
+    let config = home.join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {&token.host: {
+            "username": token.username, "password": token.password,
+        }}})
+        .to_string(),
+    )
+    .expect("docker config");
+    let repo = format!("{}/{}", token.host, mpo_sandbox::seed::repo_path("token"));
+    let (config, ca) = (
+        config.display().to_string(),
+        state().ca_file.display().to_string(),
+    );
+    let mut args: Vec<&str> = vec!["status", "-o", "json"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend([
+        "--registry-repo",
+        &repo,
+        "--registry-config",
+        &config,
+        "--registry-ca",
+        &ca,
+    ]);
+    let status = mpo(&args);
+    status.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("JSON");
+    for (name, digest) in names.iter().zip(&digests) {
+        let row = doc["items"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == name.as_str()))
+            .unwrap_or_else(|| panic!("no row for {name}: {status:?}"));
+        assert_eq!(row["registryDigest"], digest.as_str(), "{row}");
+    }
+
+    let realm = token.token_realm.clone().expect("token realm");
+    let seen = std::process::Command::new("curl")
+        .args(["-sf", &realm.replace("/token", "/requests")])
+        .output()
+        .expect("curl");
+    let requests: Vec<Vec<String>> = serde_json::from_slice(&seen.stdout).expect("requests");
+    // Token requests for pulling this test's repositories (its pushes asked for
+    // `pull,push` scopes before).
+    let ours: Vec<&Vec<String>> = requests
+        .iter()
+        .filter(|scopes| {
+            scopes
+                .iter()
+                .any(|s| s.contains(&prefix) && s.ends_with(":pull"))
+        })
+        .collect();
+    let covered: std::collections::BTreeSet<&String> = ours.iter().flat_map(|s| s.iter()).collect();
+    assert_eq!(
+        covered.len(),
+        21,
+        "every repository was asked for: {ours:?}"
+    );
+    assert_eq!(ours.len(), 2, "20 scopes per token request: {ours:?}");
+}
