@@ -249,3 +249,81 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
         text
     }
 }
+
+/// Hostile kubeconfig content: every field value ends in a client or a clear error,
+/// never a panic, and the token never appears in the error.
+#[cfg(test)]
+mod hostile_kubeconfig {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn connect(text: &[u8]) -> std::result::Result<(), Error> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "kubectl-mpo-hostile-{}-{n}.kubeconfig",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("write kubeconfig");
+        let global = GlobalArgs {
+            kubeconfig: Some(path.clone()),
+            request_timeout: "0".into(),
+            ..GlobalArgs::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let result = runtime.block_on(Cluster::connect(&global)).map(|_| ());
+        let _ = std::fs::remove_file(path);
+        result
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn field_values_never_panic_or_leak_the_token(
+            server in prop_oneof![any::<String>(), "https?://[a-z0-9.:\\[\\]]{0,30}(/[a-z]{0,5})?"],
+            ca in proptest::option::of(any::<String>()),
+            cert in proptest::option::of(any::<String>()),
+            key in proptest::option::of(any::<String>()),
+            proxy in proptest::option::of(any::<String>()),
+            insecure in any::<bool>(),
+            token in "[A-Za-z0-9]{24}",
+            context in any::<String>(),
+        ) {
+            let mut cluster = serde_json::json!({
+                "server": server,
+                "insecure-skip-tls-verify": insecure,
+            });
+            if let Some(ca) = ca {
+                cluster["certificate-authority-data"] = ca.into();
+            }
+            if let Some(proxy) = proxy {
+                cluster["proxy-url"] = proxy.into();
+            }
+            let mut user = serde_json::json!({"token": token});
+            if let Some(cert) = cert {
+                user["client-certificate-data"] = cert.into();
+            }
+            if let Some(key) = key {
+                user["client-key-data"] = key.into();
+            }
+            let kubeconfig = serde_json::json!({
+                "apiVersion": "v1", "kind": "Config", "current-context": context,
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+            });
+            if let Err(err) = connect(kubeconfig.to_string().as_bytes()) {
+                let text = format!("{} {}", err.message, err.hint.unwrap_or_default());
+                prop_assert!(!text.contains(&token), "token in: {}", text);
+            }
+        }
+
+        #[test]
+        fn garbage_files_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = connect(&bytes);
+        }
+    }
+}

@@ -231,28 +231,37 @@ fn a_rate_limited_lookup_is_retried_within_the_timeout() {
     );
 }
 
-#[test]
-fn ctrl_c_during_wait_exits_promptly_and_leaves_the_override_whole() {
-    // The controller never answers (its registry stalls), so `--wait` would wait long.
-    let name = module_without_override("stall");
-    let mut command = crate::support::command(&[
+/// `create NAME --force --wait` with a long timeout, running in the background; returns
+/// once the override exists and the command is waiting.
+fn waiting_create(name: &str, extra: &[&str]) -> std::process::Child {
+    let mut args = vec![
         "create",
-        &name,
+        name,
         "--tag",
         "v1",
         "--force",
         "--wait",
         "--timeout",
         "120s",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut command = crate::support::command(&args);
     command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = command.spawn().expect("spawn");
     crate::support::eventually(30, "the override to be created", || {
-        kubectl(&["get", "modulepulloverrides.deckhouse.io", &name]).code == 0
+        kubectl(&["get", "modulepulloverrides.deckhouse.io", name]).code == 0
     });
     std::thread::sleep(Duration::from_millis(700));
+    child
+}
+
+#[test]
+fn ctrl_c_during_wait_exits_promptly_and_leaves_the_override_whole() {
+    // The controller never answers (its registry stalls), so `--wait` would wait long.
+    let name = module_without_override("stall");
+    let child = waiting_create(&name, &[]);
     let interrupted = Instant::now();
     let status = std::process::Command::new("sh")
         .args(["-c", &format!("kill -INT {}", child.id())])
@@ -357,27 +366,8 @@ fn api_server_lost_during_wait_is_a_runtime_failure_and_the_override_stays_whole
     // whole --timeout; the API server then goes away under the running command.
     let name = module_without_override("stall");
     let proxy = ApiServerProxy::start();
-    let kubeconfig = proxy.kubeconfig();
-    let mut command = crate::support::command(&[
-        "create",
-        &name,
-        "--tag",
-        "v1",
-        "--force",
-        "--wait",
-        "--timeout",
-        "120s",
-        "--kubeconfig",
-        &kubeconfig.display().to_string(),
-    ]);
-    command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().expect("spawn");
-    crate::support::eventually(30, "the override to be created", || {
-        kubectl(&["get", "modulepulloverrides.deckhouse.io", &name]).code == 0
-    });
-    std::thread::sleep(Duration::from_millis(700));
+    let kubeconfig = proxy.kubeconfig().display().to_string();
+    let child = waiting_create(&name, &["--kubeconfig", &kubeconfig]);
     let cut = Instant::now();
     proxy.cut();
     let output = child.wait_with_output().expect("wait");
