@@ -134,12 +134,12 @@ impl Cluster {
         }
     }
 
-    /// Maps a failed API call to our error: `verb` and `resource` name what was tried.
     /// The API server and context, for messages.
     pub fn place(&self) -> String {
         format!("{} (context {:?})", self.server, self.context)
     }
 
+    /// Maps a failed API call to our error: `verb` and `resource` name what was tried.
     pub fn api_error(&self, err: kube::Error, verb: &str, resource: &str) -> Error {
         let place = self.place();
         match err {

@@ -230,8 +230,6 @@ async fn build_rows(
     // One client per ModuleSource, shared by its rows.
     let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
         HashMap::new();
-    // The modules each client looks up, for batched Bearer tokens.
-    let mut modules_of: HashMap<String, Vec<&str>> = HashMap::new();
     let mut jobs = Vec::new();
     for (index, mpo) in items.iter().enumerate() {
         let name = mpo.metadata.name.clone().unwrap_or_default();
@@ -240,21 +238,20 @@ async fn build_rows(
         let client = match (&source, offline) {
             (Some(source), false) => {
                 let key = source.metadata.name.clone().unwrap_or_default();
-                modules_of
-                    .entry(key.clone())
-                    .or_default()
-                    .push(mpo.metadata.name.as_deref().unwrap_or_default());
-                Some(
-                    clients
-                        .entry(key)
-                        .or_insert_with(|| {
-                            Arc::new(SourceRegistry::from_source(
-                                source,
-                                &inspect::registry_options(timeout),
-                            ))
-                        })
-                        .clone(),
-                )
+                let client = clients
+                    .entry(key)
+                    .or_insert_with(|| {
+                        Arc::new(SourceRegistry::from_source(
+                            source,
+                            &inspect::registry_options(timeout),
+                        ))
+                    })
+                    .clone();
+                // Behind a token service, the first lookup fetches tokens for all of them.
+                if let Ok(registry) = client.as_ref() {
+                    registry.plan_lookup(&name);
+                }
+                Some(client)
             }
             _ => None,
         };
@@ -267,15 +264,6 @@ async fn build_rows(
             client,
         ));
     }
-    futures::future::join_all(clients.iter().map(|(key, client)| {
-        let modules = modules_of.get(key).map(Vec::as_slice).unwrap_or_default();
-        async move {
-            if let Ok(client) = client.as_ref() {
-                client.prefetch_tokens(modules).await;
-            }
-        }
-    }))
-    .await;
     let mut rows: Vec<(usize, Row)> = futures::stream::iter(jobs)
         .map(|(index, name, tag, cause, source, client)| async move {
             let lookup: Option<std::result::Result<ResolvedDigest, RegistryError>> =

@@ -100,12 +100,18 @@ pub struct SourceRegistry {
     options: RegistryOptions,
     /// `http` or `https`.
     scheme: &'static str,
-    /// For the `/v2/` probe and batched token requests (`None`: the CA did not parse,
-    /// and the OCI client reports that on its own requests).
-    http: Option<reqwest::Client>,
+    /// The ModuleSource's CA, for the plain HTTP client.
+    ca: Option<String>,
+    /// For the `/v2/` probe and batched token requests, built on first use (`None`:
+    /// the CA did not parse, and the OCI client reports that on its own requests).
+    http: std::sync::OnceLock<Option<reqwest::Client>>,
     /// How the registry authenticates: one `/v2/` probe per registry instead of one per
     /// repository.
     challenge: tokio::sync::OnceCell<auth::Challenge>,
+    /// Modules a command announced it will look up (`plan_lookup`), so that the first
+    /// lookup can fetch Bearer tokens for all of them in batches.
+    planned: std::sync::Mutex<Vec<String>>,
+    prefetched: tokio::sync::OnceCell<()>,
     /// Repositories whose cached token came from a batched token request; if the
     /// registry refuses one, that repository gets a token of its own.
     batched: std::sync::Mutex<HashSet<String>>,
@@ -160,7 +166,6 @@ impl SourceRegistry {
                 }]
             })
             .unwrap_or_default();
-        let http = auth::http_client(ca, options.timeout);
         let client = Client::new(ClientConfig {
             protocol: protocol.clone(),
             extra_root_certificates,
@@ -178,10 +183,32 @@ impl SourceRegistry {
                 ClientProtocol::Http => "http",
                 _ => "https",
             },
-            http,
+            ca: ca.map(str::to_string),
+            http: std::sync::OnceLock::new(),
             challenge: tokio::sync::OnceCell::new(),
+            planned: std::sync::Mutex::new(Vec::new()),
+            prefetched: tokio::sync::OnceCell::new(),
             batched: std::sync::Mutex::new(HashSet::new()),
         })
+    }
+
+    fn http(&self) -> Option<&reqwest::Client> {
+        self.http
+            .get_or_init(|| auth::http_client(self.ca.as_deref(), self.options.timeout))
+            .as_ref()
+    }
+
+    /// Announces that `module` will be looked up in this command run (`status`), so
+    /// that behind a token service the first lookup fetches tokens for all announced
+    /// modules, several repositories per token request.
+    pub fn plan_lookup(&self, module: &str) {
+        if let Ok(mut planned) = self.planned.lock() {
+            planned.push(module.to_string());
+        }
+    }
+
+    fn planned_count(&self) -> usize {
+        self.planned.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     fn host(&self) -> &str {
@@ -191,7 +218,7 @@ impl SourceRegistry {
     async fn challenge(&self) -> &auth::Challenge {
         self.challenge
             .get_or_init(|| async {
-                let Some(http) = &self.http else {
+                let Some(http) = self.http() else {
                     return auth::Challenge::Unknown;
                 };
                 let probe = auth::probe(http, self.scheme, self.host());
@@ -202,27 +229,28 @@ impl SourceRegistry {
             .await
     }
 
-    /// Fetches Bearer tokens for the modules' repositories, several repositories per
-    /// token request, before a run of lookups (`status`). Without a token service, or
-    /// if it refuses, nothing changes: each repository then gets its own token.
-    pub async fn prefetch_tokens(&self, modules: &[&str]) {
-        if matches!(self.auth, RegistryAuth::Bearer(_)) || modules.len() < 2 {
-            return;
-        }
-        let (auth::Challenge::Bearer { realm, service }, Some(http)) =
-            (self.challenge().await, &self.http)
-        else {
+    /// Fetches Bearer tokens for the planned modules' repositories, several repositories
+    /// per token request. If the token service refuses, nothing changes: each
+    /// repository then gets its own token from the OCI client.
+    async fn prefetch_tokens(&self, realm: &str, service: Option<&str>) {
+        let Some(http) = self.http() else {
             return;
         };
+        let modules = self.planned.lock().map(|p| p.clone()).unwrap_or_default();
         let references: Vec<Reference> = modules
             .iter()
             .filter_map(|module| self.reference(module, "latest").ok())
             .collect();
+        let Some(first) = references.first() else {
+            return;
+        };
+        self.client
+            .store_auth_if_needed(first.resolve_registry(), &self.auth)
+            .await;
         futures::stream::iter(references.chunks(auth::SCOPES_PER_TOKEN))
             .for_each_concurrent(4, |chunk| async move {
                 let scopes = auth::pull_scopes(chunk.iter().map(Reference::repository));
-                let request =
-                    auth::batch_token(http, realm, service.as_deref(), &scopes, &self.auth);
+                let request = auth::batch_token(http, realm, service, &scopes, &self.auth);
                 let Ok(Some(token)) = tokio::time::timeout(self.options.timeout, request).await
                 else {
                     return;
@@ -232,9 +260,6 @@ impl SourceRegistry {
                     self.client
                         .tokens
                         .insert(reference, RegistryOperation::Pull, token)
-                        .await;
-                    self.client
-                        .store_auth_if_needed(reference.resolve_registry(), &self.auth)
                         .await;
                 }
                 if let Ok(mut batched) = self.batched.lock() {
@@ -253,23 +278,35 @@ impl SourceRegistry {
             .unwrap_or(false)
     }
 
-    /// With Basic credentials and a registry that takes them directly, stores them for
-    /// `reference`'s repository, so the client does not probe `/v2/` again for every
-    /// repository (a Bearer registry still gets one token per repository unless
-    /// `prefetch_tokens` batched them).
+    /// Before a repository's first request: with Basic credentials and a registry that
+    /// takes them directly, stores them for the repository, so the client does not probe
+    /// `/v2/` again for every repository; behind a token service, fetches tokens for all
+    /// planned lookups in batches (once per client; a static registry token needs none).
     async fn prepare_auth(&self, reference: &Reference) {
-        let RegistryAuth::Basic(user, password) = &self.auth else {
+        let basic = matches!(self.auth, RegistryAuth::Basic(..));
+        let batchable = !matches!(self.auth, RegistryAuth::Bearer(_)) && self.planned_count() > 1;
+        if !basic && !batchable {
             return;
-        };
-        if *self.challenge().await == auth::Challenge::Direct {
-            self.client
-                .tokens
-                .insert(
-                    reference,
-                    RegistryOperation::Pull,
-                    RegistryTokenType::Basic(user.clone(), password.clone()),
-                )
-                .await;
+        }
+        match self.challenge().await {
+            auth::Challenge::Direct => {
+                if let RegistryAuth::Basic(user, password) = &self.auth {
+                    self.client
+                        .tokens
+                        .insert(
+                            reference,
+                            RegistryOperation::Pull,
+                            RegistryTokenType::Basic(user.clone(), password.clone()),
+                        )
+                        .await;
+                }
+            }
+            auth::Challenge::Bearer { realm, service } if batchable => {
+                self.prefetched
+                    .get_or_init(|| self.prefetch_tokens(realm, service.as_deref()))
+                    .await;
+            }
+            _ => {}
         }
     }
 
