@@ -1,9 +1,16 @@
 //! Command-line definitions. kubectl does not parse a plugin's flags, so the global
 //! kubeconfig flags are declared here and accepted before or after the subcommand.
+//! Values are parsed into types here ([`ModuleName`], [`Tag`], durations), so a bad
+//! value is a usage error naming its flag before any command runs, and each command
+//! lists in its help only the `-o` formats it supports.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::validate;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,11 +49,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub user: Option<String>,
 
-    /// Time to wait for a single API request (e.g. 10s, 1m; 0 means no limit)
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s")]
-    pub request_timeout: String,
+    /// Time to wait for a single API request (e.g. 10s, 1m, or seconds; 0 means no limit)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_request_timeout)]
+    pub request_timeout: Duration,
 
-    /// Disable colour (also: NO_COLOR=1)
+    /// Disable color (also: NO_COLOR=1)
     #[arg(long, global = true)]
     pub no_color: bool,
 
@@ -112,12 +119,36 @@ pub enum Command {
     Version(VersionArgs),
 }
 
+/// `-o` for commands that print one object (create, edit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub enum ObjectFormat {
+    Json,
+    Yaml,
+    Name,
+}
+
+/// `-o` for `status`: the objects, their names, or the table with more columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
     Json,
     Yaml,
     Name,
     Wide,
+}
+
+/// `-o` for reports that are not Kubernetes objects (explain, diff, version, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Yaml,
+}
+
+/// `-o` for registry listings: JSON, YAML, or one name per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NamesFormat {
+    Json,
+    Yaml,
+    Name,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -135,36 +166,37 @@ pub struct WaitArgs {
     pub wait: bool,
 
     /// How long --wait waits (e.g. 90s, 5m)
-    #[arg(long, value_name = "DURATION", default_value = "3m")]
-    pub timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_timeout)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Module name (the override is named after it)
-    #[arg(allow_hyphen_values = true)]
-    pub module: String,
+    #[arg(allow_hyphen_values = true, value_parser = parse_module_name)]
+    pub module: ModuleName,
 
     /// Image tag to run (picked interactively on a terminal when omitted)
-    #[arg(long, short = 't', allow_hyphen_values = true)]
-    pub tag: Option<String>,
+    #[arg(long, short = 't', allow_hyphen_values = true, value_parser = parse_tag)]
+    pub tag: Option<Tag>,
 
     /// How often the controller re-checks the tag (h/m/s, e.g. 15s, 1m30s)
     #[arg(
         long,
         default_value = "15s",
         value_name = "DURATION",
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        value_parser = parse_scan_interval
     )]
-    pub scan_interval: String,
+    pub scan_interval: ScanInterval,
 
     /// On deletion, return to the last released version
     #[arg(long)]
     pub rollback: bool,
 
     /// ModuleSource name (only for clusters that serve v1alpha1 only)
-    #[arg(long, value_name = "NAME")]
-    pub source: Option<String>,
+    #[arg(long, value_name = "NAME", value_parser = parse_source_name)]
+    pub source: Option<ModuleName>,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -179,21 +211,22 @@ pub struct CreateArgs {
 
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<ObjectFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// Module name
-    pub module: String,
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
 
     /// New image tag
-    #[arg(long, short = 't', allow_hyphen_values = true)]
-    pub tag: Option<String>,
+    #[arg(long, short = 't', allow_hyphen_values = true, value_parser = parse_tag)]
+    pub tag: Option<Tag>,
 
     /// New scan interval (h/m/s)
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub scan_interval: Option<String>,
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_scan_interval)]
+    pub scan_interval: Option<ScanInterval>,
 
     /// New rollback setting
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
@@ -208,14 +241,14 @@ pub struct EditArgs {
 
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<ObjectFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct RenewArgs {
     /// Modules to renew
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
-    pub modules: Vec<String>,
+    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
+    pub modules: Vec<ModuleName>,
 
     /// Renew every override
     #[arg(long)]
@@ -228,7 +261,8 @@ pub struct RenewArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Module name
-    pub module: String,
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
 
     /// Return to the last released version (sets spec.rollback before deleting)
     #[arg(long)]
@@ -245,11 +279,12 @@ pub struct DeleteArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Modules to show (default: all overrides)
-    pub modules: Vec<String>,
+    #[arg(value_parser = parse_module_name)]
+    pub modules: Vec<ModuleName>,
 
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<ListFormat>,
 
     /// Keep the table updated as overrides change
     #[arg(long, short = 'w')]
@@ -260,8 +295,8 @@ pub struct StatusArgs {
     pub offline: bool,
 
     /// Time limit for each registry lookup
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub registry_timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub registry_timeout: Duration,
 
     #[command(flatten)]
     pub fallback: RegistryFallbackArgs,
@@ -270,11 +305,12 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// Module name
-    pub module: String,
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
 
     /// Tag to check when no override exists yet
-    #[arg(long, short = 't', allow_hyphen_values = true)]
-    pub tag: Option<String>,
+    #[arg(long, short = 't', allow_hyphen_values = true, value_parser = parse_tag)]
+    pub tag: Option<Tag>,
 
     /// Do not contact the registry
     #[arg(long)]
@@ -282,13 +318,14 @@ pub struct ExplainArgs {
 
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<ReportFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// Module name
-    pub module: String,
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
 
     /// Pull both images and compare their files
     #[arg(long)]
@@ -299,7 +336,7 @@ pub struct DiffArgs {
 
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<ReportFormat>,
 }
 
 /// Registry access for users who may not read ModuleSources (RBAC): the repo is given
@@ -323,15 +360,11 @@ pub struct RegistryFallbackArgs {
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
     /// ModuleSource to use (default: the module's source, or the only ModuleSource)
-    #[arg(long, global = true, value_name = "NAME")]
-    pub source: Option<String>,
+    #[arg(long, global = true, value_name = "NAME", value_parser = parse_source_name)]
+    pub source: Option<ModuleName>,
 
     #[command(flatten)]
     pub fallback: RegistryFallbackArgs,
-
-    /// Output format
-    #[arg(short = 'o', long, value_enum, global = true)]
-    pub output: Option<OutputFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,41 +405,61 @@ pub enum RegistryCommand {
 pub struct RegistryModulesArgs {
     #[command(flatten)]
     pub common: RegistryArgs,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<NamesFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct RegistryModuleArgs {
     /// Module name
-    pub module: String,
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
     #[command(flatten)]
     pub common: RegistryArgs,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<NamesFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct RegistryTagsArgs {
     /// Module name
-    pub module: String,
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
     /// Include application-image (hash) tags
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]
     pub common: RegistryArgs,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<NamesFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct RegistryImageArgs {
     /// MODULE or MODULE:TAG (default tag: the override's tag)
-    pub image: String,
+    #[arg(value_parser = parse_image_arg)]
+    pub image: ImageArg,
     #[command(flatten)]
     pub common: RegistryArgs,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<NamesFormat>,
 }
 
 #[derive(Debug, Args)]
 pub struct RegistryCatArgs {
     /// MODULE or MODULE:TAG
-    pub image: String,
+    #[arg(value_parser = parse_image_arg)]
+    pub image: ImageArg,
     /// Path inside the image
     pub path: String,
+    /// Write the file's bytes as they are, even to a terminal (by default control
+    /// characters are shown escaped there)
+    #[arg(long)]
+    pub raw: bool,
     #[command(flatten)]
     pub common: RegistryArgs,
 }
@@ -430,5 +483,186 @@ pub struct CompletionArgs {
 pub struct VersionArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<ReportFormat>,
+}
+
+/// A module name, checked at parse time: a DNS-1123 label of at most 63 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleName(String);
+
+/// An OCI tag, checked at parse time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag(String);
+
+/// A `scanInterval` as the user wrote it (sent as is) and its length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanInterval {
+    pub text: String,
+    pub duration: Duration,
+}
+
+/// `MODULE` or `MODULE:TAG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageArg {
+    pub module: ModuleName,
+    pub tag: Option<Tag>,
+}
+
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+    };
+}
+string_newtype!(ModuleName);
+string_newtype!(Tag);
+
+/// A validation error as clap shows it: the message, then the hint.
+fn shown(err: crate::error::Error) -> String {
+    match err.hint {
+        Some(hint) => format!("{}\n  hint: {hint}", err.message),
+        None => err.message,
+    }
+}
+
+pub fn parse_module_name(text: &str) -> Result<ModuleName, String> {
+    validate::module_name(text).map_err(shown)?;
+    Ok(ModuleName(text.to_string()))
+}
+
+fn parse_source_name(text: &str) -> Result<ModuleName, String> {
+    validate::module_name(text).map_err(|err| shown(err.context("invalid ModuleSource name")))?;
+    Ok(ModuleName(text.to_string()))
+}
+
+pub fn parse_tag(text: &str) -> Result<Tag, String> {
+    validate::image_tag(text).map_err(shown)?;
+    Ok(Tag(text.to_string()))
+}
+
+fn parse_scan_interval(text: &str) -> Result<ScanInterval, String> {
+    let duration = validate::scan_interval(text).map_err(shown)?;
+    Ok(ScanInterval {
+        text: text.to_string(),
+        duration,
+    })
+}
+
+fn parse_image_arg(text: &str) -> Result<ImageArg, String> {
+    let (module, tag) = match text.split_once(':') {
+        Some((module, tag)) => (module, Some(parse_tag(tag)?)),
+        None => (text, None),
+    };
+    Ok(ImageArg {
+        module: parse_module_name(module)?,
+        tag,
+    })
+}
+
+/// A positive duration (`--timeout`, `--registry-timeout`).
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    validate::duration(text, false).map_err(shown)
+}
+
+/// `--request-timeout`: a duration, bare seconds as kubectl accepts, or 0 for none.
+fn parse_request_timeout(text: &str) -> Result<Duration, String> {
+    validate::duration(text, true).map_err(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn values_are_typed_at_parse_time() {
+        let cli = Cli::try_parse_from([
+            "kubectl-mpo",
+            "create",
+            "echo",
+            "--tag",
+            "v1",
+            "--timeout",
+            "90s",
+        ])
+        .expect("parses");
+        let Command::Create(args) = cli.command else {
+            panic!("create expected");
+        };
+        assert_eq!(&*args.module, "echo");
+        assert_eq!(args.wait.timeout, Duration::from_secs(90));
+        assert_eq!(args.scan_interval.text, "15s");
+        for bad in [
+            vec!["kubectl-mpo", "create", "Echo", "--tag", "v1"],
+            vec!["kubectl-mpo", "create", "echo", "--tag", ".v1"],
+            vec![
+                "kubectl-mpo",
+                "create",
+                "echo",
+                "--tag",
+                "v1",
+                "--timeout",
+                "soon",
+            ],
+            vec!["kubectl-mpo", "status", "--request-timeout", "-1s"],
+            vec!["kubectl-mpo", "explain", "echo", "-o", "wide"],
+            vec!["kubectl-mpo", "registry", "files", "echo:.bad"],
+        ] {
+            let err = Cli::try_parse_from(&bad).expect_err(&bad.join(" "));
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn each_command_offers_only_the_formats_it_prints() {
+        let help = |path: &[&str]| {
+            let mut command = Cli::command();
+            let mut current = &mut command;
+            for name in path {
+                current = current.find_subcommand_mut(name).expect("subcommand");
+            }
+            current.render_long_help().to_string()
+        };
+        assert!(help(&["status"]).contains("wide"));
+        assert!(!help(&["explain"]).contains("wide"));
+        assert!(!help(&["explain"]).contains("[possible values: json, yaml, name"));
+        assert!(!help(&["registry", "cat"]).contains("--output"));
+    }
+
+    #[test]
+    fn request_timeout_takes_bare_seconds_and_zero() {
+        let cli = Cli::try_parse_from(["kubectl-mpo", "status", "--request-timeout", "5"])
+            .expect("parses");
+        assert_eq!(cli.global.request_timeout, Duration::from_secs(5));
+        let cli = Cli::try_parse_from(["kubectl-mpo", "status", "--request-timeout", "0"])
+            .expect("parses");
+        assert_eq!(cli.global.request_timeout, Duration::ZERO);
+    }
 }

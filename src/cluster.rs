@@ -8,10 +8,9 @@ use kube::{Api, Client, Config};
 
 use crate::cli::GlobalArgs;
 use crate::deckhouse::resources::{
-    GROUP, Module, ModuleConfig, ModulePullOverride, ModuleSource, MpoVersion,
+    GROUP, Module, ModuleConfig, ModulePullOverride, ModuleRelease, ModuleSource, MpoVersion,
 };
 use crate::error::{Error, Result};
-use crate::validate;
 
 /// A connected cluster: the client plus what error messages need to say where.
 #[derive(Clone)]
@@ -27,9 +26,7 @@ impl Cluster {
     /// Loads kubeconfig like kubectl: `--kubeconfig`, else `$KUBECONFIG` (several files,
     /// merged), else `~/.kube/config`, else the in-cluster service account.
     pub async fn connect(global: &GlobalArgs) -> Result<Self> {
-        let request_timeout =
-            validate::duration_flag("request-timeout", &global.request_timeout, true)?;
-        let request_timeout = (!request_timeout.is_zero()).then_some(request_timeout);
+        let request_timeout = (!global.request_timeout.is_zero()).then_some(global.request_timeout);
         let options = KubeConfigOptions {
             context: global.context.clone(),
             cluster: global.cluster.clone(),
@@ -94,6 +91,10 @@ impl Cluster {
     }
 
     pub fn module_configs(&self) -> Api<ModuleConfig> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn module_releases(&self) -> Api<ModuleRelease> {
         Api::all(self.client.clone())
     }
 
@@ -163,7 +164,8 @@ impl Cluster {
                 )),
             },
             other => Error::runtime(format!("cannot reach the API server {place}: {}", short_cause(&other)))
-                .with_hint("check that the cluster is running and reachable, and that --context is right"),
+                .with_hint("check that the cluster is running and reachable, and that --context is right")
+                .with_source(other),
         }
     }
 }
@@ -232,17 +234,13 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
             "check the kubeconfig with: kubectl config view",
         ),
     };
-    Error::runtime(message).with_hint(hint)
+    Error::runtime(message).with_hint(hint).with_source(err)
 }
 
-/// The innermost cause of an error, which is usually the informative part
-/// ("connection refused", "certificate unknown") without the wrapper chain.
-pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut current: &(dyn std::error::Error + 'static) = err;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    let text = current.to_string();
+/// The innermost cause of an error ("connection refused", "certificate unknown"),
+/// or the error itself when that says nothing.
+fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let text = crate::error::innermost(err);
     if text.is_empty() {
         err.to_string()
     } else {
@@ -267,7 +265,7 @@ mod hostile_kubeconfig {
         std::fs::write(&path, text).expect("write kubeconfig");
         let global = GlobalArgs {
             kubeconfig: Some(path.clone()),
-            request_timeout: "0".into(),
+            request_timeout: Duration::ZERO,
             ..GlobalArgs::default()
         };
         let runtime = tokio::runtime::Builder::new_current_thread()

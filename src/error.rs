@@ -1,5 +1,6 @@
-//! One error type for the whole tool: what failed, where, the next step, and the exit
-//! code it maps to (product.md: 1 condition, 2 usage, 3 runtime).
+//! One error type for the whole tool: what failed, where, the next step, the exit code
+//! it maps to (1 condition, 2 usage, 3 runtime, 130 interrupted; README "Exit codes"),
+//! and the underlying cause, kept as a chain and printed with `-v`.
 
 use std::fmt;
 
@@ -34,6 +35,8 @@ pub struct Error {
     pub hint: Option<String>,
     /// Extra lines printed only with `-v` (never secrets).
     pub detail: Option<String>,
+    /// What caused it (a kube, registry or I/O error), printed as a chain with `-v`.
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -45,6 +48,7 @@ impl Error {
             message: message.into(),
             hint: None,
             detail: None,
+            source: None,
         }
     }
 
@@ -74,6 +78,28 @@ impl Error {
         self
     }
 
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The messages of the cause chain, outermost first, each said once.
+    pub fn causes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !out.contains(&text) {
+                out.push(text);
+            }
+            next = cause.source();
+        }
+        out
+    }
+
     /// Prefixes the message with where the failure happened.
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
@@ -87,4 +113,68 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The whole chain of an error on one line (`a: b: c`), each cause said once, as Go's
+/// wrapped errors read; for messages where every layer adds something.
+pub fn joined_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The innermost cause of an error, which usually says the most (`connection
+/// refused`, `certificate has expired`), for one-line messages.
+pub fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn the_cause_chain_is_kept_and_each_cause_said_once() {
+        let chain = Layer(
+            "request failed",
+            Some(Box::new(Layer("tls", Some(Box::new(Layer("tls", None)))))),
+        );
+        let err = Error::runtime("cannot reach the API server").with_source(chain);
+        assert_eq!(err.causes(), ["request failed", "tls"]);
+        assert_eq!(innermost(&err), "tls");
+    }
+}

@@ -1,5 +1,6 @@
 //! `kubectl-mpo`: parse the command line, run the command, map the result to an exit code.
 
+mod app;
 mod cli;
 mod cluster;
 mod cmd;
@@ -22,11 +23,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // One process-wide TLS provider (ring) for every HTTPS client, chosen once here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let printer = output::Printer::new(cli.global.no_color, cli.global.verbose);
-    let outcome = cmd::run(cli, printer);
-    match outcome {
-        Ok(cmd::Outcome::Success) => ExitCode::SUCCESS,
-        Ok(cmd::Outcome::ConditionFailed) => ExitCode::from(1),
+    match cmd::run(cli, printer.clone()) {
+        Ok(app::Outcome::Success) => ExitCode::SUCCESS,
+        Ok(app::Outcome::ConditionFailed) => ExitCode::from(1),
         Err(err) => {
             printer.error(&err);
             ExitCode::from(err.kind.exit_code())

@@ -83,15 +83,16 @@ pub fn scan_interval(text: &str) -> Result<Duration> {
 }
 
 /// A duration for our own flags (`--timeout`, `--request-timeout`): like
-/// `scan_interval` but also accepts `ms` and, when `allow_zero`, `0`.
-pub fn duration_flag(flag: &str, text: &str, allow_zero: bool) -> Result<Duration> {
-    if allow_zero && text == "0" {
-        return Ok(Duration::ZERO);
-    }
+/// `scan_interval` but also accepts `ms`, and, when `allow_zero` (`--request-timeout`,
+/// as kubectl), bare seconds and `0` for "no limit".
+pub fn duration(text: &str, allow_zero: bool) -> Result<Duration> {
     let invalid = || {
-        Error::usage(format!("invalid value {text:?} for --{flag}"))
+        Error::usage(format!("invalid duration {text:?}"))
             .with_hint("use a duration such as 30s, 2m or 1m30s")
     };
+    if allow_zero && !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map(Duration::from_secs).map_err(|_| invalid());
+    }
     if let Some(millis) = text.strip_suffix("ms") {
         let value: u64 = millis.parse().map_err(|_| invalid())?;
         if value == 0 && !allow_zero {
@@ -188,19 +189,13 @@ mod tests {
     #[test]
     fn duration_flags() {
         assert_eq!(
-            duration_flag("timeout", "500ms", false).ok(),
+            duration("500ms", false).ok(),
             Some(Duration::from_millis(500))
         );
-        assert_eq!(
-            duration_flag("timeout", "2m", false).ok(),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            duration_flag("request-timeout", "0", true).ok(),
-            Some(Duration::ZERO)
-        );
-        assert!(duration_flag("timeout", "0", false).is_err());
-        assert!(duration_flag("timeout", "abc", false).is_err());
+        assert_eq!(duration("2m", false).ok(), Some(Duration::from_secs(120)));
+        assert_eq!(duration("0", true).ok(), Some(Duration::ZERO));
+        assert!(duration("0", false).is_err());
+        assert!(duration("abc", false).is_err());
     }
 }
 
@@ -216,7 +211,7 @@ mod hostile_input {
             let _ = super::module_name(&text);
             let _ = super::image_tag(&text);
             let _ = super::scan_interval(&text);
-            let _ = super::duration_flag("timeout", &text, true);
+            let _ = super::duration(&text, true);
         }
 
         #[test]

@@ -4,11 +4,11 @@
 
 use clap::CommandFactory;
 
-use super::{Ctx, Outcome};
+use crate::app::{Ctx, Outcome};
 use crate::cli::{Cli, CompletionArgs, Shell};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-pub async fn run(_ctx: &Ctx, args: CompletionArgs) -> Result<Outcome> {
+pub fn run(ctx: &Ctx, args: CompletionArgs) -> Result<Outcome> {
     let shell = match args.shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
@@ -18,11 +18,6 @@ pub async fn run(_ctx: &Ctx, args: CompletionArgs) -> Result<Outcome> {
     let mut command = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "kubectl-mpo", &mut script);
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&script)
-        .and_then(|()| stdout.flush())
-        .map_err(|err| Error::runtime(format!("writing the completion script: {err}")))?;
+    ctx.printer.raw(&script);
     Ok(Outcome::Success)
 }

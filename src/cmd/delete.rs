@@ -3,17 +3,16 @@
 use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 
-use super::shared::{self, Overrides, Seen};
-use super::{Ctx, Outcome};
+use crate::app::overrides::{Overrides, RESOURCE, name_of};
+use crate::app::wait::{self, is_gone};
+use crate::app::{Ctx, Outcome};
 use crate::cli::DeleteArgs;
-use crate::deckhouse::resources::{ModulePullOverride, ModuleRelease};
+use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
 use crate::output::Tone;
-use crate::validate;
 
 pub async fn run(ctx: &Ctx, args: DeleteArgs) -> Result<Outcome> {
-    validate::module_name(&args.module)?;
-    let timeout = validate::duration_flag("timeout", &args.wait.timeout, false)?;
+    let timeout = args.wait.timeout;
     let overrides = Overrides::connect(ctx).await?;
     let (current, last_release) = tokio::join!(
         overrides.require(&args.module),
@@ -57,25 +56,22 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> Result<Outcome> {
     match overrides.api.delete(&args.module, &params).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(err) => return Err(overrides.cluster.api_error(err, "delete", shared::RESOURCE)),
+        Err(err) => return Err(overrides.cluster.api_error(err, "delete", RESOURCE)),
     }
     ctx.printer
-        .line(format!("modulepulloverride/{} deleted", args.module));
+        .line(format!("{} deleted", name_of(&args.module)));
     if args.wait.wait {
-        shared::wait_for(
+        wait::wait_for(
             ctx,
             &overrides,
             &args.module,
             timeout,
             "finalizer removal",
-            |seen| match seen {
-                Seen::Gone => Some(()),
-                Seen::Present(_) => None,
-            },
+            is_gone,
         )
         .await?;
         ctx.printer.line(format!(
-            "{} the controller released {}",
+            "{} the controller removed its finalizer; {} is gone",
             ctx.printer.paint("done:", Tone::Good),
             args.module
         ));
@@ -105,8 +101,9 @@ fn consequence(current: &ModulePullOverride, rollback: bool, last_release: Optio
 
 /// The version of the module's last Deployed ModuleRelease, if it can be read.
 async fn last_deployed_release(overrides: &Overrides, module: &str) -> Option<String> {
-    let api: kube::Api<ModuleRelease> = kube::Api::all(overrides.cluster.client.clone());
-    let list = api
+    let list = overrides
+        .cluster
+        .module_releases()
         .list(&ListParams::default().labels(&format!("module={module}")))
         .await
         .ok()?;

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::registry::app_images;
-use super::shared::Overrides;
-use super::{Ctx, Outcome, inspect};
-use crate::cli::{DiffArgs, OutputFormat};
+use crate::app::overrides::Overrides;
+use crate::app::sources::{self, REGISTRY_TIMEOUT, registry_error};
+use crate::app::{Ctx, Outcome};
+use crate::cli::{DiffArgs, ReportFormat};
+use crate::deckhouse::layout;
 use crate::error::{Error, Result};
-use crate::output::Tone;
+use crate::output::{Printer, Tone};
 use crate::registry::ImageTree;
-use crate::validate;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,24 +57,20 @@ struct Report {
 }
 
 pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
-    validate::module_name(&args.module)?;
-    if matches!(args.output, Some(OutputFormat::Name | OutputFormat::Wide)) {
-        return Err(Error::usage("diff supports -o json or -o yaml"));
-    }
-    let fallback = inspect::fallback_source(&args.fallback)?;
-    let name = args.module.as_str();
+    let fallback = sources::fallback(&args.fallback)?;
+    let name: &str = &args.module;
     let overrides = Overrides::connect(ctx).await?;
     let mpo = overrides.require(name).await?;
     let tag = mpo.spec.image_tag.clone();
     let source =
-        inspect::choose_source(ctx, &overrides.cluster, Some(name), None, fallback.as_ref())
+        sources::choose_target(ctx, &overrides.cluster, Some(name), None, fallback.as_ref())
             .await?;
-    let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
+    let client = sources::client_for(&source, REGISTRY_TIMEOUT)?;
     let image = client.image_name(name, &tag);
     let spinner = ctx.printer.spinner(format!("resolving {image}"));
     let resolved = client.module_digest(name, &tag).await;
     drop(spinner);
-    let resolved = resolved.map_err(|err| inspect::registry_error(&source, err))?;
+    let resolved = resolved.map_err(|err| registry_error(&source, Some(name), err))?;
     let cluster_digest = mpo.image_digest().map(str::to_string);
     let same = cluster_digest.as_deref() == Some(resolved.digest.as_str());
 
@@ -87,11 +83,11 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
             );
             drop(spinner);
             let old = old.map_err(|err| {
-                inspect::registry_error(&source, err).with_hint(
+                registry_error(&source, Some(name), err).with_hint(
                     "the deployed image may have been deleted from the registry (garbage collection)",
                 )
             })?;
-            let new = new.map_err(|err| inspect::registry_error(&source, err))?;
+            let new = new.map_err(|err| registry_error(&source, Some(name), err))?;
             Some(compare(&old, &new)?)
         }
         _ => None,
@@ -107,9 +103,9 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
         content,
     };
     match args.output {
-        Some(OutputFormat::Json) => ctx.printer.json(&report)?,
-        Some(OutputFormat::Yaml) => ctx.printer.yaml(&report)?,
-        _ => print_report(ctx, &report, args.content),
+        Some(ReportFormat::Json) => ctx.printer.json(&report)?,
+        Some(ReportFormat::Yaml) => ctx.printer.yaml(&report)?,
+        None => print_report(&ctx.printer, &report, args.content),
     }
     Ok(if report.same {
         Outcome::Success
@@ -168,8 +164,15 @@ fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
     Ok(diff)
 }
 
-fn print_report(ctx: &Ctx, report: &Report, content_requested: bool) {
-    let p = &ctx.printer;
+/// `images_digests.json` of an image, when it has one.
+fn app_images(tree: &ImageTree) -> Result<Vec<(String, String)>> {
+    match tree.files.get("images_digests.json") {
+        Some(raw) => layout::app_images(raw).map_err(Error::runtime),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn print_report(p: &Printer, report: &Report, content_requested: bool) {
     p.line(format!("image:    {}", report.image));
     p.line(format!(
         "cluster:  {}",
@@ -246,5 +249,39 @@ fn print_report(ctx: &Ctx, report: &Report, content_requested: bool) {
                 file.path
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diff_report() {
+        let report = Report {
+            module: "echo".into(),
+            tag: "pr1".into(),
+            image: "reg.io/modules/echo:pr1".into(),
+            cluster_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            registry_digest: format!("sha256:{}", "b".repeat(64)),
+            index_digest: None,
+            same: false,
+            content: Some(ContentDiff {
+                added: vec!["templates/new.yaml".into()],
+                removed: vec!["old.txt".into()],
+                changed: vec![ChangedFile {
+                    path: "values.yaml".into(),
+                    diff: Some("--- cluster/values.yaml\n+++ registry/values.yaml\n@@ -1 +1 @@\n-replicas: 1\n+replicas: 2\n".into()),
+                }],
+                images: vec![ImageChange {
+                    name: "echo".into(),
+                    from: Some("sha256:aa".into()),
+                    to: Some("sha256:bb".into()),
+                }],
+            }),
+        };
+        let (printer, out, _) = Printer::capture(false, 0);
+        print_report(&printer, &report, true);
+        insta::assert_snapshot!(out.text());
     }
 }

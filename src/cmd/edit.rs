@@ -6,45 +6,41 @@
 //! stops and says so instead of overwriting it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::shared::{self, Overrides, Seen};
-use super::{Ctx, Outcome, preflight};
+use crate::app::diagnose;
+use crate::app::overrides::{CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
+use crate::app::sources;
+use crate::app::wait::{self, deleted_while_waiting, new_verdict_since};
+use crate::app::{Ctx, Outcome};
 use crate::cli::{DryRun, EditArgs};
 use crate::deckhouse::resources::{ModulePullOverride, MpoSpec};
 use crate::error::{Error, Result};
+use crate::output::To;
 use crate::validate;
 
 const MAX_CONFLICT_RETRIES: usize = 5;
 
 pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
-    validate::module_name(&args.module)?;
-    if let Some(tag) = &args.tag {
-        validate::image_tag(tag)?;
-    }
-    if let Some(interval) = &args.scan_interval {
-        validate::scan_interval(interval)?;
-    }
-    let timeout = validate::duration_flag("timeout", &args.wait.timeout, false)?;
+    let module = args.module.to_string();
     let from_flags = args.tag.is_some() || args.scan_interval.is_some() || args.rollback.is_some();
     let editor = editor_command();
     if !from_flags && editor.is_none() && !ctx.printer.interactive() {
         return Err(
             Error::usage("nothing to change: give --tag, --scan-interval or --rollback").with_hint(
-                format!("for example: kubectl mpo edit {} --tag v1.2.3", args.module),
+                format!("for example: kubectl mpo edit {module} --tag v1.2.3"),
             ),
         );
     }
 
     let overrides = Overrides::connect(ctx).await?;
-    let original = overrides.require(&args.module).await?;
+    let original = overrides.require(&module).await?;
 
     let wanted = if from_flags {
         Changes {
-            tag: args.tag.clone(),
-            scan_interval: args.scan_interval.clone(),
+            tag: args.tag.clone().map(String::from),
+            scan_interval: args.scan_interval.clone().map(|s| s.text),
             rollback: args.rollback,
         }
     } else if let Some(editor) = editor {
@@ -56,7 +52,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             }
         }
     } else {
-        let tag = preflight::pick_tag(ctx, &overrides, &args.module).await?;
+        let tag = sources::pick_tag(ctx, &overrides, &module).await?;
         Changes {
             tag: Some(tag),
             ..Changes::default()
@@ -64,12 +60,11 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     };
     let changes = wanted.against(&original.spec);
     if changes.is_empty() {
-        ctx.printer
-            .line(format!("modulepulloverride/{} unchanged", args.module));
+        ctx.printer.line(format!("{} unchanged", name_of(&module)));
         return Ok(Outcome::Success);
     }
     if let Some(tag) = &changes.tag {
-        let checks = preflight::run(ctx, &overrides, &args.module, tag).await?;
+        let checks = diagnose::preflight(ctx, &overrides, &module, tag).await?;
         if !checks.ok {
             ctx.printer.warn(format!(
                 "with tag {tag} the override will not become Ready until the problem above is fixed"
@@ -80,11 +75,11 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     if args.dry_run == DryRun::Client {
         let mut preview = original.clone();
         changes.apply_to(&mut preview.spec);
-        if !shared::print_object(ctx, &preview, overrides.version, args.output)? {
-            ctx.printer.yaml(&preview)?;
+        match args.output {
+            Some(format) => print_object(ctx, &preview, overrides.version, format)?,
+            None => ctx.printer.yaml(&preview)?,
         }
-        ctx.printer
-            .note("(dry run: nothing was sent to the cluster)");
+        ctx.printer.note(CLIENT_DRY_RUN);
         return Ok(Outcome::Success);
     }
 
@@ -96,20 +91,33 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         args.dry_run == DryRun::Server,
     )
     .await?;
-    if !shared::print_object(ctx, &updated, overrides.version, args.output)? {
-        let dry = if args.dry_run == DryRun::Server {
-            " (server dry run)"
-        } else {
-            ""
-        };
-        ctx.printer.line(format!(
-            "modulepulloverride/{} edited{dry}: {}",
-            args.module,
-            changes.describe(&original.spec)
-        ));
-    }
+    let verdict_to = match args.output {
+        Some(format) => {
+            print_object(ctx, &updated, overrides.version, format)?;
+            To::Err
+        }
+        None => {
+            ctx.printer.line(format!(
+                "{} edited{}: {}",
+                name_of(&module),
+                dry_run_note(args.dry_run),
+                changes.describe(&original.spec)
+            ));
+            To::Out
+        }
+    };
     if args.wait.wait && args.dry_run == DryRun::None {
-        return wait_for_new_verdict(ctx, &overrides, &args.module, &original, timeout).await;
+        let settled = wait::wait_for(
+            ctx,
+            &overrides,
+            &module,
+            args.wait.timeout,
+            "controller verdict on the new spec",
+            new_verdict_since(&original),
+        )
+        .await?
+        .ok_or_else(|| deleted_while_waiting(&module))?;
+        return wait::report_verdict(ctx, &overrides, &module, &settled, verdict_to).await;
     }
     Ok(Outcome::Success)
 }
@@ -253,43 +261,6 @@ async fn write(
     }
     Err(Error::runtime(format!("modulepulloverride {name:?} keeps changing; gave up after {MAX_CONFLICT_RETRIES} attempts"))
         .with_hint("something else is writing this override continuously; find it with: kubectl get mpo -o yaml --show-managed-fields"))
-}
-
-/// After an edit, waits until the controller has reacted: a new digest, a new
-/// message, or a refreshed `updatedAt`.
-async fn wait_for_new_verdict(
-    ctx: &Ctx,
-    overrides: &Overrides,
-    name: &str,
-    before: &ModulePullOverride,
-    timeout: Duration,
-) -> Result<Outcome> {
-    let baseline = before.status.clone().unwrap_or_default();
-    let object = shared::wait_for(
-        ctx,
-        overrides,
-        name,
-        timeout,
-        "controller verdict on the new spec",
-        |seen| match seen {
-            Seen::Present(object) => {
-                let status = object.status.clone().unwrap_or_default();
-                let reacted = status.image_digest != baseline.image_digest
-                    || status.message != baseline.message
-                    || status.updated_at != baseline.updated_at;
-                (reacted && status.message.as_deref().is_some_and(|m| !m.is_empty()))
-                    .then(|| Some(object.clone()))
-            }
-            Seen::Gone => Some(None),
-        },
-    )
-    .await?;
-    match object {
-        Some(object) => super::create::report_verdict(ctx, overrides, name, &object).await,
-        None => Err(Error::condition(format!(
-            "modulepulloverride {name:?} was deleted while waiting"
-        ))),
-    }
 }
 
 /// `$KUBE_EDITOR`, else `$EDITOR`, as kubectl picks them.

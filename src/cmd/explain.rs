@@ -3,13 +3,14 @@
 
 use serde::Serialize;
 
-use super::shared::{self, Overrides};
-use super::{Ctx, Outcome, inspect};
-use crate::cli::{ExplainArgs, OutputFormat};
-use crate::deckhouse::diagnosis::{self, Step, StepState, SyncState};
-use crate::error::{Error, Result};
-use crate::output::{Tone, age_of};
-use crate::validate;
+use crate::app::diagnose;
+use crate::app::overrides::Overrides;
+use crate::app::sources::REGISTRY_TIMEOUT;
+use crate::app::{Ctx, Outcome};
+use crate::cli::{ExplainArgs, ReportFormat};
+use crate::deckhouse::checks::{self, Step, StepState, SyncState, is_ready};
+use crate::error::Result;
+use crate::output::{Printer, To, Tone, print_steps};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,35 +43,29 @@ struct Report {
 }
 
 pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
-    validate::module_name(&args.module)?;
-    if let Some(tag) = &args.tag {
-        validate::image_tag(tag)?;
-    }
-    if matches!(args.output, Some(OutputFormat::Name | OutputFormat::Wide)) {
-        return Err(Error::usage("explain supports -o json or -o yaml"));
-    }
     let overrides = Overrides::connect(ctx).await?;
-    let name = args.module.as_str();
+    let name: &str = &args.module;
     let existing = overrides.get(name).await?;
     let tag = args
         .tag
-        .clone()
+        .as_ref()
+        .map(|t| t.to_string())
         .or_else(|| existing.as_ref().map(|o| o.spec.image_tag.clone()));
 
     let spinner = ctx.printer.spinner(format!("checking {name}"));
-    let diagnosis = inspect::diagnose(
+    let diagnosis = diagnose::diagnose(
         &overrides.cluster,
         name,
         tag.as_deref(),
         args.offline,
-        inspect::REGISTRY_TIMEOUT,
+        REGISTRY_TIMEOUT,
     )
     .await;
     drop(spinner);
     let diagnosis = diagnosis?;
     let mut steps = diagnosis.steps.clone();
     let registry_digest = diagnosis.registry_digest().map(|d| d.digest.clone());
-    let predicted = diagnosis::predicted_message(&steps);
+    let predicted = checks::predicted_message(&steps);
 
     let mut stale = None;
     let mut sync = SyncState::Unknown;
@@ -80,15 +75,19 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
             sync = SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref());
         }
-        stale = diagnosis::staleness(mpo, predicted.as_deref());
-        steps.push(override_step(
+        stale = checks::staleness(mpo, predicted.as_deref());
+        steps.push(checks::override_step(
             name,
             mpo,
             sync,
             registry_digest.as_deref(),
             stale.as_deref(),
         ));
-        if let Some(note) = source_lag_note(&diagnosis, name) {
+        if let Some(note) = diagnosis
+            .source
+            .as_ref()
+            .and_then(|source| checks::source_lag_note(source, name))
+        {
             steps.push(note);
         }
     }
@@ -96,7 +95,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     let healthy = !steps.iter().any(|s| s.state == StepState::Failed)
         && existing
             .as_ref()
-            .is_none_or(|o| shared::is_ready(o) && sync != SyncState::Behind);
+            .is_none_or(|o| is_ready(o) && sync != SyncState::Behind);
 
     let report = Report {
         module: name.to_string(),
@@ -125,9 +124,9 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         healthy,
     };
     match args.output {
-        Some(OutputFormat::Json) => ctx.printer.json(&report)?,
-        Some(OutputFormat::Yaml) => ctx.printer.yaml(&report)?,
-        _ => print_report(ctx, &overrides, &report, existing.is_some()),
+        Some(ReportFormat::Json) => ctx.printer.json(&report)?,
+        Some(ReportFormat::Yaml) => ctx.printer.yaml(&report)?,
+        None => print_report(&ctx.printer, &overrides.cluster.context, &report),
     }
     Ok(if report.healthy {
         Outcome::Success
@@ -136,95 +135,8 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     })
 }
 
-fn override_step(
-    name: &str,
-    mpo: &crate::deckhouse::resources::ModulePullOverride,
-    sync: SyncState,
-    registry_digest: Option<&str>,
-    stale: Option<&str>,
-) -> Step {
-    let message = mpo.message().unwrap_or("<no status yet>");
-    let cluster_digest = mpo.image_digest().unwrap_or("<none>");
-    let mut summary = format!("override {}: {message:?}", mpo.spec.image_tag);
-    if let Some(digest) = mpo.image_digest() {
-        summary.push_str(&format!(", cluster runs {digest}"));
-    }
-    if mpo.updated_at().is_some() {
-        summary.push_str(&format!(" (updated {} ago)", age_of(mpo.updated_at())));
-    }
-    let mut step = Step {
-        id: "override",
-        state: StepState::Passed,
-        summary,
-        cause: None,
-        fix: Vec::new(),
-        controller_message: None,
-    };
-    if let Some(stale) = stale {
-        step.state = StepState::Warning;
-        step.cause = Some(stale.to_string());
-        step.fix.push(format!("kubectl mpo renew {name} --wait"));
-        return step;
-    }
-    match (shared::is_ready(mpo), sync) {
-        (true, SyncState::Behind) => {
-            step.state = StepState::Warning;
-            step.summary = format!(
-                "override: Ready, but the cluster runs {cluster_digest} and the registry has {}",
-                registry_digest.unwrap_or("?")
-            );
-            step.cause = Some(format!(
-                "a newer build was pushed; the controller notices at its next scan (scanInterval {})",
-                mpo.spec.scan_interval.as_deref().unwrap_or("15s")
-            ));
-            step.fix.push(format!("kubectl mpo renew {name} --wait"));
-            step.fix.push(format!(
-                "kubectl mpo diff {name} --content    # what changed"
-            ));
-        }
-        (true, _) => {}
-        (false, _) if message.starts_with("Validation error") => {
-            step.state = StepState::Failed;
-            step.cause = Some("the image was downloaded but Deckhouse rejected its content".into());
-            step.fix.push(format!(
-                "kubectl mpo registry files {name}:{}    # inspect the image",
-                mpo.spec.image_tag
-            ));
-        }
-        (false, _) => {
-            step.state = StepState::Failed;
-            step.cause = Some("see the failed check above".into());
-        }
-    }
-    step
-}
-
-/// The ModuleSource's `overridden` flag lags the MPO by up to one rescan (3 minutes).
-fn source_lag_note(diagnosis: &inspect::Diagnosis, name: &str) -> Option<Step> {
-    let source = diagnosis.source.as_ref()?;
-    let listed = source
-        .status
-        .as_ref()?
-        .modules
-        .iter()
-        .find(|m| m.name == name)?;
-    if listed.overridden {
-        return None;
-    }
-    Some(Step {
-        id: "source-status",
-        state: StepState::Passed,
-        summary: format!(
-            "ModuleSource {} does not show {name} as overridden yet (it rescans every 3 minutes; harmless)",
-            source.metadata.name.as_deref().unwrap_or_default()
-        ),
-        cause: None,
-        fix: Vec::new(),
-        controller_message: None,
-    })
-}
-
-fn print_report(ctx: &Ctx, overrides: &Overrides, report: &Report, exists: bool) {
+fn print_report(printer: &Printer, context: &str, report: &Report) {
+    let exists = report.override_state.exists;
     let heading = match (&report.tag, exists) {
         (Some(tag), true) => format!("{} (tag {tag})", report.module),
         (Some(tag), false) => format!("{} (no override yet; checking tag {tag})", report.module),
@@ -233,28 +145,106 @@ fn print_report(ctx: &Ctx, overrides: &Overrides, report: &Report, exists: bool)
             report.module
         ),
     };
-    ctx.printer.line(format!(
-        "Checks for {heading} on context {:?}:",
-        overrides.cluster.context
+    printer.line(format!("Checks for {heading} on context {context:?}:"));
+    print_steps(printer, &report.steps, To::Out);
+    printer.line(printer.paint(
+        &summary(report),
+        if report.healthy {
+            Tone::Good
+        } else {
+            Tone::Bad
+        },
     ));
-    inspect::print_steps(ctx, &report.steps, false);
-    let verdict = if report.healthy {
-        match (exists, report.sync) {
-            (true, SyncState::InSync) => ctx.printer.paint(
-                "OK: the cluster runs the registry's current build",
-                Tone::Good,
-            ),
-            (true, _) => ctx.printer.paint("OK: the override is Ready", Tone::Good),
-            (false, _) => ctx
-                .printer
-                .paint("OK: an override would become Ready", Tone::Good),
+}
+
+/// The last line of the report, as a sentence.
+fn summary(report: &Report) -> String {
+    let exists = report.override_state.exists;
+    if report.healthy {
+        return match (exists, report.sync, &report.tag) {
+            (true, SyncState::InSync, _) => {
+                "OK: the cluster runs the registry's current build.".into()
+            }
+            (true, _, _) => "OK: the override is Ready.".into(),
+            (false, _, Some(tag)) => format!("OK: an override for tag {tag} would become Ready."),
+            (false, _, None) => {
+                "OK: nothing in the cluster blocks an override (no tag was checked).".into()
+            }
+        };
+    }
+    let failed = report.steps.iter().find(|s| s.state == StepState::Failed);
+    match (failed, report.predicted_message.as_deref()) {
+        (Some(step), Some(message)) if exists => format!(
+            "Problem: {}; the controller reports (or will report) {message:?}.",
+            step.summary
+        ),
+        (Some(step), Some(message)) => format!(
+            "Problem: {}; an override would get {message:?}.",
+            step.summary
+        ),
+        (Some(step), None) => format!("Problem: {}.", step.summary),
+        (None, _) => {
+            "Problem: the override is not in the state the checks expect; see the warnings above."
+                .into()
         }
-    } else {
-        let predicted = report.predicted_message.as_deref().unwrap_or("unknown");
-        ctx.printer.paint(
-            &format!("Problem: expected status.message {predicted:?}"),
-            Tone::Bad,
-        )
-    };
-    ctx.printer.line(verdict);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &'static str, state: StepState, summary: &str) -> Step {
+        Step {
+            id,
+            state,
+            summary: summary.into(),
+            cause: (state != StepState::Passed).then(|| format!("cause of {id}")),
+            fix: if state == StepState::Failed {
+                vec![
+                    format!("kubectl mpo renew echo"),
+                    "line one\nline two".into(),
+                ]
+            } else {
+                Vec::new()
+            },
+            controller_message: (state == StepState::Failed).then(|| "The module disabled".into()),
+        }
+    }
+
+    #[test]
+    fn the_explain_report() {
+        let report = Report {
+            module: "echo".into(),
+            tag: Some("pr1".into()),
+            override_state: OverrideState {
+                exists: true,
+                image_tag: Some("pr1".into()),
+                message: Some("The module disabled".into()),
+                image_digest: None,
+                updated_at: None,
+            },
+            steps: vec![
+                step("module", StepState::Passed, "Module echo exists"),
+                step(
+                    "embedded",
+                    StepState::Passed,
+                    "not embedded: the module comes from a ModuleSource",
+                ),
+                step(
+                    "enabled",
+                    StepState::Failed,
+                    "Module echo is disabled (turned off)",
+                ),
+            ],
+            predicted_message: Some("The module disabled".into()),
+            registry_digest: None,
+            sync: SyncState::Unknown,
+            stale: None,
+            healthy: false,
+        };
+        let (printer, out, _) = Printer::capture(false, 0);
+        print_report(&printer, "sandbox", &report);
+        insta::assert_snapshot!(out.text());
+    }
 }

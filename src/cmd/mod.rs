@@ -1,4 +1,5 @@
-//! One module per user-facing command, each with a single `run` entry point.
+//! The commands, one module each with a single `run` entry point and its own render
+//! functions. Commands use the shared services in `app/` and never each other.
 
 mod completion;
 mod create;
@@ -6,39 +7,15 @@ mod delete;
 mod diff;
 mod edit;
 mod explain;
-mod inspect;
-mod preflight;
 mod registry;
 mod renew;
-mod shared;
 mod status;
 mod version;
 
+use crate::app::{Ctx, Outcome};
 use crate::cli::{Cli, Command};
-use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::output::Printer;
-
-/// How a command that did not fail ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Success, healthy, in sync (exit 0).
-    Success,
-    /// The checked condition does not hold; already reported (exit 1).
-    ConditionFailed,
-}
-
-/// What every command gets: the global flags and the printer.
-pub struct Ctx {
-    pub global: crate::cli::GlobalArgs,
-    pub printer: Printer,
-}
-
-impl Ctx {
-    pub async fn cluster(&self) -> Result<Cluster> {
-        Cluster::connect(&self.global).await
-    }
-}
 
 pub fn run(cli: Cli, printer: Printer) -> Result<Outcome> {
     let ctx = Ctx {
@@ -67,7 +44,7 @@ async fn dispatch(ctx: Ctx, command: Command) -> Result<Outcome> {
         Command::Explain(args) => explain::run(&ctx, args).await,
         Command::Diff(args) => diff::run(&ctx, args).await,
         Command::Registry(args) => registry::run(&ctx, args).await,
-        Command::Completion(args) => completion::run(&ctx, args).await,
+        Command::Completion(args) => completion::run(&ctx, args),
         Command::Version(args) => version::run(&ctx, &args),
     }
 }

@@ -1,67 +1,49 @@
 //! `kubectl mpo registry ...`: the docs' crane recipes, with the ModuleSource's own repo,
 //! credentials, CA and scheme.
 
-use std::io::Write;
-
 use serde::Serialize;
-use serde_json::Value;
 
-use super::shared::Overrides;
-use super::{Ctx, Outcome, inspect};
-use crate::cli::{OutputFormat, RegistryArgs, RegistryCommand};
-use crate::deckhouse::resources::ModuleSource;
+use crate::app::overrides::Overrides;
+use crate::app::sources::{self, REGISTRY_TIMEOUT, registry_error};
+use crate::app::{Ctx, Outcome};
+use crate::cli::{ImageArg, NamesFormat, RegistryArgs, RegistryCommand};
+use crate::deckhouse::layout::{self, CHANNELS, is_hash_tag};
 use crate::error::{Error, Result};
 use crate::output::Tone;
-use crate::registry::{ImageTree, SourceRegistry};
-use crate::validate;
-
-/// Release channels as Deckhouse tags them (kebab case).
-pub const CHANNELS: [&str; 6] = [
-    "alpha",
-    "beta",
-    "early-access",
-    "stable",
-    "rock-solid",
-    "lts",
-];
-
-/// Application images are tagged with long hashes; module images with branches or semver.
-pub fn is_hash_tag(tag: &str) -> bool {
-    tag.len() >= 32 && tag.chars().all(|c| c.is_ascii_hexdigit())
-}
+use crate::registry::{ImageTree, RegistryTarget, SourceRegistry};
 
 pub async fn run(ctx: &Ctx, command: RegistryCommand) -> Result<Outcome> {
     match command {
-        RegistryCommand::Modules(args) => modules(ctx, &args.common).await,
-        RegistryCommand::Tags(args) => tags(ctx, &args.module, args.all, &args.common).await,
-        RegistryCommand::Files(args) => files(ctx, &args.image, &args.common).await,
-        RegistryCommand::Cat(args) => cat(ctx, &args.image, &args.path, &args.common).await,
-        RegistryCommand::Images(args) => images(ctx, &args.image, &args.common).await,
-        RegistryCommand::Releases(args) => releases(ctx, &args.module, &args.common).await,
+        RegistryCommand::Modules(args) => modules(ctx, &args.common, args.output).await,
+        RegistryCommand::Tags(args) => {
+            tags(ctx, &args.module, args.all, &args.common, args.output).await
+        }
+        RegistryCommand::Files(args) => files(ctx, &args.image, &args.common, args.output).await,
+        RegistryCommand::Cat(args) => {
+            cat(ctx, &args.image, &args.path, &args.common, args.raw).await
+        }
+        RegistryCommand::Images(args) => images(ctx, &args.image, &args.common, args.output).await,
+        RegistryCommand::Releases(args) => {
+            releases(ctx, &args.module, &args.common, args.output).await
+        }
     }
 }
 
 struct Target {
     overrides: Overrides,
-    source: ModuleSource,
+    source: RegistryTarget,
     client: SourceRegistry,
 }
 
 async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Result<Target> {
-    if let Some(module) = module {
-        validate::module_name(module)?;
-    }
-    if let Some(source) = &common.source {
-        validate::module_name(source).map_err(|err| err.context("--source"))?;
-    }
-    let fallback = inspect::fallback_source(&common.fallback)?;
+    let fallback = sources::fallback(&common.fallback)?;
     if fallback.is_some() && common.source.is_some() {
         return Err(Error::usage(
             "--source and --registry-repo exclude each other: choose a ModuleSource or a repo",
         ));
     }
     let overrides = Overrides::connect(ctx).await?;
-    let source = inspect::choose_source(
+    let source = sources::choose_target(
         ctx,
         &overrides.cluster,
         module,
@@ -69,7 +51,7 @@ async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Resul
         fallback.as_ref(),
     )
     .await?;
-    let client = inspect::client_for(&source, inspect::REGISTRY_TIMEOUT)?;
+    let client = sources::client_for(&source, REGISTRY_TIMEOUT)?;
     Ok(Target {
         overrides,
         source,
@@ -79,21 +61,21 @@ async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Resul
 
 fn print_list<T: Serialize>(
     ctx: &Ctx,
-    output: Option<OutputFormat>,
+    output: Option<NamesFormat>,
     header: &str,
     items: &[String],
     document: &T,
 ) -> Result<()> {
     match output {
-        Some(OutputFormat::Json) => ctx.printer.json(document),
-        Some(OutputFormat::Yaml) => ctx.printer.yaml(document),
-        Some(OutputFormat::Name) => {
+        Some(NamesFormat::Json) => ctx.printer.json(document),
+        Some(NamesFormat::Yaml) => ctx.printer.yaml(document),
+        Some(NamesFormat::Name) => {
             for item in items {
-                ctx.printer.line(item);
+                ctx.printer.line(crate::output::inline(item));
             }
             Ok(())
         }
-        _ => {
+        None => {
             let rows: Vec<Vec<(String, Tone)>> = items
                 .iter()
                 .map(|i| vec![(i.clone(), Tone::Plain)])
@@ -104,13 +86,13 @@ fn print_list<T: Serialize>(
     }
 }
 
-async fn modules(ctx: &Ctx, common: &RegistryArgs) -> Result<Outcome> {
+async fn modules(ctx: &Ctx, common: &RegistryArgs, output: Option<NamesFormat>) -> Result<Outcome> {
     let target = target(ctx, None, common).await?;
     let modules = target
         .client
         .tags("")
         .await
-        .map_err(|err| inspect::registry_error(&target.source, err))?;
+        .map_err(|err| registry_error(&target.source, None, err))?;
     #[derive(Serialize)]
     struct Doc<'a> {
         source: &'a str,
@@ -118,21 +100,27 @@ async fn modules(ctx: &Ctx, common: &RegistryArgs) -> Result<Outcome> {
         modules: &'a [String],
     }
     let doc = Doc {
-        source: target.source.metadata.name.as_deref().unwrap_or_default(),
+        source: &target.source.name,
         repo: target.client.repo(),
         modules: &modules,
     };
-    print_list(ctx, common.output, "MODULE", &modules, &doc)?;
+    print_list(ctx, output, "MODULE", &modules, &doc)?;
     Ok(Outcome::Success)
 }
 
-async fn tags(ctx: &Ctx, module: &str, all: bool, common: &RegistryArgs) -> Result<Outcome> {
+async fn tags(
+    ctx: &Ctx,
+    module: &str,
+    all: bool,
+    common: &RegistryArgs,
+    output: Option<NamesFormat>,
+) -> Result<Outcome> {
     let target = target(ctx, Some(module), common).await?;
     let tags: Vec<String> = target
         .client
         .tags(module)
         .await
-        .map_err(|err| inspect::registry_error(&target.source, err))?
+        .map_err(|err| registry_error(&target.source, Some(module), err))?
         .into_iter()
         .filter(|tag| all || !is_hash_tag(tag))
         .collect();
@@ -143,32 +131,32 @@ async fn tags(ctx: &Ctx, module: &str, all: bool, common: &RegistryArgs) -> Resu
         tags: &'a [String],
     }
     let doc = Doc {
-        source: target.source.metadata.name.as_deref().unwrap_or_default(),
+        source: &target.source.name,
         repository: format!("{}/{module}", target.client.repo()),
         tags: &tags,
     };
-    print_list(ctx, common.output, "TAG", &tags, &doc)?;
+    print_list(ctx, output, "TAG", &tags, &doc)?;
     Ok(Outcome::Success)
 }
 
 /// `MODULE[:TAG]`; without a tag, the override's tag.
 async fn image_target(
     ctx: &Ctx,
-    image: &str,
+    image: &ImageArg,
     common: &RegistryArgs,
 ) -> Result<(Target, String, String)> {
-    let (module, tag) = match image.split_once(':') {
-        Some((module, tag)) => {
-            validate::image_tag(tag)?;
-            (module.to_string(), Some(tag.to_string()))
-        }
-        None => (image.to_string(), None),
-    };
+    let module = image.module.to_string();
     let target = target(ctx, Some(&module), common).await?;
-    let tag = match tag {
-        Some(tag) => tag,
+    let tag = match &image.tag {
+        Some(tag) => tag.to_string(),
         None => match target.overrides.get(&module).await? {
-            Some(mpo) => mpo.spec.image_tag,
+            Some(mpo) => {
+                ctx.printer.note(format!(
+                    "using tag {} of override {module}",
+                    mpo.spec.image_tag
+                ));
+                mpo.spec.image_tag
+            }
             None => {
                 return Err(Error::usage(format!(
                     "no override for {module}: say which tag, as {module}:TAG"
@@ -188,10 +176,15 @@ async fn pull(ctx: &Ctx, target: &Target, module: &str, tag: &str) -> Result<Ima
         .spinner(format!("pulling {}", target.client.image_name(module, tag)));
     let tree = target.client.image_tree(module, tag).await;
     drop(spinner);
-    tree.map_err(|err| inspect::registry_error(&target.source, err))
+    tree.map_err(|err| registry_error(&target.source, Some(module), err))
 }
 
-async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome> {
+async fn files(
+    ctx: &Ctx,
+    image: &ImageArg,
+    common: &RegistryArgs,
+    output: Option<NamesFormat>,
+) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
     let tree = pull(ctx, &target, &module, &tag).await?;
     #[derive(Serialize)]
@@ -217,11 +210,14 @@ async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome>
             })
             .collect(),
     };
-    match common.output {
-        Some(OutputFormat::Json) => ctx.printer.json(&doc)?,
-        Some(OutputFormat::Yaml) => ctx.printer.yaml(&doc)?,
-        Some(OutputFormat::Name) => tree.files.keys().for_each(|path| ctx.printer.line(path)),
-        _ => {
+    match output {
+        Some(NamesFormat::Json) => ctx.printer.json(&doc)?,
+        Some(NamesFormat::Yaml) => ctx.printer.yaml(&doc)?,
+        Some(NamesFormat::Name) => tree
+            .files
+            .keys()
+            .for_each(|path| ctx.printer.line(crate::output::inline(path))),
+        None => {
             let rows: Vec<Vec<(String, Tone)>> = doc
                 .files
                 .iter()
@@ -238,7 +234,13 @@ async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome>
     Ok(Outcome::Success)
 }
 
-async fn cat(ctx: &Ctx, image: &str, path: &str, common: &RegistryArgs) -> Result<Outcome> {
+async fn cat(
+    ctx: &Ctx,
+    image: &ImageArg,
+    path: &str,
+    common: &RegistryArgs,
+    raw: bool,
+) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
     let tree = pull(ctx, &target, &module, &tag).await?;
     let wanted = path.trim_start_matches("./").trim_start_matches('/');
@@ -251,39 +253,29 @@ async fn cat(ctx: &Ctx, image: &str, path: &str, common: &RegistryArgs) -> Resul
             "list the files with: kubectl mpo registry files {module}:{tag}"
         ))
     })?;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(content)
-        .and_then(|()| stdout.flush())
-        .map_err(|err| Error::runtime(format!("writing to stdout: {err}")))?;
+    // A file is data from the registry: on a terminal its control characters are
+    // shown, not obeyed, unless --raw; into a pipe or a file it goes as it is.
+    if raw || !ctx.printer.stdout_is_terminal() {
+        ctx.printer.raw(content);
+    } else {
+        ctx.printer
+            .raw(crate::output::bytes_for_terminal(content).as_bytes());
+    }
     Ok(Outcome::Success)
 }
 
-/// `images_digests.json` as name -> digest pairs.
-pub fn app_images(tree: &ImageTree) -> Result<Vec<(String, String)>> {
-    let Some(raw) = tree.files.get("images_digests.json") else {
-        return Ok(Vec::new());
-    };
-    let value: Value = serde_json::from_slice(raw)
-        .map_err(|err| Error::runtime(format!("images_digests.json is not valid JSON: {err}")))?;
-    let map = value
-        .as_object()
-        .ok_or_else(|| Error::runtime("images_digests.json is not a JSON object"))?;
-    Ok(map
-        .iter()
-        .map(|(name, digest)| {
-            (
-                name.clone(),
-                digest.as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect())
-}
-
-async fn images(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome> {
+async fn images(
+    ctx: &Ctx,
+    image: &ImageArg,
+    common: &RegistryArgs,
+    output: Option<NamesFormat>,
+) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
     let tree = pull(ctx, &target, &module, &tag).await?;
-    let images = app_images(&tree)?;
+    let images = match tree.files.get("images_digests.json") {
+        Some(raw) => layout::app_images(raw).map_err(Error::runtime)?,
+        None => Vec::new(),
+    };
     #[derive(Serialize)]
     struct Entry {
         name: String,
@@ -298,11 +290,11 @@ async fn images(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome
             digest,
         })
         .collect();
-    match common.output {
-        Some(OutputFormat::Json) => ctx.printer.json(&entries)?,
-        Some(OutputFormat::Yaml) => ctx.printer.yaml(&entries)?,
-        Some(OutputFormat::Name) => entries.iter().for_each(|e| ctx.printer.line(&e.image)),
-        _ => {
+    match output {
+        Some(NamesFormat::Json) => ctx.printer.json(&entries)?,
+        Some(NamesFormat::Yaml) => ctx.printer.yaml(&entries)?,
+        Some(NamesFormat::Name) => entries.iter().for_each(|e| ctx.printer.line(&e.image)),
+        None => {
             let rows: Vec<Vec<(String, Tone)>> = entries
                 .iter()
                 .map(|e| vec![(e.name.clone(), Tone::Plain), (e.digest.clone(), Tone::Dim)])
@@ -313,14 +305,19 @@ async fn images(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome
     Ok(Outcome::Success)
 }
 
-async fn releases(ctx: &Ctx, module: &str, common: &RegistryArgs) -> Result<Outcome> {
+async fn releases(
+    ctx: &Ctx,
+    module: &str,
+    common: &RegistryArgs,
+    output: Option<NamesFormat>,
+) -> Result<Outcome> {
     let target = target(ctx, Some(module), common).await?;
-    let repository = format!("{module}/release");
+    let repository = layout::release_repository(module);
     let tags = target
         .client
         .tags(&repository)
         .await
-        .map_err(|err| inspect::registry_error(&target.source, err))?;
+        .map_err(|err| registry_error(&target.source, Some(module), err))?;
     let channels: Vec<&str> = CHANNELS
         .iter()
         .copied()
@@ -334,8 +331,7 @@ async fn releases(ctx: &Ctx, module: &str, common: &RegistryArgs) -> Result<Outc
                 Ok(tree) => tree
                     .files
                     .get("version.json")
-                    .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
-                    .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_string))
+                    .and_then(|raw| layout::release_version(raw))
                     .unwrap_or_else(|| "<no version.json>".into()),
                 Err(err) => format!("<{}>", err.message),
             };
@@ -359,11 +355,13 @@ async fn releases(ctx: &Ctx, module: &str, common: &RegistryArgs) -> Result<Outc
         channels: pointed.iter().cloned().collect(),
         versions: versions.clone(),
     };
-    match common.output {
-        Some(OutputFormat::Json) => ctx.printer.json(&doc)?,
-        Some(OutputFormat::Yaml) => ctx.printer.yaml(&doc)?,
-        Some(OutputFormat::Name) => tags.iter().for_each(|t| ctx.printer.line(t)),
-        _ => {
+    match output {
+        Some(NamesFormat::Json) => ctx.printer.json(&doc)?,
+        Some(NamesFormat::Yaml) => ctx.printer.yaml(&doc)?,
+        Some(NamesFormat::Name) => tags
+            .iter()
+            .for_each(|t| ctx.printer.line(crate::output::inline(t))),
+        None => {
             let rows: Vec<Vec<(String, Tone)>> = pointed
                 .iter()
                 .map(|(c, v)| vec![(c.clone(), Tone::Plain), (v.clone(), Tone::Good)])

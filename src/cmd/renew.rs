@@ -9,38 +9,32 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
-use super::shared::{self, Overrides, Seen};
-use super::{Ctx, Outcome, status};
+use crate::app::overrides::{Overrides, name_of};
+use crate::app::sources::registry_digests;
+use crate::app::wait::{self, deleted_while_waiting, renew_reacted};
+use crate::app::{Ctx, Outcome};
 use crate::cli::RenewArgs;
+use crate::deckhouse::checks::is_ready;
 use crate::deckhouse::resources::{LEGACY_RENEW_ANNOTATION, ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
-use crate::output::Tone;
-use crate::validate;
+use crate::output::{To, Tone, short_digest};
 
 /// How long to wait for a visible reaction before concluding that an older controller
 /// re-checked an unchanged digest (which it does without writing anything).
 const QUIET_RECHECK_GRACE: Duration = Duration::from_secs(20);
 
 pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
-    for module in &args.modules {
-        validate::module_name(module)?;
-    }
-    let timeout = validate::duration_flag("timeout", &args.wait.timeout, false)?;
+    let timeout = args.wait.timeout;
     let overrides = Overrides::connect(ctx).await?;
     let targets: Vec<ModulePullOverride> = if args.all {
-        let list = overrides
-            .api
-            .list(&Default::default())
-            .await
-            .map_err(|err| overrides.cluster.api_error(err, "list", shared::RESOURCE))?;
-        if list.items.is_empty() {
+        let all = overrides.list(&[]).await?;
+        if all.is_empty() {
             ctx.printer.note("no modulepulloverrides to renew");
             return Ok(Outcome::Success);
         }
-        list.items
+        all
     } else {
-        let found = join_all(args.modules.iter().map(|m| overrides.require(m))).await;
-        found.into_iter().collect::<Result<_>>()?
+        overrides.list(&args.modules).await?
     };
 
     let stamp = jiff::Timestamp::now().to_string();
@@ -55,11 +49,12 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
             .await
             .map(|_| name)
     }));
-    // With --wait, what the registry holds now tells a re-check of an unchanged digest
-    // from a deploy still to come; asked while the patches are sent.
+    // With --wait, the registry's digest now says whether the controller must deploy
+    // a new image (wait for it) or only re-check the one it runs; asked while the
+    // patches are sent.
     let lookups = async {
         if args.wait.wait {
-            status::registry_digests(&overrides, &targets).await
+            registry_digests(&overrides, &targets).await
         } else {
             vec![None; targets.len()]
         }
@@ -69,7 +64,7 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         match result {
             Ok(name) => ctx
                 .printer
-                .line(format!("modulepulloverride/{name} renew requested")),
+                .line(format!("{} renew requested", name_of(name))),
             Err(err) => ctx.printer.error(err),
         }
     }
@@ -116,40 +111,19 @@ async fn wait_one(
     timeout: Duration,
 ) -> Result<Outcome> {
     let name = before.metadata.name.clone().unwrap_or_default();
-    let old_status = before.status.clone().unwrap_or_default();
+    let old_digest = before.image_digest().map(str::to_string);
     let new_image_expected = expected
         .as_deref()
-        .is_some_and(|digest| Some(digest) != old_status.image_digest.as_deref());
-    let reacted = |seen: Seen<'_>| match seen {
-        Seen::Present(object) => {
-            let status = object.status.clone().unwrap_or_default();
-            let changed = if new_image_expected {
-                // Only the new image, or a new problem, is the answer.
-                status.image_digest != old_status.image_digest
-                    || (status.message != old_status.message && !shared::is_ready(object))
-            } else {
-                status.updated_at != old_status.updated_at
-                    || status.image_digest != old_status.image_digest
-                    || status.message != old_status.message
-            };
-            // The renew annotation is removed once a forced redeploy has finished.
-            let consumed = !object
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(RENEW_ANNOTATION));
-            (changed || (consumed && !new_image_expected)).then(|| Some(object.clone()))
-        }
-        Seen::Gone => Some(None),
-    };
+        .is_some_and(|digest| Some(digest) != old_digest.as_deref());
     let first_wait = timeout.min(QUIET_RECHECK_GRACE);
-    let settled = match shared::wait_for(
+    let waiting_for = "controller re-check";
+    let settled = match wait::wait_for(
         ctx,
         overrides,
         &name,
         first_wait,
-        "controller re-check",
-        reacted,
+        waiting_for,
+        renew_reacted(before, new_image_expected),
     )
     .await
     {
@@ -159,18 +133,18 @@ async fn wait_one(
             // without writing status. If it is Ready, that is the answer.
             let current = overrides.require(&name).await?;
             if !new_image_expected
-                && shared::is_ready(&current)
-                && current.image_digest() == old_status.image_digest.as_deref()
+                && is_ready(&current)
+                && current.image_digest() == old_digest.as_deref()
             {
                 Some(current)
             } else if timeout > first_wait {
-                shared::wait_for(
+                wait::wait_for(
                     ctx,
                     overrides,
                     &name,
                     timeout - first_wait,
-                    "controller re-check",
-                    reacted,
+                    waiting_for,
+                    renew_reacted(before, new_image_expected),
                 )
                 .await?
             } else {
@@ -179,16 +153,16 @@ async fn wait_one(
         }
         Err(err) => return Err(err),
     };
-    let Some(after) = settled else {
-        return Err(Error::condition(format!(
-            "modulepulloverride {name:?} was deleted while waiting"
-        )));
-    };
-    if !shared::is_ready(&after) {
-        return super::create::report_verdict(ctx, overrides, &name, &after).await;
+    let after = settled.ok_or_else(|| deleted_while_waiting(&name))?;
+    if !is_ready(&after) {
+        return wait::report_verdict(ctx, overrides, &name, &after, To::Out).await;
     }
-    let old = old_status.image_digest.as_deref().unwrap_or("<none>");
-    let new = after.image_digest().unwrap_or("<none>");
+    let old = old_digest
+        .as_deref()
+        .map_or_else(|| "<none>".to_string(), short_digest);
+    let new = after
+        .image_digest()
+        .map_or_else(|| "<none>".to_string(), short_digest);
     if old == new {
         ctx.printer.line(format!(
             "{name}: {new} ({})",
@@ -196,8 +170,8 @@ async fn wait_one(
         ));
     } else {
         ctx.printer.line(format!(
-            "{name}: {old} -> {} ",
-            ctx.printer.paint(new, Tone::Good)
+            "{name}: {old} -> {}",
+            ctx.printer.paint(&new, Tone::Good)
         ));
     }
     Ok(Outcome::Success)

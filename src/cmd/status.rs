@@ -2,32 +2,28 @@
 //! Registry lookups run concurrently, each bounded; one failing registry only marks its
 //! own rows.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
-
+use futures::TryStreamExt;
 use kube::runtime::watcher;
 use serde::Serialize;
 
-use super::shared::{self, Overrides, RESOURCE};
-use super::{Ctx, Outcome, inspect};
-use crate::cli::{OutputFormat, StatusArgs};
-use crate::deckhouse::diagnosis::{self, ClusterFacts, StepState, SyncState};
-use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
+use crate::app::diagnose::World;
+use crate::app::overrides::{Overrides, name_of};
+use crate::app::sources::{self, Lookup};
+use crate::app::{Ctx, Outcome};
+use crate::cli::{ListFormat, StatusArgs};
+use crate::deckhouse::checks::{SyncState, is_ready};
+use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
-use crate::output::{Tone, age_of, short_digest};
-use crate::registry::{RegistryError, ResolvedDigest, SourceRegistry};
-use crate::validate;
-
-/// How many registry lookups run at once.
-const CONCURRENCY: usize = 32;
+use crate::output::table::truncate_middle;
+use crate::output::{Printer, Tone, age_of, short_digest};
+use crate::registry::RegistryTarget;
 
 /// One row of `status -o json|yaml` (`items[]`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Row {
+pub struct Row {
     name: String,
     tag: String,
     message: String,
@@ -53,70 +49,82 @@ struct Document<'a> {
     items: &'a [Row],
 }
 
-/// Cluster objects shared by all rows.
-struct World {
-    modules: HashMap<String, Module>,
-    configs: HashMap<String, ModuleConfig>,
-    sources: Option<Vec<ModuleSource>>,
-    /// The registry given with `--registry-repo`, used for every row instead.
-    fallback: Option<ModuleSource>,
-}
-
 pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
-    for module in &args.modules {
-        validate::module_name(module)?;
-    }
-    let timeout = validate::duration_flag("registry-timeout", &args.registry_timeout, false)?;
-    if args.watch && matches!(args.output, Some(OutputFormat::Json | OutputFormat::Yaml)) {
+    if args.watch && matches!(args.output, Some(ListFormat::Json | ListFormat::Yaml)) {
         return Err(Error::usage(
             "--watch prints table rows; use it without -o json|yaml",
         ));
     }
-    let fallback = inspect::fallback_source(&args.fallback)?;
+    let fallback = sources::fallback(&args.fallback)?;
     let overrides = Overrides::connect(ctx).await?;
-    let mut items = list_overrides(&overrides, &args.modules).await?;
-    items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-
-    let mut world = load_world(&overrides).await?;
-    if let Some(fallback) = fallback.filter(|_| !args.offline) {
-        fallback.announce(ctx);
-        world.fallback = Some(fallback.source);
-    } else if world.sources.is_none() && !args.offline {
-        ctx.printer.note(
-            "note: you may not read ModuleSources, so registry digests are unknown; \
-             pass --registry-repo HOST/PATH (credentials from your docker config.json)",
-        );
+    let items = overrides.list(&args.modules).await?;
+    if args.output == Some(ListFormat::Name) {
+        // Names need no registry.
+        for item in &items {
+            ctx.printer
+                .line(name_of(item.metadata.name.as_deref().unwrap_or_default()));
+        }
+        return Ok(Outcome::Success);
     }
-    let world = Arc::new(world);
+
+    let world = World::load_all(&overrides.cluster).await?;
+    let fallback = match fallback.filter(|_| !args.offline) {
+        Some(fallback) => {
+            fallback.announce(ctx);
+            Some(fallback.target)
+        }
+        None => {
+            if world.sources.is_none() && !args.offline {
+                ctx.printer.note(
+                    "note: you may not read ModuleSources, so registry digests are unknown; \
+                     pass --registry-repo HOST/PATH (credentials from your docker config.json)",
+                );
+            }
+            None
+        }
+    };
     let spinner = (!args.offline && !items.is_empty()).then(|| {
         ctx.printer.spinner(format!(
             "asking the registry about {} overrides",
             items.len()
         ))
     });
-    let rows = build_rows(&items, &world, args.offline, timeout).await;
+    let rows = rows(
+        &world,
+        fallback.as_ref(),
+        &items,
+        args.offline,
+        args.registry_timeout,
+    )
+    .await;
     drop(spinner);
 
+    let wide = args.output == Some(ListFormat::Wide);
     match args.output {
-        Some(OutputFormat::Json) => ctx.printer.json(&document(&rows))?,
-        Some(OutputFormat::Yaml) => ctx.printer.yaml(&document(&rows))?,
-        Some(OutputFormat::Name) => rows
-            .iter()
-            .for_each(|r| ctx.printer.line(format!("{RESOURCE}/{}", r.name))),
-        wide => {
-            if rows.is_empty() && !args.watch {
-                ctx.printer.note(format!(
-                    "No ModulePullOverrides on context {:?}.",
-                    overrides.cluster.context
-                ));
-            } else {
-                print_table(ctx, &rows, wide == Some(OutputFormat::Wide), true);
-                print_causes(ctx, &rows);
-            }
+        Some(ListFormat::Json) => ctx.printer.json(&document(&rows))?,
+        Some(ListFormat::Yaml) => ctx.printer.yaml(&document(&rows))?,
+        _ if rows.is_empty() && !args.watch => ctx.printer.note(format!(
+            "No ModulePullOverrides on context {:?}.",
+            overrides.cluster.context
+        )),
+        _ => {
+            print_table(&ctx.printer, &rows, wide, true);
+            print_causes(&ctx.printer, &rows);
         }
     }
     if args.watch {
-        watch(ctx, &overrides, &args, world, timeout).await?;
+        watch(ctx, &overrides, &args, &world, fallback.as_ref()).await?;
+    }
+    let looked_up: Vec<&Row> = rows.iter().filter(|r| r.source.is_some()).collect();
+    if !args.offline
+        && !looked_up.is_empty()
+        && looked_up.iter().all(|r| r.registry_digest.is_none())
+    {
+        return Err(Error::runtime(format!(
+            "no registry lookup succeeded ({} tried); the table shows the cluster side only",
+            looked_up.len()
+        ))
+        .with_hint("the causes are under the table; run with --offline to skip the registry"));
     }
     Ok(Outcome::Success)
 }
@@ -129,171 +137,27 @@ fn document(rows: &[Row]) -> Document<'_> {
     }
 }
 
-async fn list_overrides(
-    overrides: &Overrides,
-    names: &[String],
-) -> Result<Vec<ModulePullOverride>> {
-    if names.is_empty() {
-        return overrides
-            .api
-            .list(&Default::default())
-            .await
-            .map(|list| list.items)
-            .map_err(|err| overrides.cluster.api_error(err, "list", RESOURCE));
-    }
-    let mut found = Vec::new();
-    for name in names {
-        found.push(overrides.require(name).await?);
-    }
-    Ok(found)
-}
-
-async fn load_world(overrides: &Overrides) -> Result<World> {
-    let cluster = &overrides.cluster;
-    let modules_api = cluster.modules();
-    let configs_api = cluster.module_configs();
-    let params = kube::api::ListParams::default();
-    let (modules, configs, sources) = tokio::join!(
-        modules_api.list(&params),
-        configs_api.list(&params),
-        inspect::list_sources(cluster)
-    );
-    let modules = modules.map_err(|err| cluster.api_error(err, "list", "modules.deckhouse.io"))?;
-    // ModuleConfigs only refine the causes; a user who may not read them still gets a table.
-    let configs = configs.map(|list| list.items).unwrap_or_default();
-    let by_name = |name: &Option<String>| name.clone().unwrap_or_default();
-    Ok(World {
-        modules: modules
-            .items
-            .into_iter()
-            .map(|m| (by_name(&m.metadata.name), m))
-            .collect(),
-        configs: configs
-            .into_iter()
-            .map(|c| (by_name(&c.metadata.name), c))
-            .collect(),
-        sources: sources?,
-        fallback: None,
-    })
-}
-
-/// The registry digest (deckhouse-facts §4) of each override's tag, with the same source
-/// choice and shared clients as the table; `None` where it cannot be known (no access to
-/// ModuleSources, registry down).
-pub async fn registry_digests(
-    overrides: &Overrides,
-    items: &[ModulePullOverride],
-) -> Vec<Option<String>> {
-    let Ok(world) = load_world(overrides).await else {
-        return vec![None; items.len()];
-    };
-    build_rows(items, &world, false, inspect::REGISTRY_TIMEOUT)
-        .await
-        .into_iter()
-        .map(|row| row.registry_digest)
-        .collect()
-}
-
-/// The cluster-side cause of a blocked override, from the same checks `explain` runs.
-/// The source is borrowed: a ModuleSource lists every module in its status, so a copy
-/// per row would grow with the square of the number of modules.
-fn cluster_cause<'w>(world: &'w World, name: &str) -> (Option<String>, Option<&'w ModuleSource>) {
-    let verdict = diagnosis::cluster_checks(&ClusterFacts {
-        name,
-        module: world.modules.get(name),
-        config: world.configs.get(name),
-        sources: world.sources.as_deref(),
-        module_names: &[],
-    });
-    let cause = verdict
-        .steps
-        .iter()
-        .find(|s| matches!(s.state, StepState::Failed | StepState::Unknown))
-        .map(|s| s.cause.clone().unwrap_or_else(|| s.summary.clone()));
-    let chosen = verdict.source.and_then(|s| s.metadata.name.clone());
-    let source = chosen.and_then(|wanted| {
-        world
-            .sources
-            .as_deref()?
-            .iter()
-            .find(|s| s.metadata.name.as_deref() == Some(wanted.as_str()))
-    });
-    (cause, source)
-}
-
-async fn build_rows(
-    items: &[ModulePullOverride],
+async fn rows(
     world: &World,
+    fallback: Option<&RegistryTarget>,
+    items: &[ModulePullOverride],
     offline: bool,
     timeout: Duration,
 ) -> Vec<Row> {
-    // One client per ModuleSource, shared by its rows.
-    let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
-        HashMap::new();
-    let mut jobs = Vec::new();
-    for (index, mpo) in items.iter().enumerate() {
-        let name = mpo.metadata.name.clone().unwrap_or_default();
-        let (cause, source) = cluster_cause(world, &name);
-        let source = world.fallback.as_ref().or(source);
-        let client = match (&source, offline) {
-            (Some(source), false) => {
-                let key = source.metadata.name.clone().unwrap_or_default();
-                let client = clients
-                    .entry(key)
-                    .or_insert_with(|| {
-                        Arc::new(SourceRegistry::from_source(
-                            source,
-                            &inspect::registry_options(timeout),
-                        ))
-                    })
-                    .clone();
-                // Behind a token service, the first lookup fetches tokens for all of them.
-                if let Ok(registry) = client.as_ref() {
-                    registry.plan_lookup(&name);
-                }
-                Some(client)
-            }
-            _ => None,
-        };
-        jobs.push((
-            index,
-            name,
-            mpo.spec.image_tag.clone(),
-            cause,
-            source,
-            client,
-        ));
-    }
-    let mut rows: Vec<(usize, Row)> = futures::stream::iter(jobs)
-        .map(|(index, name, tag, cause, source, client)| async move {
-            let lookup: Option<std::result::Result<ResolvedDigest, RegistryError>> =
-                match client.as_deref() {
-                    Some(Ok(client)) => Some(client.module_digest(&name, &tag).await),
-                    Some(Err(err)) => Some(Err(err.clone())),
-                    None => None,
-                };
-            (
-                index,
-                make_row(&items[index], cause, source, lookup, offline),
-            )
-        })
-        .buffer_unordered(CONCURRENCY)
+    let lookups = sources::lookup_all(world, fallback, items, offline, timeout).await;
+    items
+        .iter()
+        .zip(lookups)
+        .map(|(mpo, lookup)| make_row(mpo, lookup))
         .collect()
-        .await;
-    rows.sort_by_key(|(index, _)| *index);
-    rows.into_iter().map(|(_, row)| row).collect()
 }
 
-fn make_row(
-    mpo: &ModulePullOverride,
-    cluster_cause: Option<String>,
-    source: Option<&ModuleSource>,
-    lookup: Option<std::result::Result<ResolvedDigest, RegistryError>>,
-    offline: bool,
-) -> Row {
-    let ready = shared::is_ready(mpo);
+/// A row from an override and its lookup; the cause says what blocks it, else why the
+/// registry digest is unknown.
+fn make_row(mpo: &ModulePullOverride, lookup: Lookup) -> Row {
+    let ready = is_ready(mpo);
     let cluster_digest = mpo.image_digest().map(str::to_string);
-    let (registry_digest, index_digest, registry_error) = match lookup {
+    let (registry_digest, index_digest, registry_error) = match lookup.result {
         Some(Ok(resolved)) => (Some(resolved.digest), resolved.index_digest, None),
         Some(Err(err)) => (None, None, Some(err.message)),
         None => (None, None, None),
@@ -302,35 +166,35 @@ fn make_row(
     let cause = if ready {
         registry_error.map(|e| format!("registry: {e}"))
     } else {
-        cluster_cause
+        lookup
+            .cluster_cause
             .or(registry_error.map(|e| format!("registry: {e}")))
             .or_else(|| (!message.is_empty()).then(|| message.clone()))
             .or_else(|| Some("no status yet: the controller has not processed it".into()))
     };
-    let _ = offline;
+    // The cluster runs the index's amd64 image or, on controllers that take the tag's
+    // own digest, the index itself (docs/deckhouse-real.md §3.1): both are in sync.
+    let sync = match (&cluster_digest, &index_digest) {
+        (Some(cluster), Some(index)) if cluster == index => SyncState::InSync,
+        _ => SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref()),
+    };
     Row {
         name: mpo.metadata.name.clone().unwrap_or_default(),
         tag: mpo.spec.image_tag.clone(),
-        sync: SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref()),
+        sync,
         message,
         ready,
         cluster_digest,
         registry_digest,
         index_digest,
         updated_at: mpo.updated_at().map(str::to_string),
-        source: source.and_then(|s| s.metadata.name.clone()),
+        source: lookup.source,
         cause,
     }
 }
 
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
+/// The MESSAGE column's width in the default table; `-o wide` shows it whole.
+const MESSAGE_WIDTH: usize = 40;
 
 fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
     let message_tone = if row.ready { Tone::Good } else { Tone::Bad };
@@ -342,20 +206,15 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
     let digest = |d: &Option<String>| d.as_deref().map(short_digest).unwrap_or_else(|| "-".into());
     let message = if row.message.is_empty() {
         "<none>".to_string()
-    } else {
+    } else if wide {
         row.message.clone()
+    } else {
+        truncate_middle(&row.message, MESSAGE_WIDTH)
     };
     let mut cells = vec![
         (row.name.clone(), Tone::Bold),
         (row.tag.clone(), Tone::Plain),
-        (
-            if wide {
-                message
-            } else {
-                truncate(&message, 48)
-            },
-            message_tone,
-        ),
+        (message, message_tone),
         (digest(&row.cluster_digest), Tone::Plain),
         (digest(&row.registry_digest), Tone::Plain),
         (row.sync.label().to_string(), sync_tone),
@@ -377,40 +236,47 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
     cells
 }
 
-fn print_table(ctx: &Ctx, rows: &[Row], wide: bool, header: bool) {
-    let mut headers = vec![
-        "NAME", "TAG", "MESSAGE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED",
-    ];
+const HEADERS: [&str; 7] = [
+    "NAME", "TAG", "MESSAGE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED",
+];
+
+/// The table, with its header unless rows are appended under an earlier one.
+pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, header: bool) {
+    let mut headers = HEADERS.to_vec();
     if wide {
         headers.push("SOURCE");
     }
     let cells: Vec<Vec<(String, Tone)>> = rows.iter().map(|r| table_row(r, wide)).collect();
     if header {
-        ctx.printer.table(&headers, &cells);
+        printer.table(&headers, &cells);
     } else {
-        ctx.printer.table_rows(&headers, &cells);
+        printer.table_rows(&headers, &cells);
     }
 }
 
-fn print_causes(ctx: &Ctx, rows: &[Row]) {
+/// One line per row that is blocked or has no registry digest, under the table.
+pub fn print_causes(printer: &Printer, rows: &[Row]) {
     let with_causes: Vec<&Row> = rows
         .iter()
         .filter(|r| r.cause.is_some() && (!r.ready || r.registry_digest.is_none()))
         .collect();
-    if with_causes.is_empty() {
+    let Some(first) = with_causes.first() else {
         return;
-    }
-    ctx.printer.line("");
-    for row in with_causes {
+    };
+    printer.line("");
+    for row in &with_causes {
         let cause = row.cause.as_deref().unwrap_or_default();
-        ctx.printer.line(format!(
+        printer.line(format!(
             "{}: {}",
-            ctx.printer.paint(&row.name, Tone::Bold),
-            cause
+            printer.paint(&row.name, Tone::Bold),
+            crate::output::inline(cause)
         ));
     }
-    ctx.printer.line(ctx.printer.paint(
-        "(kubectl mpo explain NAME shows the checks and the fix)",
+    printer.line(printer.paint(
+        &format!(
+            "(kubectl mpo explain {} shows the checks and the fix)",
+            first.name
+        ),
         Tone::Dim,
     ));
 }
@@ -420,10 +286,10 @@ async fn watch(
     ctx: &Ctx,
     overrides: &Overrides,
     args: &StatusArgs,
-    world: Arc<World>,
-    timeout: Duration,
+    world: &World,
+    fallback: Option<&RegistryTarget>,
 ) -> Result<()> {
-    let names = args.modules.clone();
+    let names: Vec<String> = args.modules.iter().map(|m| m.to_string()).collect();
     let stream = watcher(overrides.api.clone(), watcher::Config::default());
     let mut stream = std::pin::pin!(stream);
     let mut seen_initial = false;
@@ -432,7 +298,8 @@ async fn watch(
             event = stream.try_next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let event = event.map_err(|err| Error::runtime(format!("watching overrides: {err}")))?;
+        let event = event
+            .map_err(|err| Error::runtime(format!("watching overrides: {err}")).with_source(err))?;
         let changed = match event {
             Some(watcher::Event::InitDone) => {
                 seen_initial = true;
@@ -442,7 +309,10 @@ async fn watch(
             Some(watcher::Event::Delete(object)) if seen_initial => {
                 let name = object.metadata.name.unwrap_or_default();
                 if names.is_empty() || names.contains(&name) {
-                    ctx.printer.line(format!("{name}   (deleted)"));
+                    ctx.printer.line(format!(
+                        "{}   (deleted)",
+                        ctx.printer.paint(&name, Tone::Bold)
+                    ));
                 }
                 continue;
             }
@@ -453,13 +323,89 @@ async fn watch(
         if !names.is_empty() && !names.contains(&name) {
             continue;
         }
-        let rows = build_rows(
+        let rows = rows(
+            world,
+            fallback,
             std::slice::from_ref(&changed),
-            &world,
             args.offline,
-            timeout,
+            args.registry_timeout,
         )
         .await;
-        print_table(ctx, &rows, args.output == Some(OutputFormat::Wide), false);
+        print_table(
+            &ctx.printer,
+            &rows,
+            args.output == Some(ListFormat::Wide),
+            false,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        name: &str,
+        message: &str,
+        ready: bool,
+        registry: Option<&str>,
+        cause: Option<&str>,
+    ) -> Row {
+        Row {
+            name: name.into(),
+            tag: "main-patch-03354".into(),
+            message: message.into(),
+            ready,
+            cluster_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            registry_digest: registry.map(str::to_string),
+            index_digest: None,
+            sync: SyncState::of(Some(&format!("sha256:{}", "a".repeat(64))), registry),
+            updated_at: None,
+            source: Some("test".into()),
+            cause: cause.map(str::to_string),
+        }
+    }
+
+    fn rendered(rows: &[Row], wide: bool) -> String {
+        let (printer, out, _) = Printer::capture(false, 0);
+        print_table(&printer, rows, wide, true);
+        print_causes(&printer, rows);
+        out.text()
+    }
+
+    #[test]
+    fn the_status_table() {
+        let current = format!("sha256:{}", "a".repeat(64));
+        let newer = format!("sha256:{}", "b".repeat(64));
+        let rows = [
+            row("echo", "Ready", true, Some(&current), None),
+            row("hello-world", "Ready", true, Some(&newer), None),
+            row(
+                "lost-source",
+                "Download error: fetch the image digest 127.0.0.1:5000/modules/lost-source:v1: manifest unknown",
+                false,
+                None,
+                Some("Module lost-source points at ModuleSource gone, which is gone"),
+            ),
+        ];
+        insta::assert_snapshot!(rendered(&rows, false));
+        insta::assert_snapshot!("the_status_table_wide", rendered(&rows, true));
+    }
+
+    #[test]
+    fn hostile_messages_are_escaped_in_rows_and_causes() {
+        let rows = [row(
+            "ghost",
+            "The module not found\u{1b}]0;title\u{7}\u{1b}[2J\u{1b}[31mRED",
+            false,
+            None,
+            Some("evil\u{1b}[31m cause\r\n"),
+        )];
+        let text = rendered(&rows, true);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\x1b]0;title\\x07"), "{text}");
     }
 }

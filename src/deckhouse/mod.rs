@@ -1,4 +1,6 @@
-//! The Deckhouse side: typed resources and the pure logic that reasons about them.
+//! The Deckhouse side, pure: typed resources (`resources`), the controller's checks
+//! (`checks`), and the registry layout Deckhouse uses (`layout`).
 
-pub mod diagnosis;
+pub mod checks;
+pub mod layout;
 pub mod resources;

@@ -1,9 +1,13 @@
-//! The controller's checks (deckhouse-facts §2), re-run from the objects themselves:
-//! objects in, verdict out. No I/O, so every case is unit-tested with plain values.
+//! The Deckhouse controller's checks, re-run from the objects themselves: objects in,
+//! steps out. No I/O, so every check is unit-tested on literal objects. Each check is a
+//! small named function (`check_*`); `cluster_checks` runs them in the controller's
+//! order (docs/deckhouse-real.md §3.0), `registry_step` adds the registry's answer, and
+//! `override_step`/`source_lag_note` judge an existing override. `status`, `explain`,
+//! the create/edit preflight and the report after `--wait` all use these.
 
 use serde::Serialize;
 
-use super::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
+use super::resources::{Module, ModuleConfig, ModuleProperties, ModulePullOverride, ModuleSource};
 use crate::registry::{RegistryError, RegistryErrorKind, ResolvedDigest};
 
 pub const MSG_READY: &str = "Ready";
@@ -101,6 +105,16 @@ fn renew_hint(name: &str) -> String {
     format!("kubectl mpo renew {name}    # re-check now instead of waiting up to 60 s")
 }
 
+/// Whether a status message means the override works: `Ready` (gen B–D), or an empty
+/// message with a digest on gen A (docs/deckhouse-real.md §3.3).
+pub fn is_ready(object: &ModulePullOverride) -> bool {
+    match object.message() {
+        Some(MSG_READY) => true,
+        Some("") => object.image_digest().is_some_and(|d| !d.is_empty()),
+        _ => false,
+    }
+}
+
 fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
     candidates
         .iter()
@@ -110,16 +124,13 @@ fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
         .map(|(_, candidate)| candidate.as_str())
 }
 
-/// Steps 1–6 of deckhouse-facts §2.
-pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
-    let name = facts.name;
-    let mut steps = Vec::new();
-    let done = |steps: Vec<Step>| ClusterVerdict {
-        steps,
-        source: None,
-    };
+/// A check passes (its step, and what the later checks need) or stops the sequence
+/// with its step.
+pub type Check<T> = Result<(Step, T), Step>;
 
-    // 1. The Module exists.
+/// Check 1: the Module exists (the override is named after it).
+pub fn check_module_exists<'a>(facts: &ClusterFacts<'a>) -> Check<&'a Module> {
+    let name = facts.name;
     let Some(module) = facts.module else {
         let mut step = Step::failed("module", format!("Module {name} does not exist"), MSG_NOT_FOUND)
             .because(format!(
@@ -128,7 +139,7 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
             ));
         if let Some(guess) = closest(name, facts.module_names) {
             step = step.fix(format!(
-                "kubectl mpo create {guess} ...    # did you mean {guess}?"
+                "kubectl mpo create {guess} --tag TAG    # did you mean {guess}?"
             ));
         }
         step = step
@@ -136,34 +147,49 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
             .fix(format!(
                 "kubectl mpo registry modules    # is {name} in the source's catalog?"
             ));
-        steps.push(step);
-        return done(steps);
+        return Err(step);
     };
-    steps.push(Step::passed("module", format!("Module {name} exists")));
+    Ok((
+        Step::passed("module", format!("Module {name} exists")),
+        module,
+    ))
+}
 
-    // 2. Not embedded (and the Module API is one we understand).
-    let Some(properties) = module.properties.as_ref() else {
-        steps.push(
-            Step::unknown("embedded", format!("Module {name} has no `properties`"))
-                .because("this Module API version keeps its data elsewhere; the checks below cannot be run from it"),
-        );
-        return done(steps);
-    };
-    let source_name = properties.source.as_deref().unwrap_or_default();
-    if source_name == "Embedded" {
-        steps.push(
+/// The Module carries `properties` (Module v1alpha1); a Module API that keeps its data
+/// elsewhere cannot be checked further (docs/deckhouse-real.md §3.18).
+pub fn check_properties<'a>(name: &str, module: &'a Module) -> Result<&'a ModuleProperties, Step> {
+    module.properties.as_ref().ok_or_else(|| {
+        Step::unknown("embedded", format!("Module {name} has no `properties`"))
+            .because("this Module API version keeps its data elsewhere; the checks below cannot be run from it")
+    })
+}
+
+/// Check 2: the module is not embedded in Deckhouse.
+pub fn check_not_embedded(name: &str, properties: &ModuleProperties) -> Check<()> {
+    if properties.source.as_deref() == Some("Embedded") {
+        return Err(
             Step::failed("embedded", format!("Module {name} is embedded in Deckhouse"), MSG_EMBEDDED)
                 .because("built-in modules ship inside the Deckhouse image; a ModulePullOverride cannot replace them")
                 .fix(format!("kubectl mpo delete {name}    # the override can never become Ready")),
         );
-        return done(steps);
     }
-    steps.push(Step::passed(
-        "embedded",
-        "not embedded: the module comes from a ModuleSource",
-    ));
+    Ok((
+        Step::passed(
+            "embedded",
+            "not embedded: the module comes from a ModuleSource",
+        ),
+        (),
+    ))
+}
 
-    // 3. Enabled.
+/// Check 3: the module is enabled (condition `EnabledByModuleConfig`; without a
+/// ModuleConfig, newer controllers follow the bundle default).
+pub fn check_enabled(
+    name: &str,
+    module: &Module,
+    properties: &ModuleProperties,
+    config: Option<&ModuleConfig>,
+) -> Check<()> {
     let enabled = module.condition("EnabledByModuleConfig");
     let patch_enabled = format!(
         "kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"enabled\":true}}}}'"
@@ -172,27 +198,33 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
         "kubectl apply -f - <<EOF\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata:\n  name: {name}\nspec:\n  enabled: true\nEOF"
     );
     match enabled.map(|c| c.status.as_str()) {
-        Some("True") => steps.push(Step::passed(
-            "enabled",
-            "enabled (condition EnabledByModuleConfig=True)",
+        Some("True") => Ok((
+            Step::passed("enabled", "enabled (condition EnabledByModuleConfig=True)"),
+            (),
         )),
         Some("False") => {
             let reason = enabled
                 .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
+                .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| "turned off".to_string());
-            let config_says_off = facts
-                .config
+            let config_says_off = config
                 .and_then(|c| c.spec.enabled)
                 .is_some_and(|enabled| !enabled);
-            let mut step = Step::failed(
+            let config_silent = config.is_some_and(|c| c.spec.enabled.is_none());
+            let step = Step::failed(
                 "enabled",
                 format!("Module {name} is disabled ({reason})"),
                 MSG_DISABLED,
             );
-            step = if config_says_off {
+            let step = if config_says_off {
                 step.because(format!("ModuleConfig {name} has spec.enabled: false"))
                     .fix(patch_enabled)
-            } else if facts.config.is_none() {
+            } else if config_silent {
+                step.because(format!(
+                    "ModuleConfig {name} does not set spec.enabled, which the controller reads as disabled"
+                ))
+                .fix(patch_enabled)
+            } else if config.is_none() {
                 step.because(format!(
                     "the module is off ({reason}) and there is no ModuleConfig {name}"
                 ))
@@ -202,8 +234,7 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
                     "the module manager turned it off: {reason}; a ModuleConfig cannot override that"
                 ))
             };
-            steps.push(step.fix(renew_hint(name)));
-            return done(steps);
+            Err(step.fix(renew_hint(name)))
         }
         _ => {
             let in_bundle = properties.accessibility.as_ref().is_some_and(|access| {
@@ -213,7 +244,7 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
                     .any(|edition| edition.enabled_in_bundles.iter().any(|b| b == "Default"))
             });
             if in_bundle {
-                steps.push(
+                Ok((
                     Step {
                         state: StepState::Warning,
                         ..Step::passed("enabled", "enabled by its bundle default (no ModuleConfig)")
@@ -223,66 +254,77 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
                          until a ModuleConfig enables it",
                     )
                     .fix(create_config),
-                );
+                    (),
+                ))
             } else {
-                steps.push(
+                Err(
                     Step::failed("enabled", format!("Module {name} is not enabled (no ModuleConfig)"), MSG_DISABLED)
                         .because(format!(
                             "there is no ModuleConfig {name} and the module is not enabled by default in its bundle"
                         ))
                         .fix(create_config)
                         .fix(renew_hint(name)),
-                );
-                return done(steps);
+                )
             }
         }
     }
+}
 
-    // 4. An active source.
-    if source_name.is_empty() {
-        let available = &properties.available_sources;
-        let mut step = Step::failed(
-            "active-source",
-            format!("Module {name} has no active source"),
-            MSG_NO_SOURCE,
-        );
-        step = match available.len() {
-            0 => step
-                .because("no ModuleSource lists this module in its registry catalog")
-                .fix("kubectl get modulesources    # which sources exist, and their repos")
-                .fix(format!("push the module to <repo>/{name}:<tag> and the catalog tag <repo>:{name}, then wait for the source rescan (3 min)")),
-            _ => step
-                .because(format!(
-                    "several ModuleSources offer it ({}) and ModuleConfig {name} does not choose one",
-                    available.join(", ")
-                ))
-                .fix(if facts.config.is_some() {
-                    format!(
-                        "kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"source\":\"{}\"}}}}'",
-                        available[0]
-                    )
-                } else {
-                    format!(
-                        "kubectl apply -f - <<EOF\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata:\n  name: {name}\nspec:\n  enabled: true\n  source: {}\nEOF",
-                        available[0]
-                    )
-                }),
-        };
-        steps.push(step.fix(renew_hint(name)));
-        return done(steps);
+/// Check 4: the module has an active source (`properties.source`).
+pub fn check_active_source<'a>(
+    name: &str,
+    properties: &'a ModuleProperties,
+    config: Option<&ModuleConfig>,
+) -> Check<&'a str> {
+    let source_name = properties.source.as_deref().unwrap_or_default();
+    if !source_name.is_empty() {
+        return Ok((
+            Step::passed("active-source", format!("active source: {source_name}")),
+            source_name,
+        ));
     }
-    steps.push(Step::passed(
+    let available = &properties.available_sources;
+    let step = Step::failed(
         "active-source",
-        format!("active source: {source_name}"),
-    ));
+        format!("Module {name} has no active source"),
+        MSG_NO_SOURCE,
+    );
+    let step = match available.first() {
+        None => step
+            .because("no ModuleSource lists this module in its registry catalog")
+            .fix("kubectl get modulesources    # which sources exist, and their repos")
+            .fix(format!("push the module to <repo>/{name}:<tag> and the catalog tag <repo>:{name}, then wait for the source rescan (3 min)")),
+        Some(first) => step
+            .because(format!(
+                "several ModuleSources offer it ({}) and ModuleConfig {name} does not choose one",
+                available.join(", ")
+            ))
+            .fix(if config.is_some() {
+                format!(
+                    "kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"source\":\"{first}\"}}}}'"
+                )
+            } else {
+                format!(
+                    "kubectl apply -f - <<EOF\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata:\n  name: {name}\nspec:\n  enabled: true\n  source: {first}\nEOF"
+                )
+            }),
+    };
+    Err(step.fix(renew_hint(name)))
+}
 
-    // 6. The ModuleSource exists.
-    let Some(sources) = facts.sources else {
-        steps.push(
+/// Check 6: the active ModuleSource exists (check 5 is the controller's own
+/// bookkeeping: `IsOverridden`, the finalizer). Unknown when ModuleSources are not
+/// readable.
+pub fn check_source_exists<'a>(
+    name: &str,
+    source_name: &str,
+    sources: Option<&'a [ModuleSource]>,
+) -> Check<&'a ModuleSource> {
+    let Some(sources) = sources else {
+        return Err(
             Step::unknown("source", format!("ModuleSource {source_name}: not readable"))
                 .because("your user may not read ModuleSources (they hold registry credentials); the registry checks are skipped"),
         );
-        return done(steps);
     };
     let Some(source) = sources
         .iter()
@@ -292,7 +334,7 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
             .iter()
             .filter_map(|s| s.metadata.name.as_deref())
             .collect();
-        let mut step = Step::failed(
+        let step = Step::failed(
             "source",
             format!("ModuleSource {source_name} does not exist"),
             MSG_SOURCE_NOT_FOUND,
@@ -304,24 +346,63 @@ pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
             } else {
                 format!(" (existing: {})", others.join(", "))
             }
-        ));
-        step = step.fix(format!(
+        ))
+        .fix(format!(
             "recreate ModuleSource {source_name}, or choose another: kubectl patch moduleconfig {name} --type=merge -p '{{\"spec\":{{\"source\":\"<name>\"}}}}'"
         ));
-        steps.push(step.fix(renew_hint(name)));
-        return done(steps);
+        return Err(step.fix(renew_hint(name)));
     };
-    steps.push(Step::passed(
-        "source",
-        format!(
-            "ModuleSource {source_name} exists (repo {})",
-            source.spec.registry.repo
+    Ok((
+        Step::passed(
+            "source",
+            format!(
+                "ModuleSource {source_name} exists (repo {})",
+                source.spec.registry.repo
+            ),
         ),
-    ));
-    ClusterVerdict {
-        steps,
-        source: Some(source),
+        source,
+    ))
+}
+
+/// Records a check's step; the value when it passed.
+fn record<T>(steps: &mut Vec<Step>, check: Check<T>) -> Option<T> {
+    match check {
+        Ok((step, value)) => {
+            steps.push(step);
+            Some(value)
+        }
+        Err(step) => {
+            steps.push(step);
+            None
+        }
     }
+}
+
+/// The controller's checks 1–6 in its order (docs/deckhouse-real.md §3.0), stopping at
+/// the first that fails, as the controller does.
+pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
+    let mut steps = Vec::new();
+    let source = run_cluster_checks(facts, &mut steps);
+    ClusterVerdict { steps, source }
+}
+
+fn run_cluster_checks<'a>(
+    facts: &ClusterFacts<'a>,
+    steps: &mut Vec<Step>,
+) -> Option<&'a ModuleSource> {
+    let name = facts.name;
+    let module = record(steps, check_module_exists(facts))?;
+    let properties = match check_properties(name, module) {
+        Ok(properties) => properties,
+        Err(step) => {
+            steps.push(step);
+            return None;
+        }
+    };
+    record(steps, check_not_embedded(name, properties))?;
+    record(steps, check_enabled(name, module, properties, facts.config))?;
+    let source_name = record(steps, check_active_source(name, properties, facts.config))?;
+    record(steps, check_source_exists(name, source_name, facts.sources))
 }
 
 /// Step 7: the registry answer for `<repo>/<name>:<tag>`, as a step with its fix.
@@ -383,10 +464,100 @@ pub fn registry_step(
         RegistryErrorKind::Unreachable | RegistryErrorKind::Timeout => step
             .because(format!("the registry {host} cannot be reached from here (the cluster may still reach it)"))
             .fix(format!("curl -sI https://{host}/v2/    # check the network path")),
-        RegistryErrorKind::Malformed | RegistryErrorKind::Other => {
+        RegistryErrorKind::Malformed => {
             step.because("the registry answered, but not with a usable image")
         }
+        RegistryErrorKind::Config => step
+            .because(format!(
+                "ModuleSource {source_name}'s repo {:?} does not make a valid image reference; the registry was not asked",
+                source.spec.registry.repo
+            ))
+            .fix(format!("kubectl get modulesource {source_name} -o jsonpath='{{.spec.registry.repo}}'    # host[:port]/path, lower case")),
+        RegistryErrorKind::Other => step.because("the registry answered with an error"),
     }
+}
+
+/// The override itself, judged against what the checks and the registry say: Ready and
+/// current, Ready but behind, stale, or rejected by Deckhouse.
+pub fn override_step(
+    name: &str,
+    mpo: &ModulePullOverride,
+    sync: SyncState,
+    registry_digest: Option<&str>,
+    stale: Option<&str>,
+) -> Step {
+    let message = mpo.message().unwrap_or("<no status yet>");
+    let cluster_digest = mpo.image_digest().unwrap_or("<none>");
+    let mut summary = format!("override {}: {message:?}", mpo.spec.image_tag);
+    if let Some(digest) = mpo.image_digest() {
+        summary.push_str(&format!(", cluster runs {digest}"));
+    }
+    if let Some(updated) = mpo.updated_at() {
+        summary.push_str(&format!(" (status written at {updated})"));
+    }
+    let step = Step::passed("override", summary);
+    if let Some(stale) = stale {
+        return Step {
+            state: StepState::Warning,
+            ..step
+        }
+        .because(stale)
+        .fix(format!("kubectl mpo renew {name} --wait"));
+    }
+    match (is_ready(mpo), sync) {
+        (true, SyncState::Behind) => Step {
+            state: StepState::Warning,
+            summary: format!(
+                "override: Ready, but the cluster runs {cluster_digest} and the registry has {}",
+                registry_digest.unwrap_or("?")
+            ),
+            ..step
+        }
+        .because(format!(
+            "a newer build was pushed; the controller notices at its next scan (scanInterval {})",
+            mpo.spec.scan_interval.as_deref().unwrap_or("15s")
+        ))
+        .fix(format!("kubectl mpo renew {name} --wait"))
+        .fix(format!(
+            "kubectl mpo diff {name} --content    # what changed"
+        )),
+        (true, _) => step,
+        (false, _) if message.starts_with("Validation error") => Step {
+            state: StepState::Failed,
+            ..step
+        }
+        .because("the image was downloaded but Deckhouse rejected its content")
+        .fix(format!(
+            "kubectl mpo registry files {name}:{}    # inspect the image",
+            mpo.spec.image_tag
+        )),
+        (false, _) => Step {
+            state: StepState::Failed,
+            ..step
+        }
+        .because(format!("the controller reports {message:?}")),
+    }
+}
+
+/// The ModuleSource's `overridden` flag lags the override by up to one rescan
+/// (3 minutes, docs/deckhouse-real.md §3.16): said, so that nobody chases it.
+pub fn source_lag_note(source: &ModuleSource, name: &str) -> Option<Step> {
+    let listed = source
+        .status
+        .as_ref()?
+        .modules
+        .iter()
+        .find(|m| m.name == name)?;
+    if listed.overridden {
+        return None;
+    }
+    Some(Step::passed(
+        "source-status",
+        format!(
+            "ModuleSource {} does not show {name} as overridden yet (it rescans every 3 minutes; harmless)",
+            source.metadata.name.as_deref().unwrap_or_default()
+        ),
+    ))
 }
 
 /// How the cluster's digest relates to the registry's.
@@ -665,5 +836,88 @@ mod tests {
         assert_eq!(SyncState::of(Some("a"), Some("a")), SyncState::InSync);
         assert_eq!(SyncState::of(Some("a"), Some("b")), SyncState::Behind);
         assert_eq!(SyncState::of(None, Some("b")), SyncState::Unknown);
+    }
+
+    #[test]
+    fn each_check_alone_on_literal_objects() {
+        let module = module("echo", "test", &["test"], Some("True"));
+        let properties = module.properties.as_ref().unwrap();
+        assert!(check_not_embedded("echo", properties).is_ok());
+        let embedded = self::module("ingress-nginx", "Embedded", &[], Some("True"));
+        let step =
+            check_not_embedded("ingress-nginx", embedded.properties.as_ref().unwrap()).unwrap_err();
+        assert_eq!(step.controller_message.as_deref(), Some(MSG_EMBEDDED));
+        let (step, active) = check_active_source("echo", properties, None).unwrap();
+        assert_eq!((step.state, active), (StepState::Passed, "test"));
+        let sources = [source("test")];
+        assert!(check_source_exists("echo", "test", Some(&sources)).is_ok());
+        let gone = check_source_exists("echo", "lost", Some(&sources)).unwrap_err();
+        assert_eq!(
+            gone.controller_message.as_deref(),
+            Some(MSG_SOURCE_NOT_FOUND)
+        );
+        let unreadable = check_source_exists("echo", "test", None).unwrap_err();
+        assert_eq!(unreadable.state, StepState::Unknown);
+    }
+
+    #[test]
+    fn a_module_config_without_enabled_is_disabled_with_the_fix() {
+        let module = module("echo", "test", &["test"], Some("False"));
+        let mut config = config("echo", true);
+        config.spec.enabled = None;
+        let step = check_enabled(
+            "echo",
+            &module,
+            module.properties.as_ref().unwrap(),
+            Some(&config),
+        )
+        .unwrap_err();
+        assert_eq!(step.controller_message.as_deref(), Some(MSG_DISABLED));
+        assert!(step.fix[0].contains("\"enabled\":true"), "{:?}", step.fix);
+    }
+
+    #[test]
+    fn the_override_step_names_what_the_controller_reports() {
+        let mut mpo = ModulePullOverride {
+            metadata: meta("echo"),
+            spec: MpoSpec {
+                image_tag: "pr1".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        mpo.status = Some(MpoStatus {
+            message: Some("Validation error: bad values".into()),
+            ..Default::default()
+        });
+        let step = override_step("echo", &mpo, SyncState::Unknown, None, None);
+        assert_eq!(step.state, StepState::Failed);
+        assert!(step.fix[0].starts_with("kubectl mpo registry files echo:pr1"));
+        mpo.status = Some(MpoStatus {
+            message: Some("Ready".into()),
+            image_digest: Some("sha256:a".into()),
+            ..Default::default()
+        });
+        let behind = override_step("echo", &mpo, SyncState::Behind, Some("sha256:b"), None);
+        assert_eq!(behind.state, StepState::Warning);
+        assert!(behind.summary.contains("sha256:b"));
+    }
+
+    #[test]
+    fn gen_a_success_is_an_empty_message_with_a_digest() {
+        let mut mpo = ModulePullOverride {
+            status: Some(MpoStatus {
+                message: Some(String::new()),
+                image_digest: Some("sha256:a".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(is_ready(&mpo));
+        mpo.status = Some(MpoStatus {
+            message: Some(String::new()),
+            ..Default::default()
+        });
+        assert!(!is_ready(&mpo));
     }
 }

@@ -1,0 +1,271 @@
+//! What a diagnosis needs from the cluster (one loader with one RBAC policy, for one
+//! module or for all), the checks run on it, the registry's answer, and the reports
+//! built from them: `explain`, the preflight of `create`/`edit`, the causes under
+//! `status`, and the explanation after a failed `--wait`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Ctx;
+use super::overrides::Overrides;
+use super::sources;
+use crate::cluster::Cluster;
+use crate::deckhouse::checks::{self, ClusterFacts, Step, StepState};
+use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
+use crate::error::Result;
+use crate::output::{To, print_steps};
+use crate::registry::{
+    RegistryError, RegistryOptions, RegistryTarget, ResolvedDigest, SourceRegistry,
+};
+
+/// The cluster objects the checks read. ModuleSources and ModuleConfigs the user may
+/// not read (403) are "unknown", never an error: they hold credentials and settings
+/// that a developer's RBAC often hides.
+pub struct World {
+    pub modules: HashMap<String, Module>,
+    pub configs: HashMap<String, ModuleConfig>,
+    /// `None`: the user may not list ModuleSources.
+    pub sources: Option<Vec<ModuleSource>>,
+    /// All Module names, for "did you mean" (filled only when one module is missing).
+    pub module_names: Vec<String>,
+}
+
+fn forbidden(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 403)
+}
+
+fn keyed<T: kube::Resource>(items: Vec<T>) -> HashMap<String, T> {
+    items
+        .into_iter()
+        .map(|item| (item.meta().name.clone().unwrap_or_default(), item))
+        .collect()
+}
+
+/// Lists ModuleSources; a 403 is "not readable", not an error.
+pub async fn list_sources(cluster: &Cluster) -> Result<Option<Vec<ModuleSource>>> {
+    match cluster.module_sources().list(&Default::default()).await {
+        Ok(list) => Ok(Some(list.items)),
+        Err(err) if forbidden(&err) => Ok(None),
+        Err(err) => Err(cluster.api_error(err, "list", "modulesources.deckhouse.io")),
+    }
+}
+
+impl World {
+    /// Everything, for checks over all overrides (`status`).
+    pub async fn load_all(cluster: &Cluster) -> Result<Self> {
+        let params = kube::api::ListParams::default();
+        let (modules_api, configs_api) = (cluster.modules(), cluster.module_configs());
+        let (modules, configs, sources) = tokio::join!(
+            modules_api.list(&params),
+            configs_api.list(&params),
+            list_sources(cluster)
+        );
+        let modules =
+            modules.map_err(|err| cluster.api_error(err, "list", "modules.deckhouse.io"))?;
+        let configs = match configs {
+            Ok(list) => list.items,
+            Err(err) if forbidden(&err) => Vec::new(),
+            Err(err) => return Err(cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")),
+        };
+        Ok(World {
+            modules: keyed(modules.items),
+            configs: keyed(configs),
+            sources: sources?,
+            module_names: Vec::new(),
+        })
+    }
+
+    /// One module's objects (`explain`, preflight).
+    pub async fn load_one(cluster: &Cluster, name: &str) -> Result<Self> {
+        let modules = cluster.modules();
+        let configs = cluster.module_configs();
+        let (module, config, sources) = tokio::join!(
+            modules.get_opt(name),
+            configs.get_opt(name),
+            list_sources(cluster)
+        );
+        let module = module.map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?;
+        let config = match config {
+            Ok(config) => config,
+            Err(err) if forbidden(&err) => None,
+            Err(err) => return Err(cluster.api_error(err, "get", "moduleconfigs.deckhouse.io")),
+        };
+        let module_names = if module.is_none() {
+            modules
+                .list_metadata(&Default::default())
+                .await
+                .map(|list| {
+                    list.items
+                        .into_iter()
+                        .filter_map(|m| m.metadata.name)
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok(World {
+            modules: keyed(module.into_iter().collect()),
+            configs: keyed(config.into_iter().collect()),
+            sources: sources?,
+            module_names,
+        })
+    }
+
+    /// The checks' view of one module.
+    pub fn facts<'a>(&'a self, name: &'a str) -> ClusterFacts<'a> {
+        ClusterFacts {
+            name,
+            module: self.modules.get(name),
+            config: self.configs.get(name),
+            sources: self.sources.as_deref(),
+            module_names: &self.module_names,
+        }
+    }
+
+    /// The first check that did not pass, as one line (the cause under a `status`
+    /// row), and the ModuleSource the controller would pull from. The source is
+    /// borrowed: a ModuleSource lists every module in its status, so a copy per row
+    /// would grow with the square of the number of modules.
+    pub fn cause_and_source<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> (Option<String>, Option<&'a ModuleSource>) {
+        let verdict = checks::cluster_checks(&self.facts(name));
+        let cause = verdict
+            .steps
+            .iter()
+            .find(|s| matches!(s.state, StepState::Failed | StepState::Unknown))
+            .map(|s| s.cause.clone().unwrap_or_else(|| s.summary.clone()));
+        (cause, verdict.source)
+    }
+}
+
+/// The full diagnosis of one module at one tag.
+pub struct Diagnosis {
+    pub steps: Vec<Step>,
+    pub source: Option<ModuleSource>,
+    pub registry: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+}
+
+impl Diagnosis {
+    pub fn blocked(&self) -> bool {
+        self.steps.iter().any(|s| s.state == StepState::Failed)
+    }
+
+    pub fn registry_digest(&self) -> Option<&ResolvedDigest> {
+        self.registry.as_ref()?.as_ref().ok()
+    }
+
+    /// The steps that did not pass, for short reports.
+    pub fn problems(&self) -> Vec<Step> {
+        self.steps
+            .iter()
+            .filter(|s| s.state != StepState::Passed)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The cluster checks, then (with a tag, online, and a readable source) the registry.
+pub async fn diagnose(
+    cluster: &Cluster,
+    name: &str,
+    tag: Option<&str>,
+    offline: bool,
+    timeout: Duration,
+) -> Result<Diagnosis> {
+    let world = World::load_one(cluster, name).await?;
+    let verdict = checks::cluster_checks(&world.facts(name));
+    let mut steps = verdict.steps;
+    let source = verdict.source.cloned();
+    let mut registry = None;
+    if let (Some(source), Some(tag), false) = (&source, tag, offline) {
+        let target = RegistryTarget::from_source(source);
+        let (image, result) = match SourceRegistry::new(&target, &RegistryOptions { timeout }) {
+            Ok(client) => (
+                client.image_name(name, tag),
+                client.module_digest(name, tag).await,
+            ),
+            Err(err) => (
+                format!("{}/{name}:{tag}", source.spec.registry.repo),
+                Err(err),
+            ),
+        };
+        steps.push(checks::registry_step(name, tag, source, &image, &result));
+        registry = Some(result);
+    }
+    Ok(Diagnosis {
+        steps,
+        source,
+        registry,
+    })
+}
+
+/// What `create`/`edit` learn before writing: would the override become Ready, from
+/// which source, with which digest. Problems are printed on stderr.
+pub struct Preflight {
+    pub ok: bool,
+    pub source: Option<String>,
+    pub registry_digest: Option<String>,
+}
+
+pub async fn preflight(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    module: &str,
+    tag: &str,
+) -> Result<Preflight> {
+    let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
+    let diagnosis = diagnose(
+        &overrides.cluster,
+        module,
+        Some(tag),
+        false,
+        sources::REGISTRY_TIMEOUT,
+    )
+    .await;
+    drop(spinner);
+    let diagnosis = diagnosis?;
+    if diagnosis.blocked() {
+        ctx.printer
+            .note(format!("{module}:{tag} would not become Ready:"));
+        print_steps(&ctx.printer, &diagnosis.problems(), To::Err);
+    }
+    Ok(Preflight {
+        ok: !diagnosis.blocked(),
+        registry_digest: diagnosis.registry_digest().map(|d| d.digest.clone()),
+        source: diagnosis.source.and_then(|s| s.metadata.name),
+    })
+}
+
+/// After the controller refused an override: the checks that fail now, the override's
+/// own step (a `Validation error` is about the image, not the cluster), and where the
+/// full report is. On stderr.
+pub async fn explain_failure(ctx: &Ctx, overrides: &Overrides, object: &ModulePullOverride) {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let tag = object.spec.image_tag.clone();
+    if let Ok(diagnosis) = diagnose(
+        &overrides.cluster,
+        &name,
+        Some(&tag),
+        false,
+        sources::REGISTRY_TIMEOUT,
+    )
+    .await
+    {
+        let mut problems = diagnosis.problems();
+        if !diagnosis.blocked() {
+            problems.push(checks::override_step(
+                &name,
+                object,
+                checks::SyncState::Unknown,
+                None,
+                None,
+            ));
+        }
+        print_steps(&ctx.printer, &problems, To::Err);
+    }
+    ctx.printer
+        .note(format!("full report: kubectl mpo explain {name}"));
+}

@@ -1,0 +1,35 @@
+//! The use cases commands share, none of them a command: reading and writing
+//! overrides (`overrides`), waiting on the controller (`wait`), gathering what a
+//! diagnosis needs and running the checks (`diagnose`), and choosing a registry and
+//! asking it (`sources`). Commands in `cmd/` depend on these and never on each other.
+
+pub mod diagnose;
+pub mod overrides;
+pub mod sources;
+pub mod wait;
+
+use crate::cli::GlobalArgs;
+use crate::cluster::Cluster;
+use crate::error::Result;
+use crate::output::Printer;
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success, healthy, in sync (exit 0).
+    Success,
+    /// The checked condition does not hold; already reported (exit 1).
+    ConditionFailed,
+}
+
+/// What every command gets: the global flags and the printer.
+pub struct Ctx {
+    pub global: GlobalArgs,
+    pub printer: Printer,
+}
+
+impl Ctx {
+    pub async fn cluster(&self) -> Result<Cluster> {
+        Cluster::connect(&self.global).await
+    }
+}

@@ -1,0 +1,187 @@
+//! Reading and writing ModulePullOverrides: one handle for the served version, the
+//! field manager on every write, and the object printers (`-o json|yaml|name`).
+
+use kube::Resource;
+use kube::api::{Patch, PatchParams, PostParams};
+
+use super::Ctx;
+use crate::cli::{DryRun, ModuleName, ObjectFormat};
+use crate::cluster::Cluster;
+use crate::deckhouse::resources::{ModulePullOverride, MpoVersion};
+use crate::error::{Error, Result};
+
+/// The resource, for messages and RBAC hints (`kubectl auth can-i VERB RESOURCE`).
+pub const RESOURCE: &str = "modulepulloverrides.deckhouse.io";
+/// Field manager recorded on every write, so `kubectl get --show-managed-fields`
+/// tells which fields this tool owns.
+pub const FIELD_MANAGER: &str = "kubectl-mpo";
+
+/// `modulepulloverride.deckhouse.io/NAME`, as kubectl's name printer writes an object
+/// (lower-case singular kind, group, name).
+pub fn name_of(name: &str) -> String {
+    format!("modulepulloverride.deckhouse.io/{name}")
+}
+
+/// What a dry run adds to a message.
+pub fn dry_run_note(dry_run: DryRun) -> &'static str {
+    match dry_run {
+        DryRun::None => "",
+        DryRun::Client => " (dry run)",
+        DryRun::Server => " (server dry run)",
+    }
+}
+
+/// Said on stderr after a client-side dry run.
+pub const CLIENT_DRY_RUN: &str = "(dry run: nothing was sent to the cluster)";
+
+/// The cluster, the served MPO version, and an API handle for it.
+pub struct Overrides {
+    pub cluster: Cluster,
+    pub version: MpoVersion,
+    pub api: kube::Api<ModulePullOverride>,
+}
+
+impl Overrides {
+    pub async fn connect(ctx: &Ctx) -> Result<Self> {
+        let cluster = ctx.cluster().await?;
+        let version = cluster.mpo_version().await?;
+        ctx.printer.debug(
+            1,
+            format!("using {} on {}", version.api_version(), cluster.place()),
+        );
+        let api = cluster.mpo_api(version);
+        Ok(Self {
+            cluster,
+            version,
+            api,
+        })
+    }
+
+    /// The override, or `None` when it does not exist.
+    pub async fn get(&self, name: &str) -> Result<Option<ModulePullOverride>> {
+        self.api
+            .get_opt(name)
+            .await
+            .map_err(|err| self.cluster.api_error(err, "get", RESOURCE))
+    }
+
+    /// The override, or an error that says how to create it.
+    pub async fn require(&self, name: &str) -> Result<ModulePullOverride> {
+        self.get(name).await?.ok_or_else(|| self.not_found(name))
+    }
+
+    pub fn not_found(&self, name: &str) -> Error {
+        Error::runtime(format!(
+            "modulepulloverride {name:?} not found on {}",
+            self.cluster.place()
+        ))
+        .with_hint(format!(
+            "create it with: kubectl mpo create {name} --tag TAG"
+        ))
+    }
+
+    /// The named overrides in the order given, or all of them (by name) when `names`
+    /// is empty.
+    pub async fn list(&self, names: &[ModuleName]) -> Result<Vec<ModulePullOverride>> {
+        if names.is_empty() {
+            let mut items = self
+                .api
+                .list(&Default::default())
+                .await
+                .map(|list| list.items)
+                .map_err(|err| self.cluster.api_error(err, "list", RESOURCE))?;
+            items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            return Ok(items);
+        }
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            found.push(self.require(name).await?);
+        }
+        Ok(found)
+    }
+
+    /// Creates `object`; an existing one is an error that points to `edit`.
+    pub async fn create(
+        &self,
+        object: &ModulePullOverride,
+        dry_run: bool,
+    ) -> Result<ModulePullOverride> {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let params = PostParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        self.api
+            .create(&params, object)
+            .await
+            .map_err(|err| match err {
+                kube::Error::Api(status) if status.code == 409 => already_exists(&name),
+                other => self.cluster.api_error(other, "create", RESOURCE),
+            })
+    }
+
+    /// A JSON merge patch; `dry_run` asks the API server to validate without persisting.
+    pub async fn merge_patch(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+        dry_run: bool,
+        verb: &str,
+    ) -> Result<ModulePullOverride> {
+        match self.guarded_merge_patch(name, patch, dry_run, verb).await? {
+            Some(updated) => Ok(updated),
+            None => Err(Error::runtime(format!(
+                "modulepulloverride {name:?} changed while it was being written"
+            ))
+            .with_hint("run the command again")),
+        }
+    }
+
+    /// Like [`Self::merge_patch`], but a patch carrying `metadata.resourceVersion` that
+    /// lost a race returns `None` (409 Conflict) so the caller can re-read and decide.
+    pub async fn guarded_merge_patch(
+        &self,
+        name: &str,
+        patch: &serde_json::Value,
+        dry_run: bool,
+        verb: &str,
+    ) -> Result<Option<ModulePullOverride>> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            dry_run,
+            ..PatchParams::default()
+        };
+        match self.api.patch(name, &params, &Patch::Merge(patch)).await {
+            Ok(updated) => Ok(Some(updated)),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+            Err(err) => Err(self.cluster.api_error(err, verb, RESOURCE)),
+        }
+    }
+}
+
+pub fn already_exists(name: &str) -> Error {
+    Error::usage(format!("modulepulloverride {name:?} already exists")).with_hint(format!(
+        "change it with: kubectl mpo edit {name} --tag TAG (or delete it first: kubectl mpo delete {name})"
+    ))
+}
+
+/// Prints an override as `-o json|yaml|name`, with its apiVersion and kind.
+pub fn print_object(
+    ctx: &Ctx,
+    object: &ModulePullOverride,
+    version: MpoVersion,
+    format: ObjectFormat,
+) -> Result<()> {
+    let mut object = object.clone();
+    object.api_version = Some(version.api_version());
+    object.kind = Some(ModulePullOverride::kind(&version).into_owned());
+    match format {
+        ObjectFormat::Json => ctx.printer.json(&object),
+        ObjectFormat::Yaml => ctx.printer.yaml(&object),
+        ObjectFormat::Name => {
+            ctx.printer
+                .line(name_of(object.metadata.name.as_deref().unwrap_or_default()));
+            Ok(())
+        }
+    }
+}

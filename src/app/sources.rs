@@ -1,0 +1,360 @@
+//! Which registry a command talks to and how: a ModuleSource (the module's active
+//! source, `--source`, or the only one), or `--registry-repo` with docker's
+//! config.json for users who may not read ModuleSources; one client per registry; and
+//! the concurrent digest lookups behind `status` and `renew --wait`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dialoguer::FuzzySelect;
+use futures::StreamExt;
+
+use super::Ctx;
+use super::diagnose::World;
+use super::overrides::Overrides;
+use crate::cli::RegistryFallbackArgs;
+use crate::cluster::Cluster;
+use crate::deckhouse::layout::is_hash_tag;
+use crate::deckhouse::resources::{ModulePullOverride, ModuleSource};
+use crate::error::{Error, Result};
+use crate::registry::{
+    RegistryError, RegistryErrorKind, RegistryOptions, RegistryTarget, ResolvedDigest,
+    SourceRegistry,
+};
+
+/// Default bound on each registry lookup.
+pub const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many registry lookups run at once.
+pub const CONCURRENCY: usize = 32;
+
+/// The registry given with `--registry-repo`, and how to describe it (never the
+/// credentials).
+pub struct Fallback {
+    pub target: RegistryTarget,
+    described: String,
+}
+
+impl Fallback {
+    /// Says on stderr that registry access does not come from a ModuleSource.
+    pub fn announce(&self, ctx: &Ctx) {
+        ctx.printer.note(format!(
+            "note: registry access through --registry-repo {}, not a ModuleSource",
+            self.described
+        ));
+    }
+}
+
+/// Reads and checks `--registry-repo`, `--registry-config` and `--registry-ca` (bad
+/// values are usage errors, before any request). `None` without `--registry-repo`.
+pub fn fallback(args: &RegistryFallbackArgs) -> Result<Option<Fallback>> {
+    let Some(given) = args.registry_repo.as_deref() else {
+        return Ok(None);
+    };
+    let (scheme, repo) = if let Some(rest) = given.strip_prefix("http://") {
+        (Some("HTTP"), rest)
+    } else {
+        (None, given.strip_prefix("https://").unwrap_or(given))
+    };
+    let repo = repo.trim().trim_end_matches('/');
+    let (host, path) = repo.split_once('/').unwrap_or((repo, ""));
+    if host.is_empty() || path.is_empty() || repo.chars().any(char::is_whitespace) {
+        return Err(Error::usage(format!(
+            "--registry-repo {given:?} is not of the form [http://]HOST[:PORT]/PATH"
+        )));
+    }
+    let (config_path, explicit) = match &args.registry_config {
+        Some(path) => (Some(path.clone()), true),
+        None => (default_docker_config(), false),
+    };
+    let config = match config_path {
+        Some(path) => match std::fs::read(&path) {
+            Ok(bytes) => Some((path, bytes)),
+            Err(err) if !explicit && err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                return Err(Error::usage(format!(
+                    "cannot read --registry-config {}: {err}",
+                    path.display()
+                )));
+            }
+        },
+        None => None,
+    };
+    let ca = match &args.registry_ca {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|err| {
+            Error::usage(format!(
+                "cannot read --registry-ca {}: {err}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let described = match &config {
+        Some((path, _)) => format!("{repo} with credentials from {}", path.display()),
+        None => format!("{repo} with no credentials"),
+    };
+    let target = RegistryTarget::from_docker_config(
+        repo,
+        scheme,
+        config
+            .as_ref()
+            .map(|(path, bytes)| (path.as_path(), bytes.as_slice())),
+        ca,
+    )
+    .map_err(|what| {
+        Error::usage(what).with_hint(
+            "expected a docker config.json: {\"auths\": {\"HOST\": {\"auth\": \"...\"}}}",
+        )
+    })?;
+    Ok(Some(Fallback { target, described }))
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn default_docker_config() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(std::path::Path::new(&dir).join("config.json"));
+    }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+    Some(
+        std::path::Path::new(&home)
+            .join(".docker")
+            .join("config.json"),
+    )
+}
+
+/// The registry a command should use: `--registry-repo`, else `--source`, else the
+/// module's active source, else the only ModuleSource.
+pub async fn choose_target(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    module: Option<&str>,
+    flag: Option<&str>,
+    fallback: Option<&Fallback>,
+) -> Result<RegistryTarget> {
+    if let Some(fallback) = fallback {
+        fallback.announce(ctx);
+        return Ok(fallback.target.clone());
+    }
+    let sources = super::diagnose::list_sources(cluster).await?.ok_or_else(|| {
+        Error::runtime(format!(
+            "forbidden: you may not list modulesources.deckhouse.io on {}",
+            cluster.place()
+        ))
+        .with_hint("the registry credentials live in the ModuleSource; ask for 'list' on modulesources.deckhouse.io, or pass --registry-repo HOST/PATH with your own docker config.json (--registry-config)")
+    })?;
+    let names = || {
+        sources
+            .iter()
+            .filter_map(|s| s.metadata.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let wanted = match (flag, module) {
+        (Some(flag), _) => Some(flag.to_string()),
+        (None, Some(module)) => cluster
+            .modules()
+            .get_opt(module)
+            .await
+            .map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?
+            .and_then(|m| m.properties)
+            .and_then(|p| {
+                p.source
+                    .filter(|s| !s.is_empty() && s != "Embedded")
+                    .or_else(|| p.available_sources.first().cloned())
+            }),
+        (None, None) => None,
+    };
+    let chosen: &ModuleSource = match wanted {
+        Some(name) => sources
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+            .ok_or_else(|| {
+                Error::runtime(format!("ModuleSource {name:?} not found"))
+                    .with_hint(format!("existing ModuleSources: {}", names()))
+            })?,
+        None if sources.len() == 1 => &sources[0],
+        None if sources.is_empty() => {
+            return Err(Error::runtime("the cluster has no ModuleSources"));
+        }
+        None => {
+            return Err(
+                Error::usage("several ModuleSources exist; choose one with --source NAME")
+                    .with_hint(format!("ModuleSources: {}", names())),
+            );
+        }
+    };
+    if sources.len() > 1 {
+        ctx.printer.debug(
+            1,
+            format!(
+                "using ModuleSource {}",
+                chosen.metadata.name.as_deref().unwrap_or_default()
+            ),
+        );
+    }
+    Ok(RegistryTarget::from_source(chosen))
+}
+
+/// A registry client for `target`, with errors in the tool's format.
+pub fn client_for(target: &RegistryTarget, timeout: Duration) -> Result<SourceRegistry> {
+    SourceRegistry::new(target, &RegistryOptions { timeout })
+        .map_err(|err| registry_error(target, None, err))
+}
+
+/// A registry failure as the tool reports it: which registry, what it said, and a next
+/// step that exists (`module`: the module the command was about, for the hint).
+pub fn registry_error(target: &RegistryTarget, module: Option<&str>, err: RegistryError) -> Error {
+    let whose = if target.name == crate::registry::FALLBACK_NAME {
+        format!("registry {}", target.repo)
+    } else {
+        format!("registry of ModuleSource {} ({})", target.name, target.repo)
+    };
+    let hint = match (err.kind, module) {
+        (RegistryErrorKind::NotFound, Some(module)) => {
+            format!("list the tags that exist with: kubectl mpo registry tags {module}")
+        }
+        (RegistryErrorKind::Config, _) => {
+            "check the ModuleSource's spec.registry.repo: host[:port]/path in lower case"
+                .to_string()
+        }
+        (_, Some(module)) => format!("see what is wrong with: kubectl mpo explain {module}"),
+        (_, None) => format!(
+            "check the registry with: kubectl mpo registry modules --source {}",
+            target.name
+        ),
+    };
+    let message = format!("{whose}: {}", err.message);
+    Error::runtime(message)
+        .with_detail(format!("registry error kind: {:?}", err.kind))
+        .with_hint(hint)
+        .with_source(err)
+}
+
+/// The fuzzy tag picker (terminal only): the module's tags from its registry.
+pub async fn pick_tag(ctx: &Ctx, overrides: &Overrides, module: &str) -> Result<String> {
+    let target = choose_target(ctx, &overrides.cluster, Some(module), None, None).await?;
+    let client = client_for(&target, REGISTRY_TIMEOUT)?;
+    let spinner = ctx
+        .printer
+        .spinner(format!("listing tags of {}/{module}", client.repo()));
+    let tags = client.tags(module).await;
+    drop(spinner);
+    let tags: Vec<String> = tags
+        .map_err(|err| registry_error(&target, Some(module), err))?
+        .into_iter()
+        .filter(|t| !is_hash_tag(t))
+        .collect();
+    if tags.is_empty() {
+        return Err(Error::runtime(format!(
+            "{}/{module} has no tags",
+            client.repo()
+        )));
+    }
+    let shown: Vec<String> = tags
+        .iter()
+        .map(|t| crate::output::inline(t).into_owned())
+        .collect();
+    let chosen = FuzzySelect::new()
+        .with_prompt(format!("tag of {}/{module}", client.repo()))
+        .items(&shown)
+        .default(0)
+        .interact_opt()
+        .map_err(|err| Error::runtime(format!("tag picker: {err}")))?;
+    chosen
+        .map(|index| tags[index].clone())
+        .ok_or_else(|| Error::interrupted("no tag chosen; nothing was changed"))
+}
+
+/// One override's registry lookup and what stands in its way.
+pub struct Lookup {
+    /// The first failing cluster check, as one line.
+    pub cluster_cause: Option<String>,
+    /// The registry asked (ModuleSource name or `(--registry-repo)`).
+    pub source: Option<String>,
+    /// `None`: not asked (offline, or no readable source).
+    pub result: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+}
+
+/// The registry digest of each override's tag, concurrently, with one client per
+/// registry (whose first lookup fetches tokens for all of them behind a token
+/// service). One failing registry marks only its own rows.
+pub async fn lookup_all(
+    world: &World,
+    fallback: Option<&RegistryTarget>,
+    items: &[ModulePullOverride],
+    offline: bool,
+    timeout: Duration,
+) -> Vec<Lookup> {
+    let options = RegistryOptions { timeout };
+    let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
+        HashMap::new();
+    let mut jobs = Vec::with_capacity(items.len());
+    for (index, mpo) in items.iter().enumerate() {
+        let name = mpo.metadata.name.as_deref().unwrap_or_default();
+        let (cluster_cause, source) = world.cause_and_source(name);
+        let target = match (fallback, source) {
+            (Some(fallback), _) => Some(fallback.clone()),
+            (None, Some(source)) => Some(RegistryTarget::from_source(source)),
+            (None, None) => None,
+        };
+        let client = match (&target, offline) {
+            (Some(target), false) => {
+                let client = clients
+                    .entry(target.name.clone())
+                    .or_insert_with(|| Arc::new(SourceRegistry::new(target, &options)))
+                    .clone();
+                if let Ok(registry) = client.as_ref() {
+                    registry.plan_lookup(name);
+                }
+                Some(client)
+            }
+            _ => None,
+        };
+        jobs.push((index, cluster_cause, target.map(|t| t.name), client));
+    }
+    let mut done: Vec<(usize, Lookup)> = futures::stream::iter(jobs)
+        .map(|(index, cluster_cause, source, client)| async move {
+            let mpo = &items[index];
+            let name = mpo.metadata.name.as_deref().unwrap_or_default();
+            let result = match client.as_deref() {
+                // The timeout bounds the whole lookup, token requests and retries included.
+                Some(Ok(client)) => Some(
+                    tokio::time::timeout(timeout, client.module_digest(name, &mpo.spec.image_tag))
+                        .await
+                        .unwrap_or_else(|_| Err(RegistryError::timed_out(name, timeout))),
+                ),
+                Some(Err(err)) => Some(Err(err.clone())),
+                None => None,
+            };
+            (
+                index,
+                Lookup {
+                    cluster_cause,
+                    source,
+                    result,
+                },
+            )
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, lookup)| lookup).collect()
+}
+
+/// The registry digest of each override (`None` where it cannot be known), with the
+/// same source choice as `status`.
+pub async fn registry_digests(
+    overrides: &Overrides,
+    items: &[ModulePullOverride],
+) -> Vec<Option<String>> {
+    let Ok(world) = World::load_all(&overrides.cluster).await else {
+        return vec![None; items.len()];
+    };
+    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT)
+        .await
+        .into_iter()
+        .map(|lookup| lookup.result.and_then(|r| r.ok()).map(|d| d.digest))
+        .collect()
+}

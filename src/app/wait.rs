@@ -1,0 +1,291 @@
+//! Waiting on the controller: one watch-based wait ([`wait_for`]) and small named
+//! conditions on the watched override, each unit-tested on literal objects (the shape
+//! of kube-runtime's `wait::conditions`). A condition sees `None` once the override is
+//! gone.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::watcher;
+
+use super::Ctx;
+use super::Outcome;
+use super::diagnose;
+use super::overrides::Overrides;
+use crate::deckhouse::checks::is_ready;
+use crate::deckhouse::resources::{ModulePullOverride, RENEW_ANNOTATION};
+use crate::error::{Error, Kind, Result};
+use crate::output::{To, Tone, humanize};
+
+/// How long a wait rides out a failing watch before it gives up on the API server.
+const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(10);
+
+/// The controller has judged the override: a message (gen B–D), or gen A's empty
+/// message with a digest.
+pub fn has_verdict(object: Option<&ModulePullOverride>) -> bool {
+    object.is_none_or(|o| o.message().is_some_and(|m| !m.is_empty()) || is_ready(o))
+}
+
+/// The controller has written status since `before` (a new digest, message or
+/// `updatedAt`) and that status is a verdict.
+pub fn new_verdict_since(
+    before: &ModulePullOverride,
+) -> impl Fn(Option<&ModulePullOverride>) -> bool + use<> {
+    let baseline = before.status.clone().unwrap_or_default();
+    move |object| {
+        let Some(object) = object else {
+            return true;
+        };
+        let status = object.status.clone().unwrap_or_default();
+        let reacted = status.image_digest != baseline.image_digest
+            || status.message != baseline.message
+            || status.updated_at != baseline.updated_at;
+        reacted && has_verdict(Some(object))
+    }
+}
+
+/// The controller has reacted to a renew. When the registry has a new image
+/// (`new_image_expected`), only that image or a new problem is the answer; otherwise
+/// any status write, or the removal of the renew annotation after a forced redeploy.
+pub fn renew_reacted(
+    before: &ModulePullOverride,
+    new_image_expected: bool,
+) -> impl Fn(Option<&ModulePullOverride>) -> bool + use<> {
+    let old = before.status.clone().unwrap_or_default();
+    move |object| {
+        let Some(object) = object else {
+            return true;
+        };
+        let status = object.status.clone().unwrap_or_default();
+        if new_image_expected {
+            return status.image_digest != old.image_digest
+                || (status.message != old.message && !is_ready(object));
+        }
+        let changed = status.updated_at != old.updated_at
+            || status.image_digest != old.image_digest
+            || status.message != old.message;
+        let consumed = !object
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(RENEW_ANNOTATION));
+        changed || consumed
+    }
+}
+
+/// The override no longer exists.
+pub fn is_gone(object: Option<&ModulePullOverride>) -> bool {
+    object.is_none()
+}
+
+/// The error for an override deleted while a command waited for its verdict.
+pub fn deleted_while_waiting(name: &str) -> Error {
+    Error::condition(format!(
+        "modulepulloverride {name:?} was deleted while waiting"
+    ))
+}
+
+/// Watches one override until `condition` holds (the object, or `None` when it is
+/// gone), `timeout` passes (exit 1) or the user presses Ctrl-C. Only reads:
+/// interrupting leaves nothing half-written.
+pub async fn wait_for(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    name: &str,
+    timeout: Duration,
+    waiting_for: &str,
+    condition: impl Fn(Option<&ModulePullOverride>) -> bool,
+) -> Result<Option<ModulePullOverride>> {
+    let spinner = ctx
+        .printer
+        .spinner(format!("waiting for {name}: {waiting_for}"));
+    // Keep each watch request shorter than the client's read timeout, so a quiet
+    // object does not look like a dead connection.
+    let watch_secs = overrides
+        .cluster
+        .request_timeout
+        .map_or(290, |t| t.as_secs().saturating_sub(2).clamp(1, 290)) as u32;
+    let config = watcher::Config::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(watch_secs);
+    let mut events = std::pin::pin!(watcher(overrides.api.clone(), config));
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut seen_any = false;
+    // When the watch started failing; a blip (an API server restart) is ridden out,
+    // a server that stays away ends the wait as a runtime failure, not a timeout.
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = &mut deadline => {
+                drop(spinner);
+                return Err(Error::condition(format!("timed out after {} waiting for {name}: {waiting_for}", humanize(timeout)))
+                    .with_hint(format!("see what blocks it with: kubectl mpo explain {name}")));
+            }
+            _ = tokio::signal::ctrl_c() => {
+                drop(spinner);
+                return Err(Error::new(Kind::Interrupted, format!("interrupted while waiting for {name}; nothing was changed by the wait")));
+            }
+            event = events.next() => {
+                let event = match event {
+                    Some(Ok(event)) => {
+                        failing_since = None;
+                        event
+                    }
+                    Some(Err(err)) => {
+                        ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= WATCH_FAILURE_GRACE {
+                            drop(spinner);
+                            return Err(Error::runtime(format!(
+                                "lost the API server {} while waiting for {name}: {err}",
+                                overrides.cluster.place()
+                            ))
+                            .with_hint(format!(
+                                "what was sent before the wait is saved; once the cluster answers, check it with: kubectl mpo status {name}"
+                            ))
+                            .with_source(err));
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    None => return Err(Error::runtime(format!("the watch of {name} ended unexpectedly"))),
+                };
+                let seen = match event {
+                    watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                        seen_any = true;
+                        Some(object)
+                    }
+                    watcher::Event::Delete(_) => None,
+                    // An empty initial list means the object does not exist (any more).
+                    watcher::Event::InitDone if !seen_any => None,
+                    watcher::Event::Init | watcher::Event::InitDone => continue,
+                };
+                if condition(seen.as_ref()) {
+                    return Ok(seen);
+                }
+            }
+        }
+    }
+}
+
+/// Reports the controller's verdict on `to`: Ready with the digest, or the conflict
+/// with the failing checks and the fix. With `-o json|yaml|name` the verdict goes to
+/// stderr so that stdout stays machine-readable.
+pub async fn report_verdict(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    name: &str,
+    object: &ModulePullOverride,
+    to: To,
+) -> Result<Outcome> {
+    if is_ready(object) {
+        let digest = object.image_digest().unwrap_or("<none>");
+        ctx.printer.line_to(
+            to,
+            format!(
+                "{} {name} runs {}@{digest}",
+                ctx.printer.paint("Ready:", Tone::Good),
+                object.spec.image_tag
+            ),
+        );
+        return Ok(Outcome::Success);
+    }
+    ctx.printer.line_to(
+        to,
+        format!(
+            "{} {name}: {}",
+            ctx.printer.paint("Conflict:", Tone::Bad),
+            object.message().unwrap_or_default()
+        ),
+    );
+    diagnose::explain_failure(ctx, overrides, object).await;
+    Ok(Outcome::ConditionFailed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deckhouse::resources::MpoStatus;
+
+    fn with_status(message: &str, digest: Option<&str>, updated: &str) -> ModulePullOverride {
+        ModulePullOverride {
+            status: Some(MpoStatus {
+                message: Some(message.into()),
+                image_digest: digest.map(str::to_string),
+                updated_at: Some(updated.into()),
+                weight: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_verdict_is_a_message_or_gen_a_success() {
+        assert!(!has_verdict(Some(&ModulePullOverride::default())));
+        assert!(has_verdict(Some(&with_status(
+            "The module disabled",
+            None,
+            "t1"
+        ))));
+        assert!(has_verdict(Some(&with_status("", Some("sha256:a"), "t1"))));
+        assert!(!has_verdict(Some(&with_status("", None, "t1"))));
+        assert!(has_verdict(None));
+    }
+
+    #[test]
+    fn an_edit_is_judged_only_by_status_written_after_it() {
+        let before = with_status("Ready", Some("sha256:a"), "t1");
+        let condition = new_verdict_since(&before);
+        assert!(!condition(Some(&before)));
+        assert!(condition(Some(&with_status(
+            "Ready",
+            Some("sha256:a"),
+            "t2"
+        ))));
+        assert!(condition(Some(&with_status(
+            "Download error: x",
+            Some("sha256:a"),
+            "t1"
+        ))));
+        assert!(condition(None));
+    }
+
+    #[test]
+    fn a_renew_expecting_a_new_image_waits_for_it() {
+        let before = with_status("Ready", Some("sha256:a"), "t1");
+        let expecting = renew_reacted(&before, true);
+        // A re-check that wrote only updatedAt is not the answer yet.
+        assert!(!expecting(Some(&with_status(
+            "Ready",
+            Some("sha256:a"),
+            "t2"
+        ))));
+        assert!(expecting(Some(&with_status(
+            "Ready",
+            Some("sha256:b"),
+            "t2"
+        ))));
+        assert!(expecting(Some(&with_status(
+            "Download error: x",
+            Some("sha256:a"),
+            "t2"
+        ))));
+        let quiet = renew_reacted(&before, false);
+        assert!(quiet(Some(&with_status("Ready", Some("sha256:a"), "t2"))));
+        let mut annotated = before.clone();
+        annotated.metadata.annotations =
+            Some([(RENEW_ANNOTATION.to_string(), "true".to_string())].into());
+        assert!(!quiet(Some(&annotated)));
+        assert!(
+            quiet(Some(&before)),
+            "renew annotation removed: a forced redeploy finished"
+        );
+    }
+
+    #[test]
+    fn gone_is_gone() {
+        assert!(is_gone(None));
+        assert!(!is_gone(Some(&ModulePullOverride::default())));
+    }
+}

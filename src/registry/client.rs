@@ -1,0 +1,454 @@
+//! The registry operations a command needs, for one [`RegistryTarget`]: the digest the
+//! controller would deploy (docs/deckhouse-facts.md §4, docs/deckhouse-real.md §3.1),
+//! tags, and image pulls flattened into a file tree. Every request is bounded by the
+//! client's timeout; idempotent reads are retried on 429/503 within it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::credentials::RegistryTarget;
+use super::error::{RegistryError, RegistryErrorKind, classify, is_busy};
+use super::image::{self, ImageTree};
+use super::reference;
+use super::tokens::Tokens;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ACCEPTED: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+
+/// The result of the digest rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedDigest {
+    /// What the controller compares with `status.imageDigest`.
+    pub digest: String,
+    /// Set when the tag is an index: the index's own digest (what `crane digest` prints).
+    pub index_digest: Option<String>,
+}
+
+/// Options shared by every registry client of one command run.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Bound on each registry request.
+    pub timeout: Duration,
+}
+
+/// A registry client for one [`RegistryTarget`].
+pub struct SourceRegistry {
+    client: Client,
+    auth: RegistryAuth,
+    tokens: Tokens,
+    repo: String,
+    options: RegistryOptions,
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+impl SourceRegistry {
+    /// A client for `target`, every request bounded by `options.timeout`. Fails only on
+    /// local problems: a repo that is not `host[:port]/path`, unusable credentials.
+    pub fn new(target: &RegistryTarget, options: &RegistryOptions) -> Result<Self, RegistryError> {
+        let repo = target.repo.trim().trim_end_matches('/').to_string();
+        if repo.is_empty() || repo.contains("://") || !repo.contains('/') {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Config,
+                format!("the registry repo {repo:?} is not of the form host[:port]/path"),
+            ));
+        }
+        let auth = target.auth()?;
+        let protocol = match target.scheme.as_deref().map(str::trim) {
+            Some(s) if s.eq_ignore_ascii_case("http") => ClientProtocol::Http,
+            _ => ClientProtocol::Https,
+        };
+        let ca = target.ca.as_deref().filter(|pem| !pem.trim().is_empty());
+        let extra_root_certificates = ca
+            .map(|pem| {
+                vec![Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.as_bytes().to_vec(),
+                }]
+            })
+            .unwrap_or_default();
+        let client = Client::new(ClientConfig {
+            protocol: protocol.clone(),
+            extra_root_certificates,
+            read_timeout: Some(options.timeout),
+            connect_timeout: Some(options.timeout.min(Duration::from_secs(10))),
+            max_concurrent_download: 4,
+            ..ClientConfig::default()
+        });
+        let scheme = match protocol {
+            ClientProtocol::Http => "http",
+            _ => "https",
+        };
+        let host = repo.split('/').next().unwrap_or_default();
+        let tokens = Tokens::new(scheme, host, ca, options.timeout);
+        Ok(SourceRegistry {
+            client,
+            auth,
+            tokens,
+            repo,
+            options: options.clone(),
+        })
+    }
+
+    /// A client from a repo and a ModuleSource-style dockerCfg.
+    #[cfg(test)]
+    pub fn from_parts(
+        repo: &str,
+        docker_cfg: Option<&str>,
+        ca: Option<&str>,
+        scheme: Option<&str>,
+        options: &RegistryOptions,
+    ) -> Result<Self, RegistryError> {
+        Self::new(
+            &RegistryTarget::with_docker_cfg(repo, docker_cfg, ca, scheme),
+            options,
+        )
+    }
+
+    /// Announces that `module` will be looked up in this command run (`status`), so
+    /// that behind a token service the first lookup fetches tokens for all announced
+    /// modules, several repositories per token request.
+    pub fn plan_lookup(&self, module: &str) {
+        if let Ok(reference) = self.reference(module, "latest") {
+            self.tokens.plan(reference);
+        }
+    }
+
+    fn reference(&self, repository: &str, tag_or_digest: &str) -> Result<Reference, RegistryError> {
+        reference::build(&self.repo, repository, tag_or_digest)
+    }
+
+    /// `host[:port]/path` of the ModuleSource.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    /// `<repo>/<module>:<tag>` (or `@digest`).
+    pub fn image_name(&self, module: &str, tag_or_digest: &str) -> String {
+        reference::image_name(&self.repo, module, tag_or_digest)
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, OciDistributionError>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout(self.options.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(what, &err)),
+            Err(_) => Err(self.timed_out(what)),
+        }
+    }
+
+    fn timed_out(&self, what: &str) -> RegistryError {
+        RegistryError::timed_out(what, self.options.timeout)
+    }
+
+    /// Like `bounded`, for idempotent reads: a registry that answers 429 (rate limit) or
+    /// 503 is asked again after a short back-off (0.5 s, 1 s, 2 s...), as long as the
+    /// whole lookup stays within the timeout. (The client does not expose Retry-After.)
+    async fn bounded_retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let mut delay = Duration::from_millis(500);
+        loop {
+            let result = tokio::time::timeout_at(deadline, call()).await;
+            match result {
+                Ok(Err(ref err))
+                    if is_busy(err) && tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) => return Err(classify(what, &err)),
+                Err(_) => return Err(self.timed_out(what)),
+            }
+        }
+    }
+
+    /// The raw manifest (or index) of `<repo>/<repository>:<tag>` and the sha256 of its body.
+    async fn manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<(Value, String), RegistryError> {
+        let reference = self.reference(repository, tag)?;
+        self.tokens
+            .prepare(&self.client, &self.auth, &reference)
+            .await;
+        let what = format!("GET manifest {reference}");
+        let pull = || {
+            self.bounded_retrying(&what, || {
+                self.client
+                    .pull_manifest_raw(&reference, &self.auth, &ACCEPTED)
+            })
+        };
+        let (body, _) = match pull().await {
+            Err(err)
+                if err.kind == RegistryErrorKind::Unauthorized
+                    && self.tokens.take_batched(&reference) =>
+            {
+                // The token service did not grant this repository in the batch: ask for
+                // a token of its own (which replaces the cached one) and try once more.
+                let _ = self
+                    .bounded(
+                        &what,
+                        self.client
+                            .auth(&reference, &self.auth, RegistryOperation::Pull),
+                    )
+                    .await;
+                pull().await?
+            }
+            result => result?,
+        };
+        let digest = sha256(&body);
+        let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
+            RegistryError::new(
+                RegistryErrorKind::Malformed,
+                format!("{what}: the answer is not a JSON manifest"),
+            )
+        })?;
+        if !manifest.is_object() {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Malformed,
+                format!("{what}: the answer is not a manifest"),
+            ));
+        }
+        Ok((manifest, digest))
+    }
+
+    /// The digest the Deckhouse controller would deploy for `<repo>/<module>:<tag>`:
+    /// sha256 of the manifest body, or the linux/amd64 child of an index.
+    pub async fn module_digest(
+        &self,
+        module: &str,
+        tag: &str,
+    ) -> Result<ResolvedDigest, RegistryError> {
+        let (manifest, digest) = self.manifest(module, tag).await?;
+        match amd64_child(&manifest) {
+            None => Ok(ResolvedDigest {
+                digest,
+                index_digest: None,
+            }),
+            Some(Ok(child)) => Ok(ResolvedDigest {
+                digest: child,
+                index_digest: Some(digest),
+            }),
+            Some(Err(())) => Err(RegistryError::new(
+                RegistryErrorKind::NotFound,
+                format!(
+                    "{} is an index without a linux/amd64 image",
+                    self.image_name(module, tag)
+                ),
+            )),
+        }
+    }
+
+    /// All tags of `<repo>/<repository>` (`""`: the repo itself, i.e. the module catalog).
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        let reference = self.reference(repository, "latest")?;
+        self.tokens
+            .prepare(&self.client, &self.auth, &reference)
+            .await;
+        let what = format!("list tags of {}", reference.repository());
+        let mut all = Vec::new();
+        let mut last: Option<String> = None;
+        const PAGE: usize = 1000;
+        loop {
+            let page = self
+                .bounded_retrying(&what, || {
+                    self.client
+                        .list_tags(&reference, &self.auth, Some(PAGE), last.as_deref())
+                })
+                .await?;
+            let count = page.tags.len();
+            last = page.tags.last().cloned();
+            all.extend(page.tags);
+            if count < PAGE || last.is_none() || all.len() > 1_000_000 {
+                break;
+            }
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// Pulls `<repo>/<repository>:<tag|digest>` (the linux/amd64 image of an index) and
+    /// applies its layers in order, with whiteouts.
+    pub async fn image_tree(
+        &self,
+        repository: &str,
+        tag_or_digest: &str,
+    ) -> Result<ImageTree, RegistryError> {
+        let (mut manifest, mut digest) = self.manifest(repository, tag_or_digest).await?;
+        if let Some(child) = amd64_child(&manifest) {
+            let child = child.map_err(|()| {
+                RegistryError::new(
+                    RegistryErrorKind::NotFound,
+                    "the index has no linux/amd64 image",
+                )
+            })?;
+            (manifest, digest) = self.manifest(repository, &child).await?;
+        }
+        let reference = self.reference(repository, &digest)?;
+        let layers = image::layer_descriptors(&manifest).map_err(|message| {
+            RegistryError::new(
+                RegistryErrorKind::Malformed,
+                format!("{reference}: {message}"),
+            )
+        })?;
+        let mut tree = ImageTree::new(digest);
+        for layer in layers {
+            let mut blob = Vec::new();
+            let what = format!("GET blob {} of {reference}", layer.digest);
+            self.bounded(
+                &what,
+                self.client
+                    .pull_blob(&reference, layer.digest.as_str(), &mut blob),
+            )
+            .await?;
+            if sha256(&blob) != layer.digest {
+                return Err(RegistryError::new(
+                    RegistryErrorKind::Malformed,
+                    format!("{what}: content does not match its digest"),
+                ));
+            }
+            tree.apply_layer(&blob, &layer.media_type)
+                .map_err(|message| {
+                    RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: {message}"))
+                })?;
+        }
+        Ok(tree)
+    }
+}
+
+/// `None`: not an index. `Some(Err)`: an index without linux/amd64.
+pub(super) fn amd64_child(manifest: &Value) -> Option<Result<String, ()>> {
+    let children = manifest.get("manifests")?.as_array()?;
+    Some(
+        children
+            .iter()
+            .find(|child| {
+                child.pointer("/platform/os").and_then(Value::as_str) == Some("linux")
+                    && child
+                        .pointer("/platform/architecture")
+                        .and_then(Value::as_str)
+                        == Some("amd64")
+            })
+            .and_then(|child| child.get("digest")?.as_str().map(str::to_string))
+            .ok_or(()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn index_resolves_to_amd64_child() {
+        let index = json!({"manifests": [
+            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}},
+        ]});
+        assert_eq!(amd64_child(&index), Some(Ok("sha256:amd".to_string())));
+        let arm_only = json!({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}}]});
+        assert_eq!(amd64_child(&arm_only), Some(Err(())));
+        assert_eq!(amd64_child(&json!({"layers": []})), None);
+    }
+
+    #[test]
+    fn references_are_built_from_their_parts() {
+        let options = RegistryOptions {
+            timeout: Duration::from_secs(1),
+        };
+        let registry =
+            SourceRegistry::from_parts("reg.io:5000/deckhouse/modules", None, None, None, &options)
+                .unwrap();
+        let tagged = registry.reference("echo", "pr-1").unwrap();
+        assert_eq!(tagged.resolve_registry(), "reg.io:5000");
+        assert_eq!(tagged.repository(), "deckhouse/modules/echo");
+        assert_eq!(tagged.tag(), Some("pr-1"));
+        let catalog = registry.reference("", "latest").unwrap();
+        assert_eq!(catalog.repository(), "deckhouse/modules");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let pinned = registry.reference("echo", &digest).unwrap();
+        assert_eq!(pinned.digest(), Some(digest.as_str()));
+        assert!(registry.reference("Echo", "v1").is_err());
+        assert!(registry.reference("echo", "bad tag").is_err());
+        assert!(registry.reference("echo", "sha256:abc").is_err());
+        let upper =
+            SourceRegistry::from_parts("reg.io/Deckhouse", None, None, None, &options).unwrap();
+        let err = upper.reference("echo", "v1").unwrap_err();
+        assert!(err.message.contains("reg.io/Deckhouse/echo:v1"), "{err}");
+    }
+
+    #[test]
+    fn repo_must_be_host_and_path() {
+        let options = RegistryOptions {
+            timeout: Duration::from_secs(1),
+        };
+        assert!(
+            SourceRegistry::from_parts("https://reg.io/x", None, None, None, &options).is_err()
+        );
+        assert!(SourceRegistry::from_parts("", None, None, None, &options).is_err());
+        let ok = SourceRegistry::from_parts(
+            "reg.io:5000/deckhouse/modules/",
+            None,
+            None,
+            Some("HTTP"),
+            &options,
+        )
+        .unwrap();
+        assert_eq!(ok.repo(), "reg.io:5000/deckhouse/modules");
+        assert_eq!(
+            ok.image_name("echo", "pr1"),
+            "reg.io:5000/deckhouse/modules/echo:pr1"
+        );
+    }
+}
+
+/// Hostile registry and dockerCfg content: errors, never panics.
+#[cfg(test)]
+mod hostile_input {
+    use super::*;
+    use crate::registry::credentials;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn docker_cfg_and_repo_never_panic(cfg in any::<String>(), repo in any::<String>()) {
+            let _ = credentials::for_repo(Some(&cfg), &repo);
+            let options = RegistryOptions { timeout: Duration::from_secs(1) };
+            let _ = SourceRegistry::from_parts(&repo, Some(&cfg), None, None, &options);
+        }
+
+        #[test]
+        fn layers_and_manifests_never_panic(blob in proptest::collection::vec(any::<u8>(), 0..2048), json in any::<String>()) {
+            let mut tree = ImageTree::new("sha256:x".into());
+            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar+gzip");
+            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar");
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&json) {
+                let _ = image::layer_descriptors(&value);
+                let _ = amd64_child(&value);
+            }
+        }
+    }
+}
