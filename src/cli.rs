@@ -665,4 +665,96 @@ mod tests {
             .expect("parses");
         assert_eq!(cli.global.request_timeout, Duration::ZERO);
     }
+
+    /// The words of the `printf '%s\n' ...` line that follows `marker` in the helper.
+    fn helper_list(marker: &str) -> Vec<String> {
+        let helper = include_str!("../kubectl_complete-mpo");
+        let after = helper.split_once(marker).expect(marker).1;
+        let line = after
+            .lines()
+            .find(|l| l.contains("printf '%s\\n'"))
+            .expect("a printf line");
+        let mut words: Vec<String> = line
+            .split_once("printf '%s\\n'")
+            .expect("printf")
+            .1
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(';').to_string())
+            .filter(|w| !w.is_empty() && !w.starts_with(';') && !w.starts_with("return"))
+            .collect();
+        words.sort();
+        words
+    }
+
+    fn names_of(command: &clap::Command) -> Vec<String> {
+        let mut names: Vec<String> = command
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set())
+            .flat_map(|c| {
+                std::iter::once(c.get_name().to_string())
+                    .chain(c.get_visible_aliases().map(str::to_string))
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_completion_helper_follows_the_command_tree() {
+        let cli = Cli::command();
+        assert_eq!(helper_list("if [ -z \"$sub\" ]; then"), names_of(&cli));
+        let registry = cli.find_subcommand("registry").expect("registry");
+        assert_eq!(helper_list("registry|reg)"), names_of(registry));
+        let mut shells: Vec<String> = Shell::value_variants()
+            .iter()
+            .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_string()))
+            .collect();
+        shells.sort();
+        assert_eq!(helper_list("\n    completion)\n"), shells);
+        // Every flag that takes a value is known to the helper, so that its value is
+        // not mistaken for the subcommand or the module.
+        let helper = include_str!("../kubectl_complete-mpo");
+        let skip_line = helper
+            .lines()
+            .find(|l| l.contains("--request-timeout)") && l.contains("continue"))
+            .expect("the helper's list of flags with values");
+        let mut all = vec![cli.clone()];
+        while let Some(command) = all.pop() {
+            for arg in command.get_arguments() {
+                if !arg.get_action().takes_values()
+                    || arg.is_positional()
+                    || arg.is_require_equals_set()
+                {
+                    continue;
+                }
+                if let Some(long) = arg.get_long() {
+                    assert!(
+                        skip_line.contains(&format!("--{long}|"))
+                            || skip_line.contains(&format!("--{long})")),
+                        "--{long} of {} missing from the helper",
+                        command.get_name()
+                    );
+                }
+            }
+            all.extend(command.get_subcommands().cloned());
+        }
+    }
+
+    #[test]
+    fn every_command_has_examples() {
+        let mut all = vec![Cli::command()];
+        while let Some(command) = all.pop() {
+            let help = command
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.split_once("Examples:\n")
+                    .is_some_and(|(_, examples)| examples.contains("kubectl mpo ")),
+                "{} has no examples",
+                command.get_name()
+            );
+            all.extend(command.get_subcommands().cloned());
+        }
+    }
 }

@@ -261,7 +261,7 @@ pub fn docker_cfg(entries: &[(&str, &str, &str)], use_auth_field: bool) -> Strin
     engine.encode(serde_json::to_vec(&json!({ "auths": auths })).unwrap_or_default())
 }
 
-/// Files of a module image as Deckhouse lays it out (deckhouse-facts §4).
+/// Files of a module image as Deckhouse lays it out (docs/deckhouse-facts.md §4).
 pub fn module_files(
     module: &str,
     version: &str,

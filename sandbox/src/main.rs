@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mpo_sandbox::image::{Layer, Pusher, module_files, push_app_image};
 use mpo_sandbox::{State, seed, simulator, token_server};
 
 #[derive(Parser)]
@@ -84,22 +83,15 @@ async fn main() -> anyhow::Result<()> {
             tag,
             note,
         } => {
-            let state = load(&state)?;
-            let pusher = Pusher::new(&state, &registry)?;
-            let repository = format!("{}/{module}", seed::repo_path(&registry));
-            // A new backend build per note; the frontend stays as seeded.
-            let revision: String = note.chars().filter(char::is_ascii_alphanumeric).collect();
-            let backend = push_app_image(&pusher, &repository, "backend", &revision).await?;
-            let frontend = push_app_image(&pusher, &repository, "frontend", "r1").await?;
-            let apps = [
-                ("backend", backend.as_str()),
-                ("frontend", frontend.as_str()),
-            ];
-            let files = module_files(&module, &tag, &apps, &note);
-            let pushed = pusher
-                .push_image(&repository, &tag, &[Layer::with_files(files)], "amd64")
-                .await?;
-            println!("{}", pushed.digest);
+            let digest = mpo_sandbox::fixtures::push_module_to(
+                &load(&state)?,
+                &registry,
+                &module,
+                &tag,
+                &note,
+            )
+            .await?;
+            println!("{digest}");
             Ok(())
         }
     }

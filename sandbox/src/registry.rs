@@ -1,5 +1,5 @@
 //! The simulator's registry access, written the way Deckhouse resolves module images
-//! (deckhouse-facts §4): credentials from the ModuleSource's dockerCfg matched by host,
+//! (docs/deckhouse-facts.md §4): credentials from the ModuleSource's dockerCfg matched by host,
 //! its CA and scheme; digest = sha256 of the manifest body, or the linux/amd64 child of
 //! an index.
 

@@ -1,6 +1,6 @@
 //! The Deckhouse controller simulator: plays the part of the ModulePullOverride controller,
 //! the ModuleSource controller and the module manager against the real API server and
-//! registries, following deckhouse-facts.md §2–§4. It shares no code with the plugin.
+//! registries, following docs/deckhouse-real.md and docs/deckhouse-facts.md §2–§4. It shares no code with the plugin.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -138,7 +138,7 @@ pub async fn run(state: &State) -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// ModulePullOverride controller (deckhouse-facts §2, §3)
+// ModulePullOverride controller (docs/deckhouse-facts.md §2, §3)
 
 /// Reconciles of different overrides run at once (controller-runtime has several
 /// workers), so one override whose registry stalls does not hold up the others.
@@ -724,8 +724,7 @@ async fn source_controller(apis: Apis) {
     }
 }
 
-async fn rescan_sources(apis_client: &Apis) -> anyhow::Result<()> {
-    let apis = apis_client;
+async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
     let overrides: Vec<String> = apis
         .mpo
         .list(&ListParams::default())

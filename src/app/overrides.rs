@@ -185,3 +185,39 @@ pub fn print_object(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deckhouse::resources::MpoSpec;
+    use crate::output::Printer;
+
+    fn printed(format: ObjectFormat) -> String {
+        let (printer, out, _) = Printer::capture(false, 0);
+        let ctx = Ctx {
+            global: Default::default(),
+            printer,
+        };
+        let object = ModulePullOverride {
+            metadata: kube::api::ObjectMeta {
+                name: Some("echo".into()),
+                ..Default::default()
+            },
+            spec: MpoSpec {
+                image_tag: "pr1".into(),
+                scan_interval: Some("15s".into()),
+                rollback: Some(false),
+                source: None,
+            },
+            ..Default::default()
+        };
+        print_object(&ctx, &object, MpoVersion::V1alpha2, format).expect("printed");
+        out.text()
+    }
+
+    #[test]
+    fn objects_print_as_kubectl_prints_them() {
+        insta::assert_snapshot!(printed(ObjectFormat::Name), @"modulepulloverride.deckhouse.io/echo");
+        insta::assert_snapshot!(printed(ObjectFormat::Json));
+    }
+}

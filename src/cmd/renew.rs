@@ -1,6 +1,6 @@
 //! `kubectl mpo renew MODULE... | --all [--wait]`
 //!
-//! Sets both renew annotations (deckhouse-facts §3): `modules.deckhouse.io/renew: "true"`
+//! Sets both renew annotations (docs/deckhouse-facts.md §3): `modules.deckhouse.io/renew: "true"`
 //! forces a redeploy on controllers since PR #22716, and a fresh value of the bare
 //! `renew` annotation is an annotation change, which is what wakes older controllers.
 

@@ -162,17 +162,9 @@ pub struct ModuleProperties {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release_channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accessibility: Option<ModuleAccessibility>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -288,8 +280,6 @@ pub struct ModuleSourceStatus {
     #[serde(default)]
     pub modules: Vec<SourceModule>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modules_count: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_time: Option<String>,
@@ -304,8 +294,6 @@ pub struct SourceModule {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
     #[serde(default)]
     pub overridden: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

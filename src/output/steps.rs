@@ -1,7 +1,7 @@
 //! The step list of a diagnosis (`explain`, preflight, a failed `--wait`): one line per
 //! check with its mark, then the cause and the fixes under each check that did not pass.
 
-use super::{Printer, To, Tone};
+use super::{Printer, To, Tone, inline};
 use crate::deckhouse::checks::{Step, StepState};
 
 fn mark(printer: &Printer, state: StepState) -> String {
@@ -27,7 +27,7 @@ pub fn print_steps(printer: &Printer, steps: &[Step], to: To) {
             let label = if index == 0 { "fix:   " } else { "       " };
             for (line_index, line) in fix.lines().enumerate() {
                 let prefix = if line_index == 0 { label } else { "       " };
-                printer.line_to(to, format!("      {prefix}{line}"));
+                printer.line_to(to, format!("      {prefix}{}", inline(line)));
             }
         }
     }

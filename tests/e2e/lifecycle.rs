@@ -294,7 +294,7 @@ fn renew_wait_reports_unchanged_on_a_legacy_controller() {
     run.assert_code(0);
     assert!(run.stdout.contains("unchanged"), "{run:?}");
     assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);
-    // Both annotations were set (deckhouse-facts §3).
+    // Both annotations were set (docs/deckhouse-facts.md §3).
     assert!(!mpo_field(&name, ".metadata.annotations.renew").is_empty());
 }
 
