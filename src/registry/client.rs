@@ -111,6 +111,8 @@ impl SourceRegistry {
         scheme: Option<&str>,
         options: &RegistryOptions,
     ) -> Result<Self, RegistryError> {
+        // main() chooses the TLS provider for the process; tests do it here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self::new(
             &RegistryTarget::with_docker_cfg(repo, docker_cfg, ca, scheme),
             options,
