@@ -209,7 +209,8 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
     } else if wide {
         row.message.clone()
     } else {
-        truncate_middle(&row.message, MESSAGE_WIDTH)
+        // Escaped first, so that the width counts what the terminal shows.
+        truncate_middle(&crate::output::inline(&row.message), MESSAGE_WIDTH)
     };
     let mut cells = vec![
         (row.name.clone(), Tone::Bold),

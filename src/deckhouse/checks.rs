@@ -488,7 +488,7 @@ pub fn override_step(
 ) -> Step {
     let message = mpo.message().unwrap_or("<no status yet>");
     let cluster_digest = mpo.image_digest().unwrap_or("<none>");
-    let mut summary = format!("override {}: {message:?}", mpo.spec.image_tag);
+    let mut summary = format!("override {}: \"{message}\"", mpo.spec.image_tag);
     if let Some(digest) = mpo.image_digest() {
         summary.push_str(&format!(", cluster runs {digest}"));
     }
@@ -535,7 +535,7 @@ pub fn override_step(
             state: StepState::Failed,
             ..step
         }
-        .because(format!("the controller reports {message:?}")),
+        .because(format!("the controller reports \"{message}\"")),
     }
 }
 

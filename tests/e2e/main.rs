@@ -8,6 +8,7 @@ mod cli;
 mod completion;
 mod diagnose;
 mod faults;
+mod hostile_text;
 mod kubeconfig;
 mod lifecycle;
 mod registry;
