@@ -454,3 +454,118 @@ mod hostile_input {
         }
     }
 }
+
+/// The client against an in-process registry that answers what each test scripts:
+/// retries and timeouts tested in milliseconds, without the sandbox.
+#[cfg(test)]
+mod against_a_scripted_registry {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+
+    /// Serves every manifest request with `respond(n)` for the n-th request (from 0);
+    /// `/v2/` answers 200. Returns the registry's `host:port` and the request count.
+    async fn registry(
+        respond: impl Fn(usize) -> (u16, &'static str) + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        let respond = Arc::new(respond);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                let respond = respond.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    let Ok(read) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    let request = String::from_utf8_lossy(&buffer[..read]);
+                    let (status, body) = if request.contains("/manifests/") {
+                        respond(seen.fetch_add(1, Ordering::SeqCst))
+                    } else {
+                        (200, "{}")
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        (address, count)
+    }
+
+    fn client(address: &str, timeout: Duration) -> SourceRegistry {
+        SourceRegistry::from_parts(
+            &format!("{address}/modules"),
+            None,
+            None,
+            Some("HTTP"),
+            &RegistryOptions { timeout },
+        )
+        .expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_busy_registry_is_asked_again_within_the_timeout() {
+        let (address, count) =
+            registry(|n| if n < 2 { (429, "{}") } else { (200, MANIFEST) }).await;
+        let resolved = client(&address, Duration::from_secs(10))
+            .module_digest("echo", "v1")
+            .await
+            .expect("resolved after two 429s");
+        assert_eq!(
+            resolved.digest,
+            format!("sha256:{:x}", Sha256::digest(MANIFEST))
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_registry_that_stays_busy_ends_within_the_timeout() {
+        let (address, _) = registry(|_| (503, "{}")).await;
+        let started = std::time::Instant::now();
+        let err = client(&address, Duration::from_secs(2))
+            .module_digest("echo", "v1")
+            .await
+            .expect_err("never answers 200");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.message.contains("503") || err.kind == RegistryErrorKind::Timeout,
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_tag_is_not_found_and_garbage_is_malformed() {
+        let (address, _) = registry(|n| {
+            if n == 0 {
+                (404, "{}")
+            } else {
+                (200, "not json")
+            }
+        })
+        .await;
+        let client = client(&address, Duration::from_secs(5));
+        let missing = client.module_digest("echo", "v1").await.expect_err("404");
+        assert_eq!(missing.kind, RegistryErrorKind::NotFound, "{missing}");
+        let garbage = client
+            .module_digest("echo", "v2")
+            .await
+            .expect_err("garbage");
+        assert_eq!(garbage.kind, RegistryErrorKind::Malformed, "{garbage}");
+    }
+}
