@@ -297,6 +297,9 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub fallback: RegistryFallbackArgs,
 
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
+
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<OutputFormat>,
@@ -318,6 +321,31 @@ pub struct RegistryFallbackArgs {
     /// PEM file with the CA of --registry-repo (added to the system roots)
     #[arg(long, value_name = "PATH", global = true)]
     pub registry_ca: Option<PathBuf>,
+}
+
+/// Caps on image reads: a hostile or broken image ends with an error naming the flag,
+/// never with an exhausted machine. The defaults are `ImageLimits::default()`.
+#[derive(Debug, Clone, Args)]
+pub struct ImageLimitArgs {
+    /// Largest decompressed size of one image layer (e.g. 512Mi, 2Gi)
+    #[arg(long, value_name = "SIZE", default_value = "512Mi", value_parser = crate::validate::byte_size)]
+    pub max_layer_size: u64,
+
+    /// Largest decompressed size of a whole image, all layers together
+    #[arg(long, value_name = "SIZE", default_value = "1Gi", value_parser = crate::validate::byte_size)]
+    pub max_image_size: u64,
+
+    /// Most entries (files, directories, links) in one image
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_files: u64,
+
+    /// Largest file read into memory: the file `registry cat` prints, a file `diff --content` shows
+    #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = crate::validate::byte_size)]
+    pub max_file_size: u64,
+
+    /// Time limit for reading a whole image (manifests and all layers)
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub pull_timeout: String,
 }
 
 #[derive(Debug, Args)]
@@ -399,6 +427,8 @@ pub struct RegistryImageArgs {
     pub image: String,
     #[command(flatten)]
     pub common: RegistryArgs,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +439,8 @@ pub struct RegistryCatArgs {
     pub path: String,
     #[command(flatten)]
     pub common: RegistryArgs,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::registry::app_images;
+use super::registry::{APP_IMAGES, app_images};
 use super::shared::Overrides;
 use super::{Ctx, Outcome, inspect};
 use crate::cli::{DiffArgs, OutputFormat};
+use crate::deckhouse::resources::ModuleSource;
 use crate::error::{Error, Result};
 use crate::output::Tone;
-use crate::registry::ImageTree;
+use crate::registry::{
+    ImageLimits, ImageTree, ReadPlan, RegistryError, RegistryErrorKind, SourceRegistry, human_bytes,
+};
 use crate::validate;
 
 #[derive(Serialize)]
@@ -21,6 +24,9 @@ struct ChangedFile {
     /// Unified diff for text files; absent for binary files.
     #[serde(skip_serializing_if = "Option::is_none")]
     diff: Option<String>,
+    /// Why no diff is shown for a file that may be text (over a size cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_shown: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -62,6 +68,7 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
         return Err(Error::usage("diff supports -o json or -o yaml"));
     }
     let fallback = inspect::fallback_source(&args.fallback)?;
+    let limits = inspect::image_limits(&args.limits)?;
     let name = args.module.as_str();
     let overrides = Overrides::connect(ctx).await?;
     let mpo = overrides.require(name).await?;
@@ -81,18 +88,27 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     let content = match (&cluster_digest, args.content && !same) {
         (Some(deployed), true) => {
             let spinner = ctx.printer.spinner("pulling both images");
-            let (old, new) = tokio::join!(
-                client.image_tree(name, deployed),
-                client.image_tree(name, &resolved.digest)
-            );
+            // First pass: sizes and digests only; second pass: the content of the changed
+            // files that will be shown, so memory follows what is shown, not the images.
+            let mut plan = ReadPlan {
+                keep: [APP_IMAGES.to_string()].into(),
+                digests: true,
+            };
+            let mut trees = pull_both(&client, name, deployed, &resolved.digest, &limits, &plan)
+                .await
+                .map_err(|err| err.for_source(&source));
+            if let Ok((old, new)) = &trees {
+                let shown = diff_candidates(old, new, limits.max_file_bytes);
+                if !shown.is_empty() {
+                    plan.keep.extend(shown);
+                    trees = pull_both(&client, name, deployed, &resolved.digest, &limits, &plan)
+                        .await
+                        .map_err(|err| err.for_source(&source));
+                }
+            }
             drop(spinner);
-            let old = old.map_err(|err| {
-                inspect::registry_error(&source, err).with_hint(
-                    "the deployed image may have been deleted from the registry (garbage collection)",
-                )
-            })?;
-            let new = new.map_err(|err| inspect::registry_error(&source, err))?;
-            Some(compare(&old, &new)?)
+            let (old, new) = trees?;
+            Some(compare(&old, &new, &limits)?)
         }
         _ => None,
     };
@@ -118,16 +134,104 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     })
 }
 
+/// Which side of the diff failed to read.
+enum PullError {
+    Deployed(RegistryError),
+    Registry(RegistryError),
+}
+
+impl PullError {
+    fn for_source(self, source: &ModuleSource) -> Error {
+        match self {
+            PullError::Deployed(err) if err.kind == RegistryErrorKind::NotFound => {
+                inspect::registry_error(source, err).with_hint(
+                    "the deployed image may have been deleted from the registry (garbage collection)",
+                )
+            }
+            PullError::Deployed(err) | PullError::Registry(err) => {
+                inspect::registry_error(source, err)
+            }
+        }
+    }
+}
+
+async fn pull_both(
+    client: &SourceRegistry,
+    name: &str,
+    deployed: &str,
+    current: &str,
+    limits: &ImageLimits,
+    plan: &ReadPlan,
+) -> std::result::Result<(ImageTree, ImageTree), PullError> {
+    let (old, new) = tokio::join!(
+        client.image_tree(name, deployed, limits, plan),
+        client.image_tree(name, current, limits, plan)
+    );
+    Ok((
+        old.map_err(PullError::Deployed)?,
+        new.map_err(PullError::Registry)?,
+    ))
+}
+
+/// Text diffs are kept to this much content in memory, both images together.
+const DIFF_CONTENT_BUDGET: u64 = 64 << 20;
+
+/// The changed files whose content is read for a unified diff: both sides within the
+/// one-file cap, in path order, until the budget is spent.
+fn diff_candidates(old: &ImageTree, new: &ImageTree, max_file_bytes: u64) -> Vec<String> {
+    let mut spent = 0u64;
+    let mut shown = Vec::new();
+    for (path, after) in &new.files {
+        let Some(before) = old.files.get(path) else {
+            continue;
+        };
+        if before.digest == after.digest
+            || before.size > max_file_bytes
+            || after.size > max_file_bytes
+        {
+            continue;
+        }
+        spent += before.size + after.size;
+        if spent > DIFF_CONTENT_BUDGET {
+            break;
+        }
+        shown.push(path.clone());
+    }
+    shown
+}
+
 fn is_text(content: &[u8]) -> bool {
     !content.contains(&0) && std::str::from_utf8(content).is_ok()
 }
 
-fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
+fn compare(old: &ImageTree, new: &ImageTree, limits: &ImageLimits) -> Result<ContentDiff> {
     let mut diff = ContentDiff::default();
-    for (path, content) in &new.files {
+    for (path, after) in &new.files {
         match old.files.get(path) {
             None => diff.added.push(path.clone()),
-            Some(before) if before != content => {
+            Some(before_file) if before_file.digest != after.digest => {
+                let (Some(before), Some(content)) =
+                    (before_file.content.as_deref(), after.content.as_deref())
+                else {
+                    let largest = before_file.size.max(after.size);
+                    let not_shown = if largest > limits.max_file_bytes {
+                        format!(
+                            "{largest} bytes, over the {} limit for one file (--max-file-size)",
+                            human_bytes(limits.max_file_bytes)
+                        )
+                    } else {
+                        format!(
+                            "over the {} of changed content shown in one diff",
+                            human_bytes(DIFF_CONTENT_BUDGET)
+                        )
+                    };
+                    diff.changed.push(ChangedFile {
+                        path: path.clone(),
+                        diff: None,
+                        not_shown: Some(not_shown),
+                    });
+                    continue;
+                };
                 let text = (is_text(before) && is_text(content)).then(|| {
                     similar::TextDiff::from_lines(
                         String::from_utf8_lossy(before).as_ref(),
@@ -141,6 +245,7 @@ fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
                 diff.changed.push(ChangedFile {
                     path: path.clone(),
                     diff: text,
+                    not_shown: None,
                 });
             }
             Some(_) => {}
@@ -241,10 +346,16 @@ fn print_report(ctx: &Ctx, report: &Report, content_requested: bool) {
                     p.line(p.paint(line, tone));
                 }
             }
-            None => p.line(format!(
-                "Binary files cluster/{0} and registry/{0} differ",
-                file.path
-            )),
+            None => match &file.not_shown {
+                Some(reason) => p.line(format!(
+                    "Files cluster/{0} and registry/{0} differ (not shown: {reason})",
+                    file.path
+                )),
+                None => p.line(format!(
+                    "Binary files cluster/{0} and registry/{0} differ",
+                    file.path
+                )),
+            },
         }
     }
 }

@@ -10,13 +10,26 @@ use crate::deckhouse::diagnosis::{self, ClusterFacts, Step, StepState};
 use crate::deckhouse::resources::{Module, ModuleConfig, ModuleSource};
 use crate::error::{Error, Result};
 use crate::output::Tone;
-use crate::registry::{RegistryError, RegistryOptions, ResolvedDigest, SourceRegistry};
+use crate::registry::{
+    ImageLimits, RegistryError, RegistryOptions, ResolvedDigest, SourceRegistry,
+};
 
 /// Default bound on each registry request.
 pub const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn registry_options(timeout: Duration) -> RegistryOptions {
     RegistryOptions { timeout }
+}
+
+/// The image read caps from their flags (`--pull-timeout` is checked here: exit 2).
+pub fn image_limits(args: &crate::cli::ImageLimitArgs) -> Result<ImageLimits> {
+    Ok(ImageLimits {
+        max_layer_bytes: args.max_layer_size,
+        max_image_bytes: args.max_image_size,
+        max_entries: args.max_files,
+        max_file_bytes: args.max_file_size,
+        timeout: crate::validate::duration_flag("pull-timeout", &args.pull_timeout, false)?,
+    })
 }
 
 /// The cluster objects one module's diagnosis reads.
@@ -363,6 +376,9 @@ pub fn registry_error(source: &ModuleSource, err: RegistryError) -> Error {
     .with_hint(match err.kind {
         crate::registry::RegistryErrorKind::NotFound => {
             "list what exists with: kubectl mpo registry tags MODULE".to_string()
+        }
+        crate::registry::RegistryErrorKind::Limit => {
+            "if the image is genuine, raise the cap with the flag named above".to_string()
         }
         _ => "see what is wrong with: kubectl mpo explain MODULE".to_string(),
     })

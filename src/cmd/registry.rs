@@ -12,7 +12,7 @@ use crate::cli::{OutputFormat, RegistryArgs, RegistryCommand};
 use crate::deckhouse::resources::ModuleSource;
 use crate::error::{Error, Result};
 use crate::output::Tone;
-use crate::registry::{ImageTree, SourceRegistry};
+use crate::registry::{ImageLimits, ImageTree, ReadPlan, SourceRegistry, human_bytes};
 use crate::validate;
 
 /// Release channels as Deckhouse tags them (kebab case).
@@ -34,9 +34,18 @@ pub async fn run(ctx: &Ctx, command: RegistryCommand) -> Result<Outcome> {
     match command {
         RegistryCommand::Modules(args) => modules(ctx, &args.common).await,
         RegistryCommand::Tags(args) => tags(ctx, &args.module, args.all, &args.common).await,
-        RegistryCommand::Files(args) => files(ctx, &args.image, &args.common).await,
-        RegistryCommand::Cat(args) => cat(ctx, &args.image, &args.path, &args.common).await,
-        RegistryCommand::Images(args) => images(ctx, &args.image, &args.common).await,
+        RegistryCommand::Files(args) => {
+            let limits = inspect::image_limits(&args.limits)?;
+            files(ctx, &args.image, &args.common, &limits).await
+        }
+        RegistryCommand::Cat(args) => {
+            let limits = inspect::image_limits(&args.limits)?;
+            cat(ctx, &args.image, &args.path, &args.common, &limits).await
+        }
+        RegistryCommand::Images(args) => {
+            let limits = inspect::image_limits(&args.limits)?;
+            images(ctx, &args.image, &args.common, &limits).await
+        }
         RegistryCommand::Releases(args) => releases(ctx, &args.module, &args.common).await,
     }
 }
@@ -182,22 +191,34 @@ async fn image_target(
     Ok((target, module, tag))
 }
 
-async fn pull(ctx: &Ctx, target: &Target, module: &str, tag: &str) -> Result<ImageTree> {
+async fn pull(
+    ctx: &Ctx,
+    target: &Target,
+    module: &str,
+    tag: &str,
+    limits: &ImageLimits,
+    plan: &ReadPlan,
+) -> Result<ImageTree> {
     let spinner = ctx
         .printer
         .spinner(format!("pulling {}", target.client.image_name(module, tag)));
-    let tree = target.client.image_tree(module, tag).await;
+    let tree = target.client.image_tree(module, tag, limits, plan).await;
     drop(spinner);
     tree.map_err(|err| inspect::registry_error(&target.source, err))
 }
 
-async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome> {
+async fn files(
+    ctx: &Ctx,
+    image: &str,
+    common: &RegistryArgs,
+    limits: &ImageLimits,
+) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
-    let tree = pull(ctx, &target, &module, &tag).await?;
+    let tree = pull(ctx, &target, &module, &tag, limits, &ReadPlan::default()).await?;
     #[derive(Serialize)]
     struct File<'a> {
         path: &'a str,
-        size: usize,
+        size: u64,
     }
     #[derive(Serialize)]
     struct Doc<'a> {
@@ -211,9 +232,9 @@ async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome>
         files: tree
             .files
             .iter()
-            .map(|(path, content)| File {
+            .map(|(path, file)| File {
                 path,
-                size: content.len(),
+                size: file.size,
             })
             .collect(),
     };
@@ -238,11 +259,25 @@ async fn files(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome>
     Ok(Outcome::Success)
 }
 
-async fn cat(ctx: &Ctx, image: &str, path: &str, common: &RegistryArgs) -> Result<Outcome> {
+async fn cat(
+    ctx: &Ctx,
+    image: &str,
+    path: &str,
+    common: &RegistryArgs,
+    limits: &ImageLimits,
+) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
-    let tree = pull(ctx, &target, &module, &tag).await?;
     let wanted = path.trim_start_matches("./").trim_start_matches('/');
-    let content = tree.files.get(wanted).ok_or_else(|| {
+    let tree = pull(
+        ctx,
+        &target,
+        &module,
+        &tag,
+        limits,
+        &ReadPlan::keep([wanted]),
+    )
+    .await?;
+    let file = tree.files.get(wanted).ok_or_else(|| {
         Error::runtime(format!(
             "{wanted} is not in {}",
             target.client.image_name(&module, &tag)
@@ -250,6 +285,15 @@ async fn cat(ctx: &Ctx, image: &str, path: &str, common: &RegistryArgs) -> Resul
         .with_hint(format!(
             "list the files with: kubectl mpo registry files {module}:{tag}"
         ))
+    })?;
+    let content = file.content.as_deref().ok_or_else(|| {
+        Error::runtime(format!(
+            "{wanted} in {} is {} bytes, over the {} limit for one file",
+            target.client.image_name(&module, &tag),
+            file.size,
+            human_bytes(limits.max_file_bytes)
+        ))
+        .with_hint("if the file is genuine, raise the cap with --max-file-size")
     })?;
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -259,11 +303,21 @@ async fn cat(ctx: &Ctx, image: &str, path: &str, common: &RegistryArgs) -> Resul
     Ok(Outcome::Success)
 }
 
+/// The application images of a module image, by name.
+pub const APP_IMAGES: &str = "images_digests.json";
+
 /// `images_digests.json` as name -> digest pairs.
 pub fn app_images(tree: &ImageTree) -> Result<Vec<(String, String)>> {
-    let Some(raw) = tree.files.get("images_digests.json") else {
+    let Some(file) = tree.files.get(APP_IMAGES) else {
         return Ok(Vec::new());
     };
+    let raw = file.content.as_deref().ok_or_else(|| {
+        Error::runtime(format!(
+            "{APP_IMAGES} is {} bytes, over the limit for one file",
+            file.size
+        ))
+        .with_hint("if the file is genuine, raise the cap with --max-file-size")
+    })?;
     let value: Value = serde_json::from_slice(raw)
         .map_err(|err| Error::runtime(format!("images_digests.json is not valid JSON: {err}")))?;
     let map = value
@@ -280,9 +334,15 @@ pub fn app_images(tree: &ImageTree) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-async fn images(ctx: &Ctx, image: &str, common: &RegistryArgs) -> Result<Outcome> {
+async fn images(
+    ctx: &Ctx,
+    image: &str,
+    common: &RegistryArgs,
+    limits: &ImageLimits,
+) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
-    let tree = pull(ctx, &target, &module, &tag).await?;
+    let plan = ReadPlan::keep([APP_IMAGES]);
+    let tree = pull(ctx, &target, &module, &tag, limits, &plan).await?;
     let images = app_images(&tree)?;
     #[derive(Serialize)]
     struct Entry {
@@ -330,10 +390,14 @@ async fn releases(ctx: &Ctx, module: &str, common: &RegistryArgs) -> Result<Outc
         let client = &target.client;
         let repository = repository.clone();
         async move {
-            let version = match client.image_tree(&repository, channel).await {
+            let limits = ImageLimits::default();
+            let plan = ReadPlan::keep(["version.json"]);
+            let version = match client
+                .image_tree(&repository, channel, &limits, &plan)
+                .await
+            {
                 Ok(tree) => tree
-                    .files
-                    .get("version.json")
+                    .content("version.json")
                     .and_then(|raw| serde_json::from_slice::<Value>(raw).ok())
                     .and_then(|v| v.get("version").and_then(Value::as_str).map(str::to_string))
                     .unwrap_or_else(|| "<no version.json>".into()),

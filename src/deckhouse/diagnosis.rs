@@ -383,7 +383,7 @@ pub fn registry_step(
         RegistryErrorKind::Unreachable | RegistryErrorKind::Timeout => step
             .because(format!("the registry {host} cannot be reached from here (the cluster may still reach it)"))
             .fix(format!("curl -sI https://{host}/v2/    # check the network path")),
-        RegistryErrorKind::Malformed | RegistryErrorKind::Other => {
+        RegistryErrorKind::Malformed | RegistryErrorKind::Limit | RegistryErrorKind::Other => {
             step.because("the registry answered, but not with a usable image")
         }
     }
