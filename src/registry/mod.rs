@@ -171,7 +171,12 @@ impl SourceRegistry {
         let client = Client::new(ClientConfig {
             protocol: protocol.clone(),
             extra_root_certificates,
-            read_timeout: Some(options.timeout),
+            // No read timeout on the client: every call is bounded here (`bounded`), and
+            // a blob's chunks by `feed_layer`, which counts only the time spent waiting
+            // for the registry. reqwest's read timeout also counts the time the layer's
+            // decoder takes between two chunks, so a slow machine would fail a healthy
+            // download.
+            read_timeout: None,
             connect_timeout: Some(options.timeout.min(Duration::from_secs(10))),
             max_concurrent_download: 4,
             ..ClientConfig::default()
@@ -630,7 +635,13 @@ impl SourceRegistry {
                 )
             })
         };
-        let feed = feed_layer(stream.stream, sender, layer, &mismatch);
+        let feed = feed_layer(
+            stream.stream,
+            sender,
+            layer,
+            self.options.timeout,
+            &mismatch,
+        );
         tokio::pin!(feed, decode);
         let image_error = |err: image::ImageError| match err {
             image::ImageError::Limit(message) => {
@@ -675,6 +686,7 @@ async fn feed_layer<S, B>(
     mut stream: S,
     sender: tokio::sync::mpsc::Sender<B>,
     layer: &image::LayerRef,
+    chunk_timeout: Duration,
     mismatch: &impl Fn(String) -> RegistryError,
 ) -> Result<(), RegistryError>
 where
@@ -684,7 +696,21 @@ where
     let mut hasher = Sha256::new();
     let mut received: u64 = 0;
     let mut decoder_open = true;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(chunk_timeout, stream.next()).await else {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Timeout,
+                mismatch(format!(
+                    "no data from the registry for {}s after {received} of {} bytes",
+                    chunk_timeout.as_secs(),
+                    layer.size
+                ))
+                .message,
+            ));
+        };
+        let Some(chunk) = next else {
+            break;
+        };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             // The client checks the digest too, and says so as a stream error at the end.
@@ -694,7 +720,10 @@ where
             {
                 break;
             }
-            Err(err) => return Err(mismatch(format!("reading the layer: {err}"))),
+            Err(err) => {
+                let message = mismatch(format!("reading the layer: {}", chain(&err))).message;
+                return Err(RegistryError::new(RegistryErrorKind::Other, message));
+            }
         };
         received += chunk.as_ref().len() as u64;
         if received > layer.size {

@@ -4,7 +4,6 @@
 //! correct answer, and the binary's peak RSS, measured with wait4, stays bounded: the
 //! layers are streamed, never held whole.
 
-use std::io::Read;
 use std::process::Stdio;
 use std::sync::OnceLock;
 
@@ -59,54 +58,58 @@ impl Measured {
     }
 }
 
-/// Runs the binary against the sandbox and reaps it with wait4, which reports the
-/// peak RSS of that one process (getrusage(RUSAGE_CHILDREN) would mix in every other
-/// test's children).
+/// Forks the command from a small process and reports the child's peak RSS from
+/// wait4. (Measured from this test process, the child's ru_maxrss would start at this
+/// process's own size: Linux carries the pre-exec address space's high-water mark into
+/// it.) python3 is a sandbox requirement already.
+const MEASURE: &str = r#"
+import os, sys
+report, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+os._exit(code if code >= 0 else 128 - code)
+"#;
+
+/// Runs the binary against the sandbox (the environment of `support::command`) and
+/// measures its peak RSS.
 fn measured(args: &[&str]) -> Measured {
-    let mut child = command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kubectl-mpo");
-    let pid = child.id() as libc::pid_t;
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data, and wait4 writes it for a child of ours that std
-    // has not reaped (Child::wait is never called).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        assert_eq!(
-            err.kind(),
-            std::io::ErrorKind::Interrupted,
-            "wait4 failed: {err}"
-        );
+    let report = std::env::temp_dir().join(unique("mpo-rss"));
+    let template = command(args);
+    let mut wrapped = std::process::Command::new("python3");
+    wrapped
+        .arg("-c")
+        .arg(MEASURE)
+        .arg(&report)
+        .arg(template.get_program())
+        .args(template.get_args())
+        .stdin(Stdio::null());
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
     }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
+    let output = wrapped.output().expect("start python3 and kubectl-mpo");
+    let max_rss_kib = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS reported for {args:?}: {output:?}"));
+    let _ = std::fs::remove_file(&report);
     Measured {
         run: Run {
-            code,
-            stdout: stdout.join().expect("stdout reader"),
-            stderr: stderr.join().expect("stderr reader"),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         },
-        // Linux reports ru_maxrss in KiB.
-        max_rss_kib: usage.ru_maxrss.max(0) as u64,
+        max_rss_kib,
     }
 }
 
