@@ -109,7 +109,7 @@ fn file_header(path: &str, size: u64) -> anyhow::Result<tar::Header> {
 fn gzip_bomb(size: u64) -> anyhow::Result<Vec<u8>> {
     const CHUNK: u64 = 16 << 20;
     anyhow::ensure!(
-        size % CHUNK == 0,
+        size.is_multiple_of(CHUNK),
         "the bomb size must be a multiple of 16 MiB"
     );
     let header = file_header("bomb.bin", size)?;

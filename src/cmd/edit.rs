@@ -457,18 +457,25 @@ impl CaughtSignals {
         })
     }
 
-    /// Whether the edit was interrupted: the editor died of a signal, or one of the
-    /// caught signals arrived while it ran.
+    /// Whether the edit was interrupted: the editor failed, and it died of a signal or
+    /// one of the caught signals arrived while it ran. (An editor that shrugged off
+    /// Ctrl-C and saved keeps its edit.) Afterwards a Ctrl-C ends the process as it
+    /// would have without the catching: tokio cannot hand SIGINT back.
     fn interrupted(mut self, status: &std::process::ExitStatus) -> bool {
         use futures::FutureExt;
         use std::os::unix::process::ExitStatusExt;
         let pending = |signal: &mut tokio::signal::unix::Signal| {
             signal.recv().now_or_never().flatten().is_some()
         };
-        status.signal().is_some()
-            | pending(&mut self.interrupt)
-            | pending(&mut self.terminate)
-            | pending(&mut self.hangup)
+        let caught =
+            pending(&mut self.interrupt) | pending(&mut self.terminate) | pending(&mut self.hangup);
+        let mut interrupt = self.interrupt;
+        tokio::spawn(async move {
+            if interrupt.recv().await.is_some() {
+                std::process::exit(130);
+            }
+        });
+        !status.success() && (status.signal().is_some() || caught)
     }
 }
 

@@ -383,3 +383,53 @@ pub fn registry_error(source: &ModuleSource, err: RegistryError) -> Error {
         _ => "see what is wrong with: kubectl mpo explain MODULE".to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command, RegistryCommand};
+
+    fn limits_of(args: &[&str]) -> ImageLimits {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        let Command::Registry(RegistryCommand::Files(files)) = cli.command else {
+            panic!("registry files expected");
+        };
+        image_limits(&files.limits).expect("valid limits")
+    }
+
+    #[test]
+    fn image_cap_flags_default_to_the_library_defaults_and_raise_them() {
+        assert_eq!(
+            limits_of(&["kubectl-mpo", "registry", "files", "echo"]),
+            ImageLimits::default()
+        );
+        let raised = limits_of(&[
+            "kubectl-mpo",
+            "registry",
+            "files",
+            "echo",
+            "--max-layer-size",
+            "2Gi",
+            "--max-image-size",
+            "4Gi",
+            "--max-files",
+            "200000",
+            "--max-file-size",
+            "64Mi",
+            "--pull-timeout",
+            "10m",
+        ]);
+        assert_eq!(
+            raised,
+            ImageLimits {
+                max_layer_bytes: 2 << 30,
+                max_image_bytes: 4 << 30,
+                max_entries: 200_000,
+                max_file_bytes: 64 << 20,
+                timeout: Duration::from_secs(600),
+            }
+        );
+    }
+}

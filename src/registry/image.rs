@@ -50,7 +50,7 @@ impl Default for ImageLimits {
 /// `512Mi`-style rendering of a byte count, as the flags take it.
 pub fn human_bytes(bytes: u64) -> String {
     for (unit, shift) in [("Gi", 30), ("Mi", 20), ("Ki", 10)] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
