@@ -359,3 +359,91 @@ fn print_report(ctx: &Ctx, report: &Report, content_requested: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, path, content.as_bytes())
+                .expect("tar");
+        }
+        builder.into_inner().expect("tar")
+    }
+
+    fn tree(files: &[(&str, &str)], limits: &ImageLimits, plan: &ReadPlan) -> ImageTree {
+        let mut tree = ImageTree::new("sha256:x".into());
+        tree.apply_layer(&tar_of(files), "", limits, plan)
+            .expect("layer");
+        tree
+    }
+
+    #[test]
+    fn only_changed_files_within_the_cap_are_read_and_diffed() {
+        let limits = ImageLimits {
+            max_file_bytes: 1024,
+            ..ImageLimits::default()
+        };
+        let (big_before, big_after) = ("a\n".repeat(1000), "b\n".repeat(1000));
+        let before = [
+            ("a.txt", "1\n"),
+            ("big.txt", big_before.as_str()),
+            ("same.txt", "s\n"),
+        ];
+        let after = [
+            ("a.txt", "2\n"),
+            ("big.txt", big_after.as_str()),
+            ("same.txt", "s\n"),
+            ("new.txt", "n\n"),
+        ];
+        let first = ReadPlan {
+            keep: [APP_IMAGES.to_string()].into(),
+            digests: true,
+        };
+        let (old, new) = (
+            tree(&before, &limits, &first),
+            tree(&after, &limits, &first),
+        );
+        // Pass one keeps no content; pass two only what will be shown.
+        assert_eq!(old.content("a.txt"), None);
+        let shown = diff_candidates(&old, &new, limits.max_file_bytes);
+        assert_eq!(shown, ["a.txt"]);
+        let second = ReadPlan {
+            keep: shown.into_iter().collect(),
+            digests: true,
+        };
+        let (old, new) = (
+            tree(&before, &limits, &second),
+            tree(&after, &limits, &second),
+        );
+        assert_eq!(new.content("big.txt"), None);
+        let diff = compare(&old, &new, &limits).expect("compare");
+        assert_eq!(diff.added, ["new.txt"]);
+        assert!(diff.removed.is_empty());
+        let changed: Vec<&str> = diff.changed.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(changed, ["a.txt", "big.txt"]);
+        assert!(
+            diff.changed[0]
+                .diff
+                .as_deref()
+                .is_some_and(|d| d.contains("-1\n+2")),
+            "{:?}",
+            diff.changed[0].diff
+        );
+        assert_eq!(diff.changed[1].diff, None);
+        assert!(
+            diff.changed[1]
+                .not_shown
+                .as_deref()
+                .is_some_and(|why| why.contains("--max-file-size") && why.contains("2000 bytes")),
+            "{:?}",
+            diff.changed[1].not_shown
+        );
+    }
+}
