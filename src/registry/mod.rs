@@ -546,9 +546,9 @@ impl SourceRegistry {
             Err(_) => Err(RegistryError::new(
                 RegistryErrorKind::Timeout,
                 format!(
-                    "reading {} took longer than {}s; raise the limit with --pull-timeout",
+                    "reading {} took longer than {:?}; raise the limit with --pull-timeout",
                     self.image_name(repository, tag_or_digest),
-                    limits.timeout.as_secs()
+                    limits.timeout
                 ),
             )),
         }

@@ -315,6 +315,24 @@ fn hostile_images_end_diff_content_with_a_clear_error() {
 }
 
 #[test]
+fn hostile_reads_end_at_the_pull_timeout() {
+    let bomb = image(Kind::Bomb);
+    let args = [
+        "files",
+        bomb.as_str(),
+        "--max-layer-size",
+        "2Gi",
+        "--max-image-size",
+        "2Gi",
+        "--pull-timeout",
+        "1ms",
+    ];
+    registry(&args)
+        .assert_refused(&["took longer than 1ms", "--pull-timeout"])
+        .assert_bounded("registry files (--pull-timeout 1ms)");
+}
+
+#[test]
 fn hostile_cap_flags_are_checked_before_any_request() {
     for bad in [
         vec![
