@@ -334,6 +334,9 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub fallback: RegistryFallbackArgs,
 
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
+
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ReportFormat>,
@@ -355,6 +358,31 @@ pub struct RegistryFallbackArgs {
     /// PEM file with the CA of --registry-repo (added to the system roots)
     #[arg(long, value_name = "PATH", global = true)]
     pub registry_ca: Option<PathBuf>,
+}
+
+/// Caps on image reads: a hostile or broken image ends with an error naming the flag,
+/// never with an exhausted machine. The defaults are `ImageLimits::default()`.
+#[derive(Debug, Clone, Args)]
+pub struct ImageLimitArgs {
+    /// Largest decompressed size of one image layer (e.g. 512Mi, 2Gi)
+    #[arg(long, value_name = "SIZE", default_value = "512Mi", value_parser = crate::validate::byte_size)]
+    pub max_layer_size: u64,
+
+    /// Largest decompressed size of a whole image, all layers together
+    #[arg(long, value_name = "SIZE", default_value = "1Gi", value_parser = crate::validate::byte_size)]
+    pub max_image_size: u64,
+
+    /// Most entries (files, directories, links) in one image
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_files: u64,
+
+    /// Largest file read into memory: the file `registry cat` prints, a file `diff --content` shows
+    #[arg(long, value_name = "SIZE", default_value = "16Mi", value_parser = crate::validate::byte_size)]
+    pub max_file_size: u64,
+
+    /// Time limit for reading a whole image (manifests and all layers)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout)]
+    pub pull_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -444,6 +472,8 @@ pub struct RegistryImageArgs {
     pub image: ImageArg,
     #[command(flatten)]
     pub common: RegistryArgs,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<NamesFormat>,
@@ -462,6 +492,8 @@ pub struct RegistryCatArgs {
     pub raw: bool,
     #[command(flatten)]
     pub common: RegistryArgs,
+    #[command(flatten)]
+    pub limits: ImageLimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -484,6 +516,18 @@ pub struct VersionArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ReportFormat>,
+}
+
+impl From<&ImageLimitArgs> for crate::registry::ImageLimits {
+    fn from(args: &ImageLimitArgs) -> Self {
+        crate::registry::ImageLimits {
+            max_layer_bytes: args.max_layer_size,
+            max_image_bytes: args.max_image_size,
+            max_entries: args.max_files,
+            max_file_bytes: args.max_file_size,
+            timeout: args.pull_timeout,
+        }
+    }
 }
 
 /// A module name, checked at parse time: a DNS-1123 label of at most 63 characters.
@@ -756,5 +800,48 @@ mod tests {
             );
             all.extend(command.get_subcommands().cloned());
         }
+    }
+
+    fn limits_of(args: &[&str]) -> crate::registry::ImageLimits {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        let Command::Registry(RegistryCommand::Files(files)) = cli.command else {
+            panic!("registry files expected");
+        };
+        (&files.limits).into()
+    }
+
+    #[test]
+    fn image_cap_flags_default_to_the_library_defaults_and_raise_them() {
+        use crate::registry::ImageLimits;
+        assert_eq!(
+            limits_of(&["kubectl-mpo", "registry", "files", "echo"]),
+            ImageLimits::default()
+        );
+        let raised = limits_of(&[
+            "kubectl-mpo",
+            "registry",
+            "files",
+            "echo",
+            "--max-layer-size",
+            "2Gi",
+            "--max-image-size",
+            "4Gi",
+            "--max-files",
+            "200000",
+            "--max-file-size",
+            "64Mi",
+            "--pull-timeout",
+            "10m",
+        ]);
+        assert_eq!(
+            raised,
+            ImageLimits {
+                max_layer_bytes: 2 << 30,
+                max_image_bytes: 4 << 30,
+                max_entries: 200_000,
+                max_file_bytes: 64 << 20,
+                timeout: Duration::from_secs(600),
+            }
+        );
     }
 }

@@ -107,9 +107,60 @@ pub fn duration(text: &str, allow_zero: bool) -> Result<Duration> {
     }
 }
 
+/// A byte size as kubectl writes quantities: `1048576`, `512Ki`, `64Mi`, `2Gi`, `1Ti`,
+/// or decimal `500K`, `100M`, `1G`, `1T`. Zero is refused: a cap of nothing reads
+/// nothing. (A clap value parser: errors become exit 2.)
+pub fn byte_size(text: &str) -> std::result::Result<u64, String> {
+    let invalid =
+        || format!("{text:?} is not a size: use bytes or a quantity such as 512Ki, 64Mi, 2Gi");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| invalid())?;
+    let multiplier: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => return Err(invalid()),
+    };
+    match number.checked_mul(multiplier) {
+        Some(0) => Err(format!("{text:?}: the size must be more than zero")),
+        Some(bytes) => Ok(bytes),
+        None => Err(invalid()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(byte_size("512Mi"), Ok(512 << 20));
+        assert_eq!(byte_size("2Gi"), Ok(2 << 30));
+        assert_eq!(byte_size("100M"), Ok(100_000_000));
+        assert_eq!(byte_size("4096"), Ok(4096));
+        for bad in [
+            "",
+            "Mi",
+            "1.5Gi",
+            "-1",
+            "0",
+            "0Mi",
+            "1MB",
+            "99999999999Ti",
+            " 1Mi",
+        ] {
+            assert!(byte_size(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn module_names() {

@@ -127,13 +127,13 @@ impl Pusher {
         }
     }
 
-    fn reference(&self, repository: &str, tag: &str) -> anyhow::Result<Reference> {
+    pub fn reference(&self, repository: &str, tag: &str) -> anyhow::Result<Reference> {
         let text = format!("{}/{repository}:{tag}", self.host);
         text.parse()
             .with_context(|| format!("bad reference {text}"))
     }
 
-    async fn push_blob(&self, reference: &Reference, data: Vec<u8>) -> anyhow::Result<String> {
+    pub async fn push_blob(&self, reference: &Reference, data: Vec<u8>) -> anyhow::Result<String> {
         let digest = sha256_digest(&data);
         self.client
             .store_auth_if_needed(reference.resolve_registry(), &self.auth)
@@ -208,7 +208,7 @@ impl Pusher {
         self.push_manifest(&reference, index, OCI_INDEX).await
     }
 
-    async fn push_manifest(
+    pub async fn push_manifest(
         &self,
         reference: &Reference,
         body: Vec<u8>,
@@ -228,6 +228,18 @@ impl Pusher {
 
     /// Tags an existing manifest (by digest) with another tag.
     pub async fn retag(&self, repository: &str, digest: &str, tag: &str) -> anyhow::Result<()> {
+        let target = self.reference(repository, tag)?;
+        self.retag_reference(repository, digest, &target).await
+    }
+
+    /// Pushes an existing manifest (by digest) to `target` (a reference built from
+    /// parts, so that tests can try tags the reference grammar refuses).
+    pub async fn retag_reference(
+        &self,
+        repository: &str,
+        digest: &str,
+        target: &Reference,
+    ) -> anyhow::Result<()> {
         let source: Reference = format!("{}/{repository}@{digest}", self.host).parse()?;
         let (body, _) = self
             .client
@@ -239,8 +251,7 @@ impl Pusher {
             .and_then(|value| value.as_str())
             .unwrap_or(OCI_MANIFEST)
             .to_string();
-        let target = self.reference(repository, tag)?;
-        self.push_manifest(&target, body.to_vec(), &media_type)
+        self.push_manifest(target, body.to_vec(), &media_type)
             .await
             .map(|_| ())
     }

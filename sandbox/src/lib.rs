@@ -3,6 +3,7 @@
 //! shares no code with the plugin.
 
 pub mod fixtures;
+pub mod hostile;
 pub mod image;
 pub mod registry;
 pub mod seed;

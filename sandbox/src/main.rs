@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mpo_sandbox::{State, seed, simulator, token_server};
+use mpo_sandbox::{State, hostile, seed, simulator, token_server};
 
 #[derive(Parser)]
 #[command(name = "mpo-sandbox", about = "kubectl-mpo test sandbox tools")]
@@ -55,6 +55,14 @@ enum Command {
         #[arg(long, default_value = "custom build")]
         note: String,
     },
+    /// Push the hostile images (gzip bomb, wrong size, wrong digest, 100k files, hostile
+    /// names) to the tls registry as MODULE:<kind>, and try the hostile tags.
+    PushHostile {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value = "hostile")]
+        module: String,
+    },
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<State> {
@@ -92,6 +100,20 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             println!("{digest}");
+            Ok(())
+        }
+        Command::PushHostile { state, module } => {
+            let state = load(&state)?;
+            for kind in hostile::Kind::ALL {
+                let pushed = hostile::push(&state, &module, kind.name(), kind).await?;
+                println!("{module}:{} {}", kind.name(), pushed.digest);
+            }
+            for attempt in hostile::push_hostile_tags(&state, &module).await? {
+                match attempt.refused {
+                    None => println!("tag {:?}: accepted", attempt.tag),
+                    Some(why) => println!("tag {:?}: refused: {why}", attempt.tag),
+                }
+            }
             Ok(())
         }
     }

@@ -214,6 +214,9 @@ pub fn registry_error(target: &RegistryTarget, module: Option<&str>, err: Regist
         (RegistryErrorKind::NotFound, Some(module)) => {
             format!("list the tags that exist with: kubectl mpo registry tags {module}")
         }
+        (RegistryErrorKind::Limit, _) => {
+            "if the image is genuine, raise the cap with the flag named above".to_string()
+        }
         (RegistryErrorKind::Config, _) => {
             "check the ModuleSource's spec.registry.repo: host[:port]/path in lower case"
                 .to_string()

@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::app::images::{APP_IMAGES, app_images};
 use crate::app::overrides::Overrides;
 use crate::app::sources::{self, REGISTRY_TIMEOUT, registry_error};
 use crate::app::{Ctx, Outcome};
 use crate::cli::{DiffArgs, ReportFormat};
-use crate::deckhouse::layout;
 use crate::error::{Error, Result};
 use crate::output::{Printer, Tone};
-use crate::registry::ImageTree;
+use crate::registry::{
+    ImageLimits, ImageTree, ReadPlan, RegistryError, RegistryErrorKind, RegistryTarget,
+    SourceRegistry, human_bytes,
+};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -21,6 +24,9 @@ struct ChangedFile {
     /// Unified diff for text files; absent for binary files.
     #[serde(skip_serializing_if = "Option::is_none")]
     diff: Option<String>,
+    /// Why no diff is shown for a file that may be text (over a size cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_shown: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -58,6 +64,7 @@ struct Report {
 
 pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     let fallback = sources::fallback(&args.fallback)?;
+    let limits = ImageLimits::from(&args.limits);
     let name: &str = &args.module;
     let overrides = Overrides::connect(ctx).await?;
     let mpo = overrides.require(name).await?;
@@ -77,18 +84,27 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     let content = match (&cluster_digest, args.content && !same) {
         (Some(deployed), true) => {
             let spinner = ctx.printer.spinner("pulling both images");
-            let (old, new) = tokio::join!(
-                client.image_tree(name, deployed),
-                client.image_tree(name, &resolved.digest)
-            );
+            // First pass: sizes and digests only; second pass: the content of the changed
+            // files that will be shown, so memory follows what is shown, not the images.
+            let mut plan = ReadPlan {
+                keep: [APP_IMAGES.to_string()].into(),
+                digests: true,
+            };
+            let mut trees = pull_both(&client, name, deployed, &resolved.digest, &limits, &plan)
+                .await
+                .map_err(|err| err.for_source(&source, name));
+            if let Ok((old, new)) = &trees {
+                let shown = diff_candidates(old, new, limits.max_file_bytes);
+                if !shown.is_empty() {
+                    plan.keep.extend(shown);
+                    trees = pull_both(&client, name, deployed, &resolved.digest, &limits, &plan)
+                        .await
+                        .map_err(|err| err.for_source(&source, name));
+                }
+            }
             drop(spinner);
-            let old = old.map_err(|err| {
-                registry_error(&source, Some(name), err).with_hint(
-                    "the deployed image may have been deleted from the registry (garbage collection)",
-                )
-            })?;
-            let new = new.map_err(|err| registry_error(&source, Some(name), err))?;
-            Some(compare(&old, &new)?)
+            let (old, new) = trees?;
+            Some(compare(&old, &new, &limits)?)
         }
         _ => None,
     };
@@ -114,16 +130,107 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     })
 }
 
+/// Which side of the diff failed to read.
+enum PullError {
+    Deployed(RegistryError),
+    Registry(RegistryError),
+}
+
+impl PullError {
+    fn for_source(self, source: &RegistryTarget, module: &str) -> Error {
+        match self {
+            PullError::Deployed(err) if err.kind == RegistryErrorKind::NotFound => registry_error(
+                source,
+                Some(module),
+                err,
+            )
+            .with_hint(
+                "the deployed image may have been deleted from the registry (garbage collection)",
+            ),
+            PullError::Deployed(err) | PullError::Registry(err) => {
+                registry_error(source, Some(module), err)
+            }
+        }
+    }
+}
+
+async fn pull_both(
+    client: &SourceRegistry,
+    name: &str,
+    deployed: &str,
+    current: &str,
+    limits: &ImageLimits,
+    plan: &ReadPlan,
+) -> std::result::Result<(ImageTree, ImageTree), PullError> {
+    let (old, new) = tokio::join!(
+        client.image_tree(name, deployed, limits, plan),
+        client.image_tree(name, current, limits, plan)
+    );
+    Ok((
+        old.map_err(PullError::Deployed)?,
+        new.map_err(PullError::Registry)?,
+    ))
+}
+
+/// Text diffs are kept to this much content in memory, both images together.
+const DIFF_CONTENT_BUDGET: u64 = 64 << 20;
+
+/// The changed files whose content is read for a unified diff: both sides within the
+/// one-file cap, in path order, until the budget is spent.
+fn diff_candidates(old: &ImageTree, new: &ImageTree, max_file_bytes: u64) -> Vec<String> {
+    let mut spent = 0u64;
+    let mut shown = Vec::new();
+    for (path, after) in &new.files {
+        let Some(before) = old.files.get(path) else {
+            continue;
+        };
+        if before.digest == after.digest
+            || before.size > max_file_bytes
+            || after.size > max_file_bytes
+        {
+            continue;
+        }
+        spent += before.size + after.size;
+        if spent > DIFF_CONTENT_BUDGET {
+            break;
+        }
+        shown.push(path.clone());
+    }
+    shown
+}
+
 fn is_text(content: &[u8]) -> bool {
     !content.contains(&0) && std::str::from_utf8(content).is_ok()
 }
 
-fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
+fn compare(old: &ImageTree, new: &ImageTree, limits: &ImageLimits) -> Result<ContentDiff> {
     let mut diff = ContentDiff::default();
-    for (path, content) in &new.files {
+    for (path, after) in &new.files {
         match old.files.get(path) {
             None => diff.added.push(path.clone()),
-            Some(before) if before != content => {
+            Some(before_file) if before_file.digest != after.digest => {
+                let (Some(before), Some(content)) =
+                    (before_file.content.as_deref(), after.content.as_deref())
+                else {
+                    let largest = before_file.size.max(after.size);
+                    let not_shown = if largest > limits.max_file_bytes {
+                        format!(
+                            "{largest} bytes, over the {} limit for one file (--max-file-size)",
+                            human_bytes(limits.max_file_bytes)
+                        )
+                    } else {
+                        format!(
+                            "over the {} of changed content shown in one diff",
+                            human_bytes(DIFF_CONTENT_BUDGET)
+                        )
+                    };
+                    diff.changed.push(ChangedFile {
+                        path: path.clone(),
+                        diff: None,
+                        not_shown: Some(not_shown),
+                    });
+                    continue;
+                };
                 let text = (is_text(before) && is_text(content)).then(|| {
                     similar::TextDiff::from_lines(
                         String::from_utf8_lossy(before).as_ref(),
@@ -137,6 +244,7 @@ fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
                 diff.changed.push(ChangedFile {
                     path: path.clone(),
                     diff: text,
+                    not_shown: None,
                 });
             }
             Some(_) => {}
@@ -162,14 +270,6 @@ fn compare(old: &ImageTree, new: &ImageTree) -> Result<ContentDiff> {
         }
     }
     Ok(diff)
-}
-
-/// `images_digests.json` of an image, when it has one.
-fn app_images(tree: &ImageTree) -> Result<Vec<(String, String)>> {
-    match tree.files.get("images_digests.json") {
-        Some(raw) => layout::app_images(raw).map_err(Error::runtime),
-        None => Ok(Vec::new()),
-    }
 }
 
 fn print_report(p: &Printer, report: &Report, content_requested: bool) {
@@ -244,10 +344,16 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
                     p.line(p.paint(line, tone));
                 }
             }
-            None => p.line(format!(
-                "Binary files cluster/{0} and registry/{0} differ",
-                file.path
-            )),
+            None => match &file.not_shown {
+                Some(reason) => p.line(format!(
+                    "Files cluster/{0} and registry/{0} differ (not shown: {reason})",
+                    file.path
+                )),
+                None => p.line(format!(
+                    "Binary files cluster/{0} and registry/{0} differ",
+                    file.path
+                )),
+            },
         }
     }
 }
@@ -255,6 +361,89 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, path, content.as_bytes())
+                .expect("tar");
+        }
+        builder.into_inner().expect("tar")
+    }
+
+    fn tree(files: &[(&str, &str)], limits: &ImageLimits, plan: &ReadPlan) -> ImageTree {
+        let mut tree = ImageTree::new("sha256:x".into());
+        tree.apply_layer(&tar_of(files), "", limits, plan)
+            .expect("layer");
+        tree
+    }
+
+    #[test]
+    fn only_changed_files_within_the_cap_are_read_and_diffed() {
+        let limits = ImageLimits {
+            max_file_bytes: 1024,
+            ..ImageLimits::default()
+        };
+        let (big_before, big_after) = ("a\n".repeat(1000), "b\n".repeat(1000));
+        let before = [
+            ("a.txt", "1\n"),
+            ("big.txt", big_before.as_str()),
+            ("same.txt", "s\n"),
+        ];
+        let after = [
+            ("a.txt", "2\n"),
+            ("big.txt", big_after.as_str()),
+            ("same.txt", "s\n"),
+            ("new.txt", "n\n"),
+        ];
+        let first = ReadPlan {
+            keep: [APP_IMAGES.to_string()].into(),
+            digests: true,
+        };
+        let (old, new) = (
+            tree(&before, &limits, &first),
+            tree(&after, &limits, &first),
+        );
+        // Pass one keeps no content; pass two only what will be shown.
+        assert_eq!(old.content("a.txt"), None);
+        let shown = diff_candidates(&old, &new, limits.max_file_bytes);
+        assert_eq!(shown, ["a.txt"]);
+        let second = ReadPlan {
+            keep: shown.into_iter().collect(),
+            digests: true,
+        };
+        let (old, new) = (
+            tree(&before, &limits, &second),
+            tree(&after, &limits, &second),
+        );
+        assert_eq!(new.content("big.txt"), None);
+        let diff = compare(&old, &new, &limits).expect("compare");
+        assert_eq!(diff.added, ["new.txt"]);
+        assert!(diff.removed.is_empty());
+        let changed: Vec<&str> = diff.changed.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(changed, ["a.txt", "big.txt"]);
+        assert!(
+            diff.changed[0]
+                .diff
+                .as_deref()
+                .is_some_and(|d| d.contains("-1\n+2")),
+            "{:?}",
+            diff.changed[0].diff
+        );
+        assert_eq!(diff.changed[1].diff, None);
+        assert!(
+            diff.changed[1]
+                .not_shown
+                .as_deref()
+                .is_some_and(|why| why.contains("--max-file-size") && why.contains("2000 bytes")),
+            "{:?}",
+            diff.changed[1].not_shown
+        );
+    }
 
     #[test]
     fn the_diff_report() {
@@ -272,6 +461,7 @@ mod tests {
                 changed: vec![ChangedFile {
                     path: "values.yaml".into(),
                     diff: Some("--- cluster/values.yaml\n+++ registry/values.yaml\n@@ -1 +1 @@\n-replicas: 1\n+replicas: 2\n".into()),
+                    not_shown: None,
                 }],
                 images: vec![ImageChange {
                     name: "echo".into(),

@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             rollback: args.rollback,
         }
     } else if let Some(editor) = editor {
-        match edit_in_editor(ctx, &editor, &original)? {
+        match edit_in_editor(ctx, &editor, &original).await? {
             Some(changes) => changes,
             None => {
                 ctx.printer.note("Edit cancelled, no changes made.");
@@ -281,7 +281,13 @@ struct EditableSpec {
 }
 
 /// Opens the editor on the spec; `None` when the user changed nothing.
-fn edit_in_editor(
+///
+/// The buffer holds only the three editable spec fields (never a secret), in a file
+/// created 0600 inside a fresh 0700 directory, both removed on every way out: success,
+/// error, the editor failing, and Ctrl-C. While the editor runs, SIGINT, SIGTERM and
+/// SIGHUP are caught instead of ending this process, as `git` does: the editor decides
+/// what Ctrl-C means, and this process removes the buffer before it exits.
+async fn edit_in_editor(
     ctx: &Ctx,
     editor: &str,
     original: &ModulePullOverride,
@@ -302,21 +308,25 @@ fn edit_in_editor(
         "# Edit the spec of ModulePullOverride {name:?}. Lines starting with '#' are ignored;\n\
          # an unchanged file cancels the edit. Fields: imageTag, scanInterval (h/m/s), rollback.\n{body}"
     );
-    let path = std::env::temp_dir().join(format!(
-        "kubectl-mpo-edit-{name}-{}.yaml",
-        std::process::id()
-    ));
-    write_private(&path, &text)?;
-    let status = std::process::Command::new("sh")
+    let buffer = EditBuffer::create(&name, &text)?;
+    let path = buffer.path();
+    let signals = CaughtSignals::install()?;
+    let status = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(format!("{editor} \"$1\""))
         .arg("kubectl-mpo-editor")
-        .arg(&path)
+        .arg(path)
         .status()
+        .await
         .map_err(|err| Error::runtime(format!("cannot start the editor {editor:?}: {err}")))?;
-    let edited = std::fs::read_to_string(&path)
+    let edited = std::fs::read_to_string(path)
         .map_err(|err| Error::runtime(format!("cannot read back {}: {err}", path.display())));
-    let _ = std::fs::remove_file(&path);
+    drop(buffer);
+    if signals.interrupted(&status) {
+        return Err(Error::interrupted(
+            "edit interrupted; nothing was changed (the edit buffer was removed)",
+        ));
+    }
     if !status.success() {
         return Err(Error::runtime(format!(
             "the editor {editor:?} exited with {status}; nothing was changed"
@@ -359,17 +369,85 @@ fn edit_in_editor(
     Ok((!changes.is_empty()).then_some(changes))
 }
 
-fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|err| Error::runtime(format!("cannot write {}: {err}", path.display())))?;
-    file.write_all(text.as_bytes())
-        .map_err(|err| Error::runtime(format!("cannot write {}: {err}", path.display())))
+/// The editor's file: `<tmp>/kubectl-mpo-edit-XXXXXX/<name>.yaml`, the directory 0700
+/// and the file 0600 from their creation (no window where another user could open
+/// them). Dropping it removes both (the `TempDir` removes its whole tree).
+struct EditBuffer {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl EditBuffer {
+    fn create(name: &str, text: &str) -> Result<Self> {
+        use std::io::Write;
+        let failed = |what: &str, err: std::io::Error| {
+            Error::runtime(format!("cannot create the edit buffer ({what}): {err}"))
+                .with_hint("check that $TMPDIR exists and is writable")
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("kubectl-mpo-edit-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(|err| failed("directory", err))?;
+        // The name is a validated module name: no '/' or '..'.
+        let path = dir.path().join(format!("{name}.yaml"));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(|err| failed("file", err))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|err| failed("file", err))?;
+        Ok(EditBuffer { _dir: dir, path })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP caught for as long as the editor runs.
+struct CaughtSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl CaughtSignals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let catch = |kind: SignalKind| {
+            signal(kind).map_err(|err| {
+                Error::runtime(format!("cannot catch signals while the editor runs: {err}"))
+            })
+        };
+        Ok(CaughtSignals {
+            interrupt: catch(SignalKind::interrupt())?,
+            terminate: catch(SignalKind::terminate())?,
+            hangup: catch(SignalKind::hangup())?,
+        })
+    }
+
+    /// Whether the edit was interrupted: the editor failed, and it died of a signal or
+    /// one of the caught signals arrived while it ran. (An editor that shrugged off
+    /// Ctrl-C and saved keeps its edit.) Afterwards a Ctrl-C ends the process as it
+    /// would have without the catching: tokio cannot hand SIGINT back.
+    fn interrupted(mut self, status: &std::process::ExitStatus) -> bool {
+        use futures::FutureExt;
+        use std::os::unix::process::ExitStatusExt;
+        let pending = |signal: &mut tokio::signal::unix::Signal| {
+            signal.recv().now_or_never().flatten().is_some()
+        };
+        let caught =
+            pending(&mut self.interrupt) | pending(&mut self.terminate) | pending(&mut self.hangup);
+        let mut interrupt = self.interrupt;
+        tokio::spawn(async move {
+            if interrupt.recv().await.is_some() {
+                std::process::exit(130);
+            }
+        });
+        !status.success() && (status.signal().is_some() || caught)
+    }
 }
 
 #[cfg(test)]

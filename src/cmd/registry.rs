@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::app::images::{APP_IMAGES, app_images};
 use crate::app::overrides::Overrides;
 use crate::app::sources::{self, REGISTRY_TIMEOUT, registry_error};
 use crate::app::{Ctx, Outcome};
@@ -10,7 +11,9 @@ use crate::cli::{ImageArg, NamesFormat, RegistryArgs, RegistryCommand};
 use crate::deckhouse::layout::{self, CHANNELS, is_hash_tag};
 use crate::error::{Error, Result};
 use crate::output::Tone;
-use crate::registry::{ImageTree, RegistryTarget, SourceRegistry};
+use crate::registry::{
+    ImageLimits, ImageTree, ReadPlan, RegistryTarget, SourceRegistry, human_bytes,
+};
 
 pub async fn run(ctx: &Ctx, command: RegistryCommand) -> Result<Outcome> {
     match command {
@@ -18,11 +21,26 @@ pub async fn run(ctx: &Ctx, command: RegistryCommand) -> Result<Outcome> {
         RegistryCommand::Tags(args) => {
             tags(ctx, &args.module, args.all, &args.common, args.output).await
         }
-        RegistryCommand::Files(args) => files(ctx, &args.image, &args.common, args.output).await,
-        RegistryCommand::Cat(args) => {
-            cat(ctx, &args.image, &args.path, &args.common, args.raw).await
+        RegistryCommand::Files(args) => {
+            let limits = ImageLimits::from(&args.limits);
+            files(ctx, &args.image, &args.common, &limits, args.output).await
         }
-        RegistryCommand::Images(args) => images(ctx, &args.image, &args.common, args.output).await,
+        RegistryCommand::Cat(args) => {
+            let limits = ImageLimits::from(&args.limits);
+            cat(
+                ctx,
+                &args.image,
+                &args.path,
+                &args.common,
+                &limits,
+                args.raw,
+            )
+            .await
+        }
+        RegistryCommand::Images(args) => {
+            let limits = ImageLimits::from(&args.limits);
+            images(ctx, &args.image, &args.common, &limits, args.output).await
+        }
         RegistryCommand::Releases(args) => {
             releases(ctx, &args.module, &args.common, args.output).await
         }
@@ -170,11 +188,18 @@ async fn image_target(
     Ok((target, module, tag))
 }
 
-async fn pull(ctx: &Ctx, target: &Target, module: &str, tag: &str) -> Result<ImageTree> {
+async fn pull(
+    ctx: &Ctx,
+    target: &Target,
+    module: &str,
+    tag: &str,
+    limits: &ImageLimits,
+    plan: &ReadPlan,
+) -> Result<ImageTree> {
     let spinner = ctx
         .printer
         .spinner(format!("pulling {}", target.client.image_name(module, tag)));
-    let tree = target.client.image_tree(module, tag).await;
+    let tree = target.client.image_tree(module, tag, limits, plan).await;
     drop(spinner);
     tree.map_err(|err| registry_error(&target.source, Some(module), err))
 }
@@ -183,14 +208,15 @@ async fn files(
     ctx: &Ctx,
     image: &ImageArg,
     common: &RegistryArgs,
+    limits: &ImageLimits,
     output: Option<NamesFormat>,
 ) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
-    let tree = pull(ctx, &target, &module, &tag).await?;
+    let tree = pull(ctx, &target, &module, &tag, limits, &ReadPlan::default()).await?;
     #[derive(Serialize)]
     struct File<'a> {
         path: &'a str,
-        size: usize,
+        size: u64,
     }
     #[derive(Serialize)]
     struct Doc<'a> {
@@ -204,9 +230,9 @@ async fn files(
         files: tree
             .files
             .iter()
-            .map(|(path, content)| File {
+            .map(|(path, file)| File {
                 path,
-                size: content.len(),
+                size: file.size,
             })
             .collect(),
     };
@@ -239,12 +265,21 @@ async fn cat(
     image: &ImageArg,
     path: &str,
     common: &RegistryArgs,
+    limits: &ImageLimits,
     raw: bool,
 ) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
-    let tree = pull(ctx, &target, &module, &tag).await?;
     let wanted = path.trim_start_matches("./").trim_start_matches('/');
-    let content = tree.files.get(wanted).ok_or_else(|| {
+    let tree = pull(
+        ctx,
+        &target,
+        &module,
+        &tag,
+        limits,
+        &ReadPlan::keep([wanted]),
+    )
+    .await?;
+    let file = tree.files.get(wanted).ok_or_else(|| {
         Error::runtime(format!(
             "{wanted} is not in {}",
             target.client.image_name(&module, &tag)
@@ -252,6 +287,15 @@ async fn cat(
         .with_hint(format!(
             "list the files with: kubectl mpo registry files {module}:{tag}"
         ))
+    })?;
+    let content = file.content.as_deref().ok_or_else(|| {
+        Error::runtime(format!(
+            "{wanted} in {} is {} bytes, over the {} limit for one file",
+            target.client.image_name(&module, &tag),
+            file.size,
+            human_bytes(limits.max_file_bytes)
+        ))
+        .with_hint("if the file is genuine, raise the cap with --max-file-size")
     })?;
     // A file is data from the registry: on a terminal its control characters are
     // shown, not obeyed, unless --raw; into a pipe or a file it goes as it is.
@@ -268,14 +312,13 @@ async fn images(
     ctx: &Ctx,
     image: &ImageArg,
     common: &RegistryArgs,
+    limits: &ImageLimits,
     output: Option<NamesFormat>,
 ) -> Result<Outcome> {
     let (target, module, tag) = image_target(ctx, image, common).await?;
-    let tree = pull(ctx, &target, &module, &tag).await?;
-    let images = match tree.files.get("images_digests.json") {
-        Some(raw) => layout::app_images(raw).map_err(Error::runtime)?,
-        None => Vec::new(),
-    };
+    let plan = ReadPlan::keep([APP_IMAGES]);
+    let tree = pull(ctx, &target, &module, &tag, limits, &plan).await?;
+    let images = app_images(&tree)?;
     #[derive(Serialize)]
     struct Entry {
         name: String,
@@ -327,11 +370,15 @@ async fn releases(
         let client = &target.client;
         let repository = repository.clone();
         async move {
-            let version = match client.image_tree(&repository, channel).await {
+            let limits = ImageLimits::default();
+            let plan = ReadPlan::keep(["version.json"]);
+            let version = match client
+                .image_tree(&repository, channel, &limits, &plan)
+                .await
+            {
                 Ok(tree) => tree
-                    .files
-                    .get("version.json")
-                    .and_then(|raw| layout::release_version(raw))
+                    .content("version.json")
+                    .and_then(layout::release_version)
                     .unwrap_or_else(|| "<no version.json>".into()),
                 Err(err) => format!("<{}>", err.message),
             };

@@ -467,6 +467,9 @@ pub fn registry_step(
         RegistryErrorKind::Malformed => {
             step.because("the registry answered, but not with a usable image")
         }
+        RegistryErrorKind::Limit => step.because(
+            "the image is larger than the caps on image reads allow (see the flag named above)",
+        ),
         RegistryErrorKind::Config => step
             .because(format!(
                 "ModuleSource {source_name}'s repo {:?} does not make a valid image reference; the registry was not asked",

@@ -16,6 +16,9 @@ pub const CHANNELS: [&str; 6] = [
     "lts",
 ];
 
+/// The file of a module image that lists its application images.
+pub const APP_IMAGES: &str = "images_digests.json";
+
 /// The repository of a module's release images.
 pub fn release_repository(module: &str) -> String {
     format!("{module}/release")

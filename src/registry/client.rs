@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
@@ -15,9 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::credentials::RegistryTarget;
 use super::error::{RegistryError, RegistryErrorKind, classify, is_busy};
-use super::image::{self, ImageTree};
+use super::image::{self, ImageLimits, ImageTree, ReadPlan};
 use super::reference;
 use super::tokens::Tokens;
+use crate::error::joined_causes as chain;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -82,7 +84,12 @@ impl SourceRegistry {
         let client = Client::new(ClientConfig {
             protocol: protocol.clone(),
             extra_root_certificates,
-            read_timeout: Some(options.timeout),
+            // No read timeout on the client: every call is bounded here (`bounded`), and
+            // a blob's chunks by `feed_layer`, which counts only the time spent waiting
+            // for the registry. reqwest's read timeout also counts the time the layer's
+            // decoder takes between two chunks, so a slow machine would fail a healthy
+            // download.
+            read_timeout: None,
             connect_timeout: Some(options.timeout.min(Duration::from_secs(10))),
             max_concurrent_download: 4,
             ..ClientConfig::default()
@@ -292,11 +299,37 @@ impl SourceRegistry {
     }
 
     /// Pulls `<repo>/<repository>:<tag|digest>` (the linux/amd64 image of an index) and
-    /// applies its layers in order, with whiteouts.
+    /// applies its layers in order, with whiteouts. Layers are streamed: each is checked
+    /// against its declared size and digest while it is decompressed and read, and only
+    /// the files `plan` keeps stay in memory. The whole read is bounded by
+    /// `limits.timeout`.
     pub async fn image_tree(
         &self,
         repository: &str,
         tag_or_digest: &str,
+        limits: &ImageLimits,
+        plan: &ReadPlan,
+    ) -> Result<ImageTree, RegistryError> {
+        let read = self.read_image(repository, tag_or_digest, limits, plan);
+        match tokio::time::timeout(limits.timeout, read).await {
+            Ok(result) => result,
+            Err(_) => Err(RegistryError::new(
+                RegistryErrorKind::Timeout,
+                format!(
+                    "reading {} took longer than {:?}; raise the limit with --pull-timeout",
+                    self.image_name(repository, tag_or_digest),
+                    limits.timeout
+                ),
+            )),
+        }
+    }
+
+    async fn read_image(
+        &self,
+        repository: &str,
+        tag_or_digest: &str,
+        limits: &ImageLimits,
+        plan: &ReadPlan,
     ) -> Result<ImageTree, RegistryError> {
         let (mut manifest, mut digest) = self.manifest(repository, tag_or_digest).await?;
         if let Some(child) = amd64_child(&manifest) {
@@ -309,34 +342,225 @@ impl SourceRegistry {
             (manifest, digest) = self.manifest(repository, &child).await?;
         }
         let reference = self.reference(repository, &digest)?;
-        let layers = image::layer_descriptors(&manifest).map_err(|message| {
+        let layers = image::layer_descriptors(&manifest, limits).map_err(|message| {
             RegistryError::new(
                 RegistryErrorKind::Malformed,
                 format!("{reference}: {message}"),
             )
         })?;
+        let plan = std::sync::Arc::new(plan.clone());
         let mut tree = ImageTree::new(digest);
         for layer in layers {
-            let mut blob = Vec::new();
-            let what = format!("GET blob {} of {reference}", layer.digest);
-            self.bounded(
-                &what,
-                self.client
-                    .pull_blob(&reference, layer.digest.as_str(), &mut blob),
-            )
-            .await?;
-            if sha256(&blob) != layer.digest {
-                return Err(RegistryError::new(
-                    RegistryErrorKind::Malformed,
-                    format!("{what}: content does not match its digest"),
-                ));
-            }
-            tree.apply_layer(&blob, &layer.media_type)
-                .map_err(|message| {
-                    RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: {message}"))
-                })?;
+            let delta = self
+                .read_layer(&reference, &layer, tree.counts(), limits, &plan)
+                .await?;
+            tree.apply(delta);
         }
         Ok(tree)
+    }
+
+    /// Streams one layer blob: the download (size and digest checks) runs here, the
+    /// decompression and tar reading on a blocking thread fed through a small channel,
+    /// so at most a few chunks of the blob are in memory. A layer is applied only once
+    /// its bytes are known to match its digest.
+    async fn read_layer(
+        &self,
+        reference: &Reference,
+        layer: &image::LayerRef,
+        before: image::ReadCounts,
+        limits: &ImageLimits,
+        plan: &std::sync::Arc<ReadPlan>,
+    ) -> Result<image::LayerDelta, RegistryError> {
+        let what = format!("GET blob {} of {reference}", layer.digest);
+        let stream = self
+            .bounded(
+                &what,
+                self.client
+                    .pull_blob_stream(reference, layer.digest.as_str()),
+            )
+            .await?;
+        let mismatch = |message: String| {
+            RegistryError::new(RegistryErrorKind::Malformed, format!("{what}: {message}"))
+        };
+        if let Some(served) = stream.content_length
+            && served != layer.size
+        {
+            return Err(mismatch(format!(
+                "the registry serves {served} bytes for a layer the manifest declares as {} bytes; refusing it",
+                layer.size
+            )));
+        }
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let decode = {
+            let (media_type, name) = (layer.media_type.clone(), layer.digest.clone());
+            let (limits, plan) = (limits.clone(), plan.clone());
+            tokio::task::spawn_blocking(move || {
+                image::read_layer(
+                    ChannelReader::new(receiver),
+                    &media_type,
+                    &name,
+                    before,
+                    &limits,
+                    &plan,
+                )
+            })
+        };
+        let feed = feed_layer(
+            stream.stream,
+            sender,
+            layer,
+            self.options.timeout,
+            &mismatch,
+        );
+        tokio::pin!(feed, decode);
+        let image_error = |err: image::ImageError| match err {
+            image::ImageError::Limit(message) => {
+                RegistryError::new(RegistryErrorKind::Limit, message)
+            }
+            image::ImageError::Malformed(message) => mismatch(message),
+        };
+        let joined = |result: Result<
+            Result<image::LayerDelta, image::ImageError>,
+            tokio::task::JoinError,
+        >| {
+            result
+                .map_err(|err| mismatch(format!("reading the layer failed: {err}")))?
+                .map_err(image_error)
+        };
+        tokio::select! {
+            fed = &mut feed => {
+                // The download decides first: bytes that do not match the digest make any
+                // decoding error beside the point.
+                fed?;
+                joined((&mut decode).await)
+            }
+            decoded = &mut decode => match joined(decoded) {
+                // A cap stops the download at once.
+                Err(err) if err.kind == RegistryErrorKind::Limit => Err(err),
+                // A finished archive still needs the rest of the blob for the digest,
+                // and a broken one may be broken because its bytes are not the
+                // digest's (bounded by the declared size, itself capped).
+                delta => {
+                    feed.await?;
+                    delta
+                }
+            },
+        }
+    }
+}
+
+/// Reads a blob stream to its end: checks its size against the manifest while it
+/// arrives and its digest at the end, and hands the chunks to the decoder (while it
+/// still wants them).
+async fn feed_layer<S, B>(
+    mut stream: S,
+    sender: tokio::sync::mpsc::Sender<B>,
+    layer: &image::LayerRef,
+    chunk_timeout: Duration,
+    mismatch: &impl Fn(String) -> RegistryError,
+) -> Result<(), RegistryError>
+where
+    S: futures::Stream<Item = Result<B, std::io::Error>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut hasher = Sha256::new();
+    let mut received: u64 = 0;
+    let mut decoder_open = true;
+    loop {
+        let Ok(next) = tokio::time::timeout(chunk_timeout, stream.next()).await else {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Timeout,
+                mismatch(format!(
+                    "no data from the registry for {}s after {received} of {} bytes",
+                    chunk_timeout.as_secs(),
+                    layer.size
+                ))
+                .message,
+            ));
+        };
+        let Some(chunk) = next else {
+            break;
+        };
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            // The client checks the digest too, and says so as a stream error at the end.
+            Err(_)
+                if received == layer.size
+                    && format!("sha256:{:x}", hasher.clone().finalize()) != layer.digest =>
+            {
+                break;
+            }
+            Err(err) => {
+                let message = mismatch(format!("reading the layer: {}", chain(&err))).message;
+                return Err(RegistryError::new(RegistryErrorKind::Other, message));
+            }
+        };
+        received += chunk.as_ref().len() as u64;
+        if received > layer.size {
+            return Err(mismatch(format!(
+                "the registry sent more than the {} bytes the manifest declares; refusing the layer",
+                layer.size
+            )));
+        }
+        hasher.update(chunk.as_ref());
+        if decoder_open && sender.send(chunk).await.is_err() {
+            decoder_open = false;
+        }
+    }
+    drop(sender);
+    if received != layer.size {
+        return Err(mismatch(format!(
+            "the registry sent {received} bytes for a layer the manifest declares as {} bytes; refusing it",
+            layer.size
+        )));
+    }
+    let actual = format!("sha256:{:x}", hasher.finalize());
+    if actual != layer.digest {
+        return Err(mismatch(format!(
+            "the content does not match its digest (got {actual}); refusing the layer"
+        )));
+    }
+    Ok(())
+}
+
+/// A blocking reader over chunks sent by the download task. A closed channel is the end
+/// of the data: when the download fails, the decoder sees a truncated layer and stops.
+struct ChannelReader<B> {
+    receiver: tokio::sync::mpsc::Receiver<B>,
+    chunk: Option<B>,
+    offset: usize,
+}
+
+impl<B> ChannelReader<B> {
+    fn new(receiver: tokio::sync::mpsc::Receiver<B>) -> Self {
+        ChannelReader {
+            receiver,
+            chunk: None,
+            offset: 0,
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> std::io::Read for ChannelReader<B> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.chunk {
+                let rest = &chunk.as_ref()[self.offset..];
+                if !rest.is_empty() {
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    self.offset += n;
+                    return Ok(n);
+                }
+            }
+            match self.receiver.blocking_recv() {
+                Some(chunk) => {
+                    self.chunk = Some(chunk);
+                    self.offset = 0;
+                }
+                None => return Ok(0),
+            }
+        }
     }
 }
 
@@ -445,10 +669,12 @@ mod hostile_input {
         #[test]
         fn layers_and_manifests_never_panic(blob in proptest::collection::vec(any::<u8>(), 0..2048), json in any::<String>()) {
             let mut tree = ImageTree::new("sha256:x".into());
-            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar+gzip");
-            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar");
+            let limits = ImageLimits::default();
+            let plan = ReadPlan { keep: ["a".to_string()].into(), digests: true };
+            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar+gzip", &limits, &plan);
+            let _ = tree.apply_layer(&blob, "application/vnd.oci.image.layer.v1.tar", &limits, &plan);
             if let Ok(value) = serde_json::from_str::<serde_json::Value>(&json) {
-                let _ = image::layer_descriptors(&value);
+                let _ = image::layer_descriptors(&value, &ImageLimits::default());
                 let _ = amd64_child(&value);
             }
         }

@@ -26,6 +26,8 @@ pub enum RegistryErrorKind {
     Timeout,
     /// The registry answered with something that is not a valid manifest/index/blob.
     Malformed,
+    /// The image exceeds a read cap (`--max-layer-size`, `--max-files`...).
+    Limit,
     /// Our side is wrong before any request: the ModuleSource repo or the image
     /// reference does not parse.
     Config,

@@ -18,4 +18,4 @@ mod tokens;
 pub use client::{RegistryOptions, ResolvedDigest, SourceRegistry};
 pub use credentials::{FALLBACK_NAME, RegistryTarget};
 pub use error::{RegistryError, RegistryErrorKind};
-pub use image::ImageTree;
+pub use image::{ImageLimits, ImageTree, ReadPlan, human_bytes};
