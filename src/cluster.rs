@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Client, Config};
 
@@ -12,6 +13,8 @@ use crate::deckhouse::resources::{
 };
 use crate::error::{Error, Result};
 use crate::validate;
+
+pub mod retry;
 
 /// A connected cluster: the client plus what error messages need to say where.
 #[derive(Clone)]
@@ -66,7 +69,14 @@ impl Cluster {
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        let client = Client::try_from(config).map_err(|err| {
+        let printer = crate::output::Printer::new(global.no_color, global.verbose);
+        let policy = retry::RetryPolicy::new(
+            request_timeout.unwrap_or(retry::DEFAULT_BUDGET),
+            std::sync::Arc::new(move |line: &str| printer.debug(1, line)),
+        );
+        let client = ClientBuilder::try_from(config)
+            .map(|builder| builder.with_layer(&retry::RetryLayer::new(policy)).build());
+        let client = client.map_err(|err| {
             Error::runtime(format!(
                 "cannot set up a client for {server} (context {context:?}): {}",
                 short_cause(&err)
