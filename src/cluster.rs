@@ -14,6 +14,7 @@ use crate::deckhouse::resources::{
 use crate::error::{Error, Result};
 use crate::validate;
 
+pub mod decode;
 pub mod retry;
 
 /// A connected cluster: the client plus what error messages need to say where.
@@ -172,10 +173,30 @@ impl Cluster {
                     status.message
                 )),
             },
+            // The server answered, but with data of another shape than expected: never a
+            // connectivity problem.
+            kube::Error::SerdeError(err) => Error::runtime(format!(
+                "cannot read the answer of the API server {place} to {verb} {resource}: {}",
+                decode_message(&err)
+            ))
+            .with_hint(format!(
+                "kubectl-mpo needs that field to be of the type named; see the object with: kubectl get {resource} -o yaml"
+            )),
             other => Error::runtime(format!("cannot reach the API server {place}: {}", short_cause(&other)))
                 .with_hint("check that the cluster is running and reachable, and that --context is right"),
         }
     }
+}
+
+/// A serde error's text without serde_json's "at line 1 column 912" (useless for a
+/// one-line JSON answer), and in plain words.
+fn decode_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let text = match text.rsplit_once(" at line ") {
+        Some((head, _)) if err.line() > 0 => head.to_string(),
+        _ => text,
+    };
+    decode::plain_problem(&text)
 }
 
 fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {

@@ -30,7 +30,7 @@ pub struct Facts {
 
 /// Lists ModuleSources; a 403 is "not readable", not an error.
 pub async fn list_sources(cluster: &Cluster) -> Result<Option<Vec<ModuleSource>>> {
-    match cluster.module_sources().list(&Default::default()).await {
+    match crate::cluster::decode::list(&cluster.module_sources(), &Default::default()).await {
         Ok(list) => Ok(Some(list.items)),
         Err(kube::Error::Api(status)) if status.code == 403 => Ok(None),
         Err(err) => Err(cluster.api_error(err, "list", "modulesources.deckhouse.io")),
@@ -41,8 +41,8 @@ pub async fn gather(cluster: &Cluster, name: &str) -> Result<Facts> {
     let modules = cluster.modules();
     let configs = cluster.module_configs();
     let (module, config, sources) = tokio::join!(
-        modules.get_opt(name),
-        configs.get_opt(name),
+        crate::cluster::decode::get_opt(&modules, name),
+        crate::cluster::decode::get_opt(&configs, name),
         list_sources(cluster)
     );
     let module = module.map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?;

@@ -49,8 +49,7 @@ impl Overrides {
 
     /// The override, or `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<ModulePullOverride>> {
-        self.api
-            .get_opt(name)
+        crate::cluster::decode::get_opt(&self.api, name)
             .await
             .map_err(|err| self.cluster.api_error(err, "get", RESOURCE))
     }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::shared::{self, Overrides, RESOURCE};
 use super::{Ctx, Outcome, inspect};
 use crate::cli::{OutputFormat, StatusArgs};
+use crate::cluster::decode;
 use crate::deckhouse::diagnosis::{self, ClusterFacts, StepState, SyncState};
 use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
 use crate::error::{Error, Result};
@@ -134,9 +135,7 @@ async fn list_overrides(
     names: &[String],
 ) -> Result<Vec<ModulePullOverride>> {
     if names.is_empty() {
-        return overrides
-            .api
-            .list(&Default::default())
+        return decode::list(&overrides.api, &Default::default())
             .await
             .map(|list| list.items)
             .map_err(|err| overrides.cluster.api_error(err, "list", RESOURCE));
@@ -154,13 +153,18 @@ async fn load_world(overrides: &Overrides) -> Result<World> {
     let configs_api = cluster.module_configs();
     let params = kube::api::ListParams::default();
     let (modules, configs, sources) = tokio::join!(
-        modules_api.list(&params),
-        configs_api.list(&params),
+        decode::list(&modules_api, &params),
+        decode::list(&configs_api, &params),
         inspect::list_sources(cluster)
     );
     let modules = modules.map_err(|err| cluster.api_error(err, "list", "modules.deckhouse.io"))?;
-    // ModuleConfigs only refine the causes; a user who may not read them still gets a table.
-    let configs = configs.map(|list| list.items).unwrap_or_default();
+    // ModuleConfigs only refine the causes; a user who may not read them still gets a
+    // table. Any other failure (an answer that does not decode) is reported.
+    let configs = match configs {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => Vec::new(),
+        Err(err) => return Err(cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")),
+    };
     let by_name = |name: &Option<String>| name.clone().unwrap_or_default();
     Ok(World {
         modules: modules
