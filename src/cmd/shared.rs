@@ -187,6 +187,10 @@ pub async fn wait_for<T>(
                         event
                     }
                     Some(Err(err)) => {
+                        if let Some((refusal, verb)) = refused(&err) {
+                            drop(spinner);
+                            return Err(overrides.cluster.api_error(refusal, verb, RESOURCE));
+                        }
                         ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
                         let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                         if since.elapsed() >= WATCH_FAILURE_GRACE {
@@ -220,6 +224,19 @@ pub async fn wait_for<T>(
             }
         }
     }
+}
+
+/// A watch the API server refuses with 401 or 403, with the verb that was refused:
+/// retrying cannot help, so it is reported at once with the usual message.
+pub fn refused(err: &watcher::Error) -> Option<(kube::Error, &'static str)> {
+    let (status, verb) = match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(status)) => (status, "list"),
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => (status, "watch"),
+        watcher::Error::WatchError(status) => (status, "watch"),
+        _ => return None,
+    };
+    matches!(status.code, 401 | 403).then(|| (kube::Error::Api(status.clone()), verb))
 }
 
 /// `90s` → `1m30s`, as users write durations.

@@ -436,7 +436,10 @@ async fn watch(
             event = stream.try_next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let event = event.map_err(|err| Error::runtime(format!("watching overrides: {err}")))?;
+        let event = event.map_err(|err| match shared::refused(&err) {
+            Some((refusal, verb)) => overrides.cluster.api_error(refusal, verb, RESOURCE),
+            None => Error::runtime(format!("watching overrides: {err}")),
+        })?;
         let changed = match event {
             Some(watcher::Event::InitDone) => {
                 seen_initial = true;
