@@ -192,8 +192,15 @@ impl Cluster {
 /// one-line JSON answer), and in plain words.
 fn decode_message(err: &serde_json::Error) -> String {
     let text = err.to_string();
+    let position = |tail: &str| {
+        tail.split_once(" column ").is_some_and(|(line, column)| {
+            [line, column]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
     let text = match text.rsplit_once(" at line ") {
-        Some((head, _)) if err.line() > 0 => head.to_string(),
+        Some((head, tail)) if position(tail) => head.to_string(),
         _ => text,
     };
     decode::plain_problem(&text)
@@ -278,6 +285,55 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
         err.to_string()
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod decode_errors {
+    use super::*;
+
+    #[test]
+    fn a_decode_failure_is_never_a_connectivity_failure() {
+        let cluster_error = |err: kube::Error| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let client = runtime.block_on(async {
+                let config = Config::new("http://127.0.0.1:9".parse().expect("url"));
+                Client::try_from(config).expect("client")
+            });
+            let cluster = Cluster {
+                client,
+                context: "sandbox".into(),
+                server: "http://127.0.0.1:9".into(),
+                request_timeout: None,
+            };
+            cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")
+        };
+        let strict = serde_json::from_str::<Option<i64>>("1.5").expect_err("not an integer");
+        let err = cluster_error(kube::Error::SerdeError(strict));
+        assert_eq!(err.kind, crate::error::Kind::Runtime);
+        assert!(!err.message.contains("cannot reach"), "{}", err.message);
+        assert!(
+            err.message
+                .ends_with("to list moduleconfigs.deckhouse.io: expected an integer, got 1.5"),
+            "{}",
+            err.message
+        );
+        assert!(!err.hint.unwrap_or_default().contains("reachable"));
+        // A failure pinpointed by the decode module keeps its words.
+        let named = <serde_json::Error as serde::de::Error>::custom(
+            "ModuleConfig disabled-module: spec.version: expected an integer, got 1.5",
+        );
+        let err = cluster_error(kube::Error::SerdeError(named));
+        assert!(
+            err.message.ends_with(
+                ": ModuleConfig disabled-module: spec.version: expected an integer, got 1.5"
+            ),
+            "{}",
+            err.message
+        );
     }
 }
 

@@ -187,9 +187,9 @@ pub async fn wait_for<T>(
                         event
                     }
                     Some(Err(err)) => {
-                        if let Some((refusal, verb)) = refused(&err) {
+                        if let Some(error) = final_watch_error(&overrides.cluster, &err) {
                             drop(spinner);
-                            return Err(overrides.cluster.api_error(refusal, verb, RESOURCE));
+                            return Err(error);
                         }
                         ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
                         let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
@@ -226,17 +226,31 @@ pub async fn wait_for<T>(
     }
 }
 
-/// A watch the API server refuses with 401 or 403, with the verb that was refused:
-/// retrying cannot help, so it is reported at once with the usual message.
-pub fn refused(err: &watcher::Error) -> Option<(kube::Error, &'static str)> {
-    let (status, verb) = match err {
-        watcher::Error::InitialListFailed(kube::Error::Api(status)) => (status, "list"),
-        watcher::Error::WatchStartFailed(kube::Error::Api(status))
-        | watcher::Error::WatchFailed(kube::Error::Api(status)) => (status, "watch"),
-        watcher::Error::WatchError(status) => (status, "watch"),
+/// A watch failure that retrying cannot mend, as the error to report at once: a 401
+/// or 403 (expired credentials, revoked RBAC) with the usual message, or an answer
+/// that does not decode. `None` for failures worth riding out (a restarting server).
+pub fn final_watch_error(cluster: &Cluster, err: &watcher::Error) -> Option<Error> {
+    let (inner, verb) = match err {
+        watcher::Error::InitialListFailed(inner) => (inner, "list"),
+        watcher::Error::WatchStartFailed(inner) | watcher::Error::WatchFailed(inner) => {
+            (inner, "watch")
+        }
+        watcher::Error::WatchError(status) => {
+            return matches!(status.code, 401 | 403)
+                .then(|| cluster.api_error(kube::Error::Api(status.clone()), "watch", RESOURCE));
+        }
         _ => return None,
     };
-    matches!(status.code, 401 | 403).then(|| (kube::Error::Api(status.clone()), verb))
+    match inner {
+        kube::Error::Api(status) if matches!(status.code, 401 | 403) => {
+            Some(cluster.api_error(kube::Error::Api(status.clone()), verb, RESOURCE))
+        }
+        kube::Error::SerdeError(decode) => {
+            let copy = <serde_json::Error as serde::de::Error>::custom(decode);
+            Some(cluster.api_error(kube::Error::SerdeError(copy), verb, RESOURCE))
+        }
+        _ => None,
+    }
 }
 
 /// `90s` → `1m30s`, as users write durations.

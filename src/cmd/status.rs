@@ -436,9 +436,9 @@ async fn watch(
             event = stream.try_next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let event = event.map_err(|err| match shared::refused(&err) {
-            Some((refusal, verb)) => overrides.cluster.api_error(refusal, verb, RESOURCE),
-            None => Error::runtime(format!("watching overrides: {err}")),
+        let event = event.map_err(|err| {
+            shared::final_watch_error(&overrides.cluster, &err)
+                .unwrap_or_else(|| Error::runtime(format!("watching overrides: {err}")))
         })?;
         let changed = match event {
             Some(watcher::Event::InitDone) => {
