@@ -120,14 +120,19 @@ fn replace_module_config_crd(round: usize) {
 
 #[test]
 fn status_right_after_a_crd_is_replaced_succeeds() {
+    // The first list after the storage is rebuilt meets "storage is (re)initializing"
+    // (429, Retry-After: 1) in most rounds, not all: up to 8 rounds, until two did.
     let mut retried = 0;
-    for round in 0..3 {
+    for round in 0..8 {
         replace_module_config_crd(round);
         let run = mpo(&["status", "--offline", "-o", "json", "-v"]);
         run.assert_code(0);
         serde_json::from_str::<serde_json::Value>(&run.stdout).expect("JSON");
         if run.stderr.contains("429 Too Many Requests") && run.stderr.contains("retry 1") {
             retried += 1;
+        }
+        if retried == 2 {
+            break;
         }
     }
     assert!(
