@@ -165,6 +165,12 @@ impl Cluster {
                     "ask a cluster admin for RBAC that allows '{verb}' on {resource}; check with: kubectl auth can-i {verb} {resource}"
                 )),
                 404 => Error::runtime(format!("{resource} not found on {place}")),
+                // Still refused after the retries of the whole request timeout.
+                429 | 503 => Error::runtime(format!(
+                    "the API server {place} is too busy to {verb} {resource}: {} ({})",
+                    status.message, status.code
+                ))
+                .with_hint("it refused every retry within --request-timeout (30s when unset); try again later or raise --request-timeout; -v shows each retry"),
                 409 => Error::runtime(format!("conflict while trying to {verb} {resource}: {}", status.message))
                     .with_hint("the object changed meanwhile; run the command again"),
                 422 | 400 => Error::usage(format!("the API server refused to {verb} {resource}: {}", status.message)),

@@ -153,15 +153,7 @@ pub async fn wait_for<T>(
     let spinner = ctx
         .printer
         .spinner(format!("waiting for {name}: {waiting_for}"));
-    // Keep each watch request shorter than the client's read timeout, so a quiet
-    // object does not look like a dead connection.
-    let watch_secs = overrides
-        .cluster
-        .request_timeout
-        .map_or(290, |t| t.as_secs().saturating_sub(2).clamp(1, 290)) as u32;
-    let config = watcher::Config::default()
-        .fields(&format!("metadata.name={name}"))
-        .timeout(watch_secs);
+    let config = watch_config(&overrides.cluster).fields(&format!("metadata.name={name}"));
     let mut events = std::pin::pin!(watcher(overrides.api.clone(), config));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -224,6 +216,15 @@ pub async fn wait_for<T>(
             }
         }
     }
+}
+
+/// Watch requests shorter than the client's read timeout (`--request-timeout`), so a
+/// quiet object does not look like a dead connection.
+pub fn watch_config(cluster: &Cluster) -> watcher::Config {
+    let watch_secs = cluster
+        .request_timeout
+        .map_or(290, |t| t.as_secs().saturating_sub(2).clamp(1, 290)) as u32;
+    watcher::Config::default().timeout(watch_secs)
 }
 
 /// A watch failure that retrying cannot mend, as the error to report at once: a 401

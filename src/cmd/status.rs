@@ -428,7 +428,10 @@ async fn watch(
     timeout: Duration,
 ) -> Result<()> {
     let names = args.modules.clone();
-    let stream = watcher(overrides.api.clone(), watcher::Config::default());
+    let stream = watcher(
+        overrides.api.clone(),
+        shared::watch_config(&overrides.cluster),
+    );
     let mut stream = std::pin::pin!(stream);
     let mut seen_initial = false;
     loop {
