@@ -283,6 +283,45 @@ fn a_watch_refused_mid_wait_is_reported_at_once() {
 }
 
 #[test]
+fn a_status_watch_refused_midway_is_reported_at_once() {
+    let (kubeconfig, binding) = service_account_user(&unique("status-watcher"));
+    let kubeconfig = kubeconfig.display().to_string();
+    let mut child = command(&[
+        "status",
+        "--watch",
+        "--offline",
+        "--request-timeout",
+        "5s",
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    child
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = child.spawn().expect("spawn");
+    // Longer than one watch request (about 3 s): a quiet watch is not a failure.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        child.try_wait().expect("poll").is_none(),
+        "the watch keeps running while allowed"
+    );
+    kubectl(&["delete", "clusterrolebinding", &binding]).assert_code(0);
+    let revoked = Instant::now();
+    let output = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        revoked.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        revoked.elapsed()
+    );
+    assert!(stdout.contains("NAME"), "the table came first: {stdout}");
+    assert!(stderr.contains("forbidden"), "{stderr}");
+    assert!(stderr.contains("kubectl auth can-i"), "{stderr}");
+}
+
+#[test]
 fn a_token_service_granting_part_of_a_batch_still_resolves_every_lookup() {
     let partial = state()
         .registry("token-partial")
