@@ -1,20 +1,26 @@
-//! Back-pressure from the API server, handled the way client-go does: a tower service
-//! around the kube client's HTTP stack that waits and asks again when the server says
-//! "not now", all within one overall bound per request.
+//! Back-pressure from the API server, handled the way kubectl (client-go) does: a tower
+//! service around the kube client's HTTP stack that waits and asks again when the
+//! server says "not now", all within one overall bound per request.
 //!
-//! What is retried (client-go: `rest/request.go` `checkWait`/`IsNextRetry` and
-//! `apimachinery/pkg/util/net/http.go` `IsProbableEOF`, kubernetes v1.33):
+//! client-go (`k8s.io/client-go@v0.33.13`): `rest/with_retry.go` `checkWait` waits on
+//! 429 and 5xx answers that carry `Retry-After`, for every verb, at most 10 times
+//! (`rest/request.go`, `maxRetries: 10`); `rest/request.go` `request()` retries a
+//! connection reset or probable EOF only for GET (`k8s.io/apimachinery@v0.33.13`
+//! `pkg/util/net/http.go` `IsProbableEOF`, `util.go` `IsConnectionReset`). Here:
 //! - 429 Too Many Requests, for every method: the server did not process the request
-//!   (API Priority and Fairness rejected it, or storage is (re)initializing);
-//! - 503 Service Unavailable, for every method: an answer status instead of a result
-//!   means the request was not carried out;
+//!   (API Priority and Fairness rejected it, or the resource's storage is
+//!   (re)initializing after a CRD change);
+//! - 503 Service Unavailable, for every method: the server answered with a status
+//!   instead of carrying the request out;
 //! - a connection reset or closed before the answer's headers, only for reads (GET,
 //!   HEAD: get, list, watch): a write may have been applied before the connection died.
 //!
 //! The delay is the answer's `Retry-After` (seconds) when it has one, else a capped
-//! exponential back-off. A connection that cannot be opened at all (refused, TLS cut)
-//! is not retried: that is a server which is not there, and waiting would only delay
-//! the error (client-go does not retry "connection refused" either).
+//! exponential back-off (429/503 without `Retry-After` are retried too, unlike
+//! client-go). Other 5xx answers are not retried: a 500 or 504 may follow a processed
+//! write. A connection that cannot be opened at all (refused, TLS cut) is not retried:
+//! that is a server which is not there, and waiting would only delay the error
+//! (client-go does not retry "connection refused" either).
 
 use std::future::Future;
 use std::pin::Pin;
