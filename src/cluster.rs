@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Client, Config};
 
@@ -11,6 +12,9 @@ use crate::deckhouse::resources::{
     GROUP, Module, ModuleConfig, ModulePullOverride, ModuleRelease, ModuleSource, MpoVersion,
 };
 use crate::error::{Error, Result};
+
+pub mod decode;
+pub mod retry;
 
 /// A connected cluster: the client plus what error messages need to say where.
 #[derive(Clone)]
@@ -63,7 +67,14 @@ impl Cluster {
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        let client = Client::try_from(config).map_err(|err| {
+        let printer = crate::output::Printer::new(global.no_color, global.verbose);
+        let policy = retry::RetryPolicy::new(
+            request_timeout.unwrap_or(retry::DEFAULT_BUDGET),
+            std::sync::Arc::new(move |line: &str| printer.debug(1, line)),
+        );
+        let client = ClientBuilder::try_from(config)
+            .map(|builder| builder.with_layer(&retry::RetryLayer::new(policy)).build());
+        let client = client.map_err(|err| {
             Error::runtime(format!(
                 "cannot set up a client for {server} (context {context:?}): {}",
                 short_cause(&err)
@@ -155,6 +166,12 @@ impl Cluster {
                     "ask a cluster admin for RBAC that allows '{verb}' on {resource}; check with: kubectl auth can-i {verb} {resource}"
                 )),
                 404 => Error::runtime(format!("{resource} not found on {place}")),
+                // Still refused after the retries of the whole request timeout.
+                429 | 503 => Error::runtime(format!(
+                    "the API server {place} is too busy to {verb} {resource}: {} ({})",
+                    status.message, status.code
+                ))
+                .with_hint("it refused every retry within --request-timeout (30s when unset); try again later or raise --request-timeout; -v shows each retry"),
                 409 => Error::runtime(format!("conflict while trying to {verb} {resource}: {}", status.message))
                     .with_hint("the object changed meanwhile; run the command again"),
                 422 | 400 => Error::usage(format!("the API server refused to {verb} {resource}: {}", status.message)),
@@ -163,11 +180,38 @@ impl Cluster {
                     status.message
                 )),
             },
+            // The server answered, but with data of another shape than expected: never a
+            // connectivity problem.
+            kube::Error::SerdeError(err) => Error::runtime(format!(
+                "cannot read the answer of the API server {place} to {verb} {resource}: {}",
+                decode_message(&err)
+            ))
+            .with_hint(format!(
+                "kubectl-mpo needs that field to be of the type named; see the object with: kubectl get {resource} -o yaml"
+            )),
             other => Error::runtime(format!("cannot reach the API server {place}: {}", short_cause(&other)))
                 .with_hint("check that the cluster is running and reachable, and that --context is right")
                 .with_source(other),
         }
     }
+}
+
+/// A serde error's text without serde_json's "at line 1 column 912" (useless for a
+/// one-line JSON answer), and in plain words.
+fn decode_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let position = |tail: &str| {
+        tail.split_once(" column ").is_some_and(|(line, column)| {
+            [line, column]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    let text = match text.rsplit_once(" at line ") {
+        Some((head, tail)) if position(tail) => head.to_string(),
+        _ => text,
+    };
+    decode::plain_problem(&text)
 }
 
 fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {
@@ -245,6 +289,55 @@ fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
         err.to_string()
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod decode_errors {
+    use super::*;
+
+    #[test]
+    fn a_decode_failure_is_never_a_connectivity_failure() {
+        let cluster_error = |err: kube::Error| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let client = runtime.block_on(async {
+                let config = Config::new("http://127.0.0.1:9".parse().expect("url"));
+                Client::try_from(config).expect("client")
+            });
+            let cluster = Cluster {
+                client,
+                context: "sandbox".into(),
+                server: "http://127.0.0.1:9".into(),
+                request_timeout: None,
+            };
+            cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")
+        };
+        let strict = serde_json::from_str::<Option<i64>>("1.5").expect_err("not an integer");
+        let err = cluster_error(kube::Error::SerdeError(strict));
+        assert_eq!(err.kind, crate::error::Kind::Runtime);
+        assert!(!err.message.contains("cannot reach"), "{}", err.message);
+        assert!(
+            err.message
+                .ends_with("to list moduleconfigs.deckhouse.io: expected an integer, got 1.5"),
+            "{}",
+            err.message
+        );
+        assert!(!err.hint.unwrap_or_default().contains("reachable"));
+        // A failure pinpointed by the decode module keeps its words.
+        let named = <serde_json::Error as serde::de::Error>::custom(
+            "ModuleConfig disabled-module: spec.version: expected an integer, got 1.5",
+        );
+        let err = cluster_error(kube::Error::SerdeError(named));
+        assert!(
+            err.message.ends_with(
+                ": ModuleConfig disabled-module: spec.version: expected an integer, got 1.5"
+            ),
+            "{}",
+            err.message
+        );
     }
 }
 

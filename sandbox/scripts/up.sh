@@ -92,10 +92,12 @@ secret() { head -c 18 /dev/urandom | base64 | tr -d '/+=' ; }
 ADMIN_TOKEN="admin-$(secret)"
 READONLY_TOKEN="readonly-$(secret)"
 DEVELOPER_TOKEN="developer-$(secret)"
+THROTTLED_TOKEN="throttled-$(secret)"
 cat >"$PKI/tokens.csv" <<EOF
 $ADMIN_TOKEN,admin,admin,"system:masters"
 $READONLY_TOKEN,readonly,readonly,
 $DEVELOPER_TOKEN,developer,developer,
+$THROTTLED_TOKEN,throttled,throttled,
 EOF
 chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
 
@@ -120,7 +122,8 @@ start kube-apiserver "$CONTROL_PLANE/kube-apiserver" \
   --service-account-issuer https://kubernetes.default.svc \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-cluster-ip-range 10.96.0.0/24 \
-  --enable-priority-and-fairness=false --profiling=false
+  --enable-priority-and-fairness=true --max-requests-inflight 150 --max-mutating-requests-inflight 80 \
+  --profiling=false
 API="https://127.0.0.1:$API_PORT"
 wait_for kube-apiserver 90 curl -sf --cacert "$PKI/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" "$API/readyz"
 
@@ -149,6 +152,9 @@ users:
 - name: developer
   user:
     token: $DEVELOPER_TOKEN
+- name: throttled
+  user:
+    token: $THROTTLED_TOKEN
 contexts:
 - name: sandbox
   context: {cluster: sandbox, user: admin}
@@ -158,16 +164,23 @@ contexts:
   context: {cluster: sandbox, user: readonly}
 - name: sandbox-developer
   context: {cluster: sandbox, user: developer}
+- name: sandbox-throttled
+  context: {cluster: sandbox, user: throttled}
 current-context: sandbox
 EOF
 chmod 600 "$KUBECONFIG_FILE"
 export KUBECONFIG="$KUBECONFIG_FILE"
 kubectl apply -f "$ROOT/sandbox/rbac.yaml" >/dev/null
+# The apiserver creates its default priority levels at start-up; ours joins them.
+wait_for "API Priority and Fairness" 30 kubectl get prioritylevelconfigurations.flowcontrol.apiserver.k8s.io global-default
+kubectl apply -f "$ROOT/sandbox/apf.yaml" >/dev/null
 
 # --- registries ---------------------------------------------------------------------------
 REGISTRY_USER="mpo-dev"
 REGISTRY_PASSWORD="pw-$(secret)"
 TOKEN_USER="mpo-ci"
+# Same password; the token service grants this user only the first scope of a batch.
+TOKEN_PARTIAL_USER="mpo-ci-partial"
 TOKEN_PASSWORD="pw-$(secret)"
 htpasswd -C 4 -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" >"$PKI/htpasswd" 2>/dev/null
 TLS_PORT=$(free_port)
@@ -221,7 +234,8 @@ printf '%s' "$TOKEN_PASSWORD" >"$PKI/token-password"
 chmod 600 "$PKI/token-password"
 start token-service "$SANDBOX_BIN" token-server --listen "127.0.0.1:$TOKEN_SERVICE_PORT" \
   --key "$PKI/token.key" --cert "$PKI/token.crt" --issuer mpo-sandbox-token-issuer \
-  --service mpo-sandbox-registry --user "$TOKEN_USER" --password-file "$PKI/token-password"
+  --service mpo-sandbox-registry --user "$TOKEN_USER" --password-file "$PKI/token-password" \
+  --partial-user "$TOKEN_PARTIAL_USER"
 wait_for "registry tls" 30 curl -s -o /dev/null --cacert "$PKI/ca.crt" "https://127.0.0.1:$TLS_PORT/v2/"
 wait_for "registry token" 30 curl -s -o /dev/null --cacert "$PKI/ca.crt" "https://127.0.0.1:$TOKEN_REGISTRY_PORT/v2/"
 wait_for "registry http" 30 curl -sf "http://127.0.0.1:$HTTP_PORT/v2/"
@@ -233,11 +247,12 @@ cat >"$SANDBOX_DIR/state.json" <<EOF
   "dir": "$SANDBOX_DIR",
   "kubeconfig": "$KUBECONFIG_FILE",
   "api_server": "$API",
-  "contexts": { "admin": "sandbox", "cert": "sandbox-cert", "readonly": "sandbox-readonly", "developer": "sandbox-developer" },
+  "contexts": { "admin": "sandbox", "cert": "sandbox-cert", "readonly": "sandbox-readonly", "developer": "sandbox-developer", "throttled": "sandbox-throttled" },
   "ca_file": "$PKI/ca.crt",
   "registries": {
     "tls": { "host": "127.0.0.1:$TLS_PORT", "scheme": "HTTPS", "auth": "basic", "username": "$REGISTRY_USER", "password": "$REGISTRY_PASSWORD" },
     "token": { "host": "127.0.0.1:$TOKEN_REGISTRY_PORT", "scheme": "HTTPS", "auth": "bearer", "username": "$TOKEN_USER", "password": "$TOKEN_PASSWORD", "token_realm": "http://127.0.0.1:$TOKEN_SERVICE_PORT/token" },
+    "token-partial": { "host": "127.0.0.1:$TOKEN_REGISTRY_PORT", "scheme": "HTTPS", "auth": "bearer", "username": "$TOKEN_PARTIAL_USER", "password": "$TOKEN_PASSWORD", "token_realm": "http://127.0.0.1:$TOKEN_SERVICE_PORT/token" },
     "http": { "host": "127.0.0.1:$HTTP_PORT", "scheme": "HTTP", "auth": "none" }
   }
 }

@@ -333,13 +333,13 @@ async fn set_module_condition(
     status: &str,
     reason: &str,
     message: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     if let Some(existing) = condition(module, kind)
         && str_at(existing, "/status") == status
         && str_at(existing, "/reason") == reason
         && str_at(existing, "/message") == message
     {
-        return Ok(());
+        return Ok(false);
     }
     let now = now_rfc3339();
     let mut conditions: Vec<Value> = module
@@ -367,7 +367,7 @@ async fn set_module_condition(
             &Patch::Merge(json!({ "status": { "conditions": conditions } })),
         )
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// §2 step 3: is the module enabled?
@@ -614,7 +614,8 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
             continue;
         }
         let config = configs.get(&name);
-        match config
+        // Whether this pass changed the object since it was listed.
+        let changed = match config
             .and_then(|config| config.data.pointer("/spec/enabled"))
             .and_then(Value::as_bool)
         {
@@ -633,7 +634,7 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
                 .await?
             }
             None => remove_module_condition(apis, &module, "EnabledByModuleConfig").await?,
-        }
+        };
         let available: Vec<&str> = properties
             .get("availableSources")
             .and_then(Value::as_array)
@@ -648,16 +649,21 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
             (None, []) => (String::new(), "Available"),
             (None, _) => (String::new(), "Conflict"),
         };
-        if str_at(properties, "/source") != source {
+        // The listed object is current unless this pass changed it: one GET per module
+        // per pass made a pass over a hundred modules take seconds.
+        let module = if str_at(properties, "/source") != source {
             apis.module
                 .patch(
                     &name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({ "properties": { "source": source } })),
                 )
-                .await?;
-        }
-        let module = apis.module.get(&name).await?;
+                .await?
+        } else if changed {
+            apis.module.get(&name).await?
+        } else {
+            module
+        };
         if phase == "Conflict" {
             set_module_condition(
                 apis,
@@ -688,9 +694,9 @@ async fn remove_module_condition(
     apis: &Apis,
     module: &DynamicObject,
     kind: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     if condition(module, kind).is_none() {
-        return Ok(());
+        return Ok(false);
     }
     let mut conditions: Vec<Value> = module
         .data
@@ -707,7 +713,7 @@ async fn remove_module_condition(
             &Patch::Merge(json!({ "status": { "conditions": conditions } })),
         )
         .await?;
-    Ok(())
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ pub struct Contexts {
     pub readonly: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub developer: Option<String>,
+    /// A reader whose requests go to a priority level with one seat (API Priority and
+    /// Fairness, `sandbox/apf.yaml`), so that concurrent requests meet real 429s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

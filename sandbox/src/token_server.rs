@@ -32,6 +32,11 @@ pub struct Args {
     pub user: String,
     #[arg(long)]
     pub password_file: PathBuf,
+    /// A second user (same password) whose token requests for several repositories
+    /// are granted only the first one, as token services with a per-request scope
+    /// limit do: clients must ask again for the rest.
+    #[arg(long)]
+    pub partial_user: Option<String>,
 }
 
 struct Issuer {
@@ -43,6 +48,7 @@ struct Issuer {
     issuer: String,
     service: String,
     user: String,
+    partial_user: Option<String>,
     password: String,
 }
 
@@ -86,6 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         issuer: args.issuer,
         service: args.service,
         user: args.user,
+        partial_user: args.partial_user,
         password,
     });
     let app = axum::Router::new()
@@ -139,8 +146,9 @@ async fn token(
     {
         seen.push(scopes.iter().map(|s| s.to_string()).collect());
     }
+    let known = |user: &str| user == issuer.user || issuer.partial_user.as_deref() == Some(user);
     let subject = match basic_user(&headers) {
-        Some((user, password)) if user == issuer.user && password == issuer.password => user,
+        Some((user, password)) if known(&user) && password == issuer.password => user,
         Some(_) => {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -155,11 +163,14 @@ async fn token(
     }
     // Authenticated users get what they ask for; anonymous requests get no access, so the
     // registry answers 401 as a private registry does.
-    let access = if subject.is_empty() {
+    let mut access: Vec<Access> = if subject.is_empty() {
         Vec::new()
     } else {
         scopes.iter().flat_map(|scope| parse_scope(scope)).collect()
     };
+    if issuer.partial_user.as_deref() == Some(subject.as_str()) {
+        access.truncate(1);
+    }
     let now = jiff::Timestamp::now().as_second();
     let claims = Claims {
         iss: issuer.issuer.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::Ctx;
 use super::overrides::Overrides;
 use super::sources;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, decode};
 use crate::deckhouse::checks::{self, ClusterFacts, Step, StepState};
 use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
 use crate::error::Result;
@@ -43,7 +43,7 @@ fn keyed<T: kube::Resource>(items: Vec<T>) -> HashMap<String, T> {
 
 /// Lists ModuleSources; a 403 is "not readable", not an error.
 pub async fn list_sources(cluster: &Cluster) -> Result<Option<Vec<ModuleSource>>> {
-    match cluster.module_sources().list(&Default::default()).await {
+    match decode::list(&cluster.module_sources(), &Default::default()).await {
         Ok(list) => Ok(Some(list.items)),
         Err(err) if forbidden(&err) => Ok(None),
         Err(err) => Err(cluster.api_error(err, "list", "modulesources.deckhouse.io")),
@@ -56,15 +56,18 @@ impl World {
         let params = kube::api::ListParams::default();
         let (modules_api, configs_api) = (cluster.modules(), cluster.module_configs());
         let (modules, configs, sources) = tokio::join!(
-            modules_api.list(&params),
-            configs_api.list(&params),
+            decode::list(&modules_api, &params),
+            decode::list(&configs_api, &params),
             list_sources(cluster)
         );
         let modules =
             modules.map_err(|err| cluster.api_error(err, "list", "modules.deckhouse.io"))?;
+        // ModuleConfigs only refine the causes: a user who may not read them (or a
+        // cluster without the CRD) still gets a table; an answer that does not decode
+        // is reported.
         let configs = match configs {
             Ok(list) => list.items,
-            Err(err) if forbidden(&err) => Vec::new(),
+            Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => Vec::new(),
             Err(err) => return Err(cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")),
         };
         Ok(World {
@@ -80,8 +83,8 @@ impl World {
         let modules = cluster.modules();
         let configs = cluster.module_configs();
         let (module, config, sources) = tokio::join!(
-            modules.get_opt(name),
-            configs.get_opt(name),
+            decode::get_opt(&modules, name),
+            decode::get_opt(&configs, name),
             list_sources(cluster)
         );
         let module = module.map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?;

@@ -6,7 +6,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 
 use super::Ctx;
 use crate::cli::{DryRun, ModuleName, ObjectFormat};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, decode};
 use crate::deckhouse::resources::{ModulePullOverride, MpoVersion};
 use crate::error::{Error, Result};
 
@@ -59,8 +59,7 @@ impl Overrides {
 
     /// The override, or `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<ModulePullOverride>> {
-        self.api
-            .get_opt(name)
+        decode::get_opt(&self.api, name)
             .await
             .map_err(|err| self.cluster.api_error(err, "get", RESOURCE))
     }
@@ -84,9 +83,7 @@ impl Overrides {
     /// is empty.
     pub async fn list(&self, names: &[ModuleName]) -> Result<Vec<ModulePullOverride>> {
         if names.is_empty() {
-            let mut items = self
-                .api
-                .list(&Default::default())
+            let mut items = decode::list(&self.api, &Default::default())
                 .await
                 .map(|list| list.items)
                 .map_err(|err| self.cluster.api_error(err, "list", RESOURCE))?;

@@ -11,7 +11,8 @@ use kube::runtime::watcher;
 use super::Ctx;
 use super::Outcome;
 use super::diagnose;
-use super::overrides::Overrides;
+use super::overrides::{Overrides, RESOURCE};
+use crate::cluster::Cluster;
 use crate::deckhouse::checks::is_ready;
 use crate::deckhouse::resources::{ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
@@ -99,15 +100,7 @@ pub async fn wait_for(
     let spinner = ctx
         .printer
         .spinner(format!("waiting for {name}: {waiting_for}"));
-    // Keep each watch request shorter than the client's read timeout, so a quiet
-    // object does not look like a dead connection.
-    let watch_secs = overrides
-        .cluster
-        .request_timeout
-        .map_or(290, |t| t.as_secs().saturating_sub(2).clamp(1, 290)) as u32;
-    let config = watcher::Config::default()
-        .fields(&format!("metadata.name={name}"))
-        .timeout(watch_secs);
+    let config = watch_config(&overrides.cluster).fields(&format!("metadata.name={name}"));
     let mut events = std::pin::pin!(watcher(overrides.api.clone(), config));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -133,6 +126,10 @@ pub async fn wait_for(
                         event
                     }
                     Some(Err(err)) => {
+                        if let Some(error) = final_watch_error(&overrides.cluster, &err) {
+                            drop(spinner);
+                            return Err(error);
+                        }
                         ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
                         let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                         if since.elapsed() >= WATCH_FAILURE_GRACE {
@@ -166,6 +163,42 @@ pub async fn wait_for(
                 }
             }
         }
+    }
+}
+
+/// Watch requests shorter than the client's read timeout (`--request-timeout`), so a
+/// quiet object does not look like a dead connection.
+pub fn watch_config(cluster: &Cluster) -> watcher::Config {
+    let watch_secs = cluster
+        .request_timeout
+        .map_or(290, |t| t.as_secs().saturating_sub(2).clamp(1, 290)) as u32;
+    watcher::Config::default().timeout(watch_secs)
+}
+
+/// A watch failure that retrying cannot mend, as the error to report at once: a 401
+/// or 403 (expired credentials, revoked RBAC) with the usual message, or an answer
+/// that does not decode. `None` for failures worth riding out (a restarting server).
+pub fn final_watch_error(cluster: &Cluster, err: &watcher::Error) -> Option<Error> {
+    let (inner, verb) = match err {
+        watcher::Error::InitialListFailed(inner) => (inner, "list"),
+        watcher::Error::WatchStartFailed(inner) | watcher::Error::WatchFailed(inner) => {
+            (inner, "watch")
+        }
+        watcher::Error::WatchError(status) => {
+            return matches!(status.code, 401 | 403)
+                .then(|| cluster.api_error(kube::Error::Api(status.clone()), "watch", RESOURCE));
+        }
+        _ => return None,
+    };
+    match inner {
+        kube::Error::Api(status) if matches!(status.code, 401 | 403) => {
+            Some(cluster.api_error(kube::Error::Api(status.clone()), verb, RESOURCE))
+        }
+        kube::Error::SerdeError(decode) => {
+            let copy = <serde_json::Error as serde::de::Error>::custom(decode);
+            Some(cluster.api_error(kube::Error::SerdeError(copy), verb, RESOURCE))
+        }
+        _ => None,
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::app::diagnose::World;
 use crate::app::overrides::{Overrides, name_of};
 use crate::app::sources::{self, Lookup};
+use crate::app::wait;
 use crate::app::{Ctx, Outcome};
 use crate::cli::{ListFormat, StatusArgs};
 use crate::deckhouse::checks::{SyncState, is_ready};
@@ -291,7 +292,10 @@ async fn watch(
     fallback: Option<&RegistryTarget>,
 ) -> Result<()> {
     let names: Vec<String> = args.modules.iter().map(|m| m.to_string()).collect();
-    let stream = watcher(overrides.api.clone(), watcher::Config::default());
+    let stream = watcher(
+        overrides.api.clone(),
+        wait::watch_config(&overrides.cluster),
+    );
     let mut stream = std::pin::pin!(stream);
     let mut seen_initial = false;
     loop {
@@ -299,8 +303,11 @@ async fn watch(
             event = stream.try_next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let event = event
-            .map_err(|err| Error::runtime(format!("watching overrides: {err}")).with_source(err))?;
+        let event = event.map_err(|err| {
+            wait::final_watch_error(&overrides.cluster, &err).unwrap_or_else(|| {
+                Error::runtime(format!("watching overrides: {err}")).with_source(err)
+            })
+        })?;
         let changed = match event {
             Some(watcher::Event::InitDone) => {
                 seen_initial = true;

@@ -10,6 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::CustomResource;
 use kube::core::ClusterResourceScope;
 use serde::{Deserialize, Serialize};
+/// Numbers no verdict depends on (weights, counts, versions) are kept as any JSON
+/// number: a cluster that stores `1.0` or `1.5` where an integer was expected must not
+/// make a command fail.
+use serde_json::Number;
 
 pub const GROUP: &str = "deckhouse.io";
 /// Renew annotation of controllers since deckhouse PR #22716 (only `"true"` counts).
@@ -90,7 +94,7 @@ pub struct MpoStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i64>,
+    pub weight: Option<Number>,
 }
 
 impl ModulePullOverride {
@@ -318,8 +322,10 @@ pub struct ModuleConfigSpec {
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_policy: Option<String>,
+    /// The settings schema version: a `number` in the CRD as it ships (`1.5` is valid),
+    /// and not needed for any verdict, so any number is kept as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<i64>,
+    pub version: Option<Number>,
 }
 
 /// A release of a module delivered through its update policy.
@@ -372,5 +378,37 @@ mod tests {
         // An object without metadata still decodes.
         let bare: Module = serde_json::from_value(serde_json::json!({})).unwrap();
         assert!(bare.metadata.name.is_none());
+    }
+
+    #[test]
+    fn numbers_no_verdict_needs_accept_any_number() {
+        // ModuleConfig spec.version is a `number` in the CRD as it ships.
+        let config: ModuleConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
+            "metadata": {"name": "disabled-module"},
+            "spec": {"enabled": false, "version": 1.5},
+        }))
+        .unwrap();
+        assert_eq!(config.spec.enabled, Some(false));
+        assert_eq!(
+            config.spec.version.map(|v| v.to_string()).as_deref(),
+            Some("1.5")
+        );
+        let module: Module = serde_json::from_value(serde_json::json!({
+            "properties": {"source": "test", "weight": 900.0},
+        }))
+        .unwrap();
+        assert_eq!(module.properties.unwrap().source.as_deref(), Some("test"));
+        let mpo: ModulePullOverride = serde_json::from_value(serde_json::json!({
+            "spec": {"imageTag": "v1"}, "status": {"message": "Ready", "weight": 1.0},
+        }))
+        .unwrap();
+        assert_eq!(mpo.message(), Some("Ready"));
+        let source: ModuleSource = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "test"}, "spec": {"registry": {"repo": "r/x"}},
+            "status": {"modulesCount": 2.0},
+        }))
+        .unwrap();
+        assert_eq!(source.spec.registry.repo, "r/x");
     }
 }

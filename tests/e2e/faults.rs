@@ -68,7 +68,7 @@ fn module_on(mode: &'static str) -> String {
     name
 }
 
-fn module_without_override(mode: &'static str) -> String {
+pub(crate) fn module_without_override(mode: &'static str) -> String {
     let port = fault_server(mode);
     let name = unique(&format!("fault-{mode}"));
     apply(serde_json::json!({

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod backpressure;
 mod cli;
 mod completion;
 mod diagnose;
