@@ -357,3 +357,59 @@ fn hostile_cap_flags_are_checked_before_any_request() {
         run.assert_code(2);
     }
 }
+
+#[test]
+fn hostile_file_names_reach_a_terminal_escaped() {
+    let named = image(Kind::HostileNames);
+    for args in [
+        vec!["registry", "files", named.as_str(), "--source", "test"],
+        vec![
+            "registry",
+            "files",
+            named.as_str(),
+            "--source",
+            "test",
+            "-o",
+            "name",
+        ],
+        vec![
+            "registry",
+            "cat",
+            named.as_str(),
+            "hostile/evil\nname.yaml",
+            "--source",
+            "test",
+        ],
+    ] {
+        let (code, screen) = crate::hostile_text::on_colour_terminal(&args);
+        assert_eq!(code, 0, "{args:?}: {screen}");
+        for raw in [
+            "\u{1b}[2J",
+            "\u{1b}]0;pwned",
+            "\u{7}",
+            "\u{202e}",
+            "\u{7f}",
+            "\u{9b}",
+        ] {
+            assert!(
+                !screen.contains(raw),
+                "{args:?}: {raw:?} reached the terminal raw: {screen:?}"
+            );
+        }
+    }
+    let (_, listing) = crate::hostile_text::on_colour_terminal(&[
+        "registry",
+        "files",
+        named.as_str(),
+        "--source",
+        "test",
+        "-o",
+        "name",
+    ]);
+    // Names still read, with their control characters shown.
+    assert!(
+        listing.contains("hostile/\\x1b]0;pwned\\x07title.txt"),
+        "{listing:?}"
+    );
+    assert!(listing.contains("hostile/evil\\nname.yaml"), "{listing:?}");
+}

@@ -23,7 +23,7 @@ const RAW: [&str; 6] = [
 
 /// Runs the plugin on a pseudo-terminal with colour on (TERM=xterm, no NO_COLOR), so
 /// that the plugin's own colours are there too; returns what the terminal received.
-fn on_colour_terminal(args: &[&str]) -> (i32, String) {
+pub fn on_colour_terminal(args: &[&str]) -> (i32, String) {
     let line = std::iter::once(binary().display().to_string())
         .chain(args.iter().map(|a| format!("'{a}'")))
         .collect::<Vec<_>>()
