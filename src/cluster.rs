@@ -36,12 +36,15 @@ impl Cluster {
             user: global.user.clone(),
         };
         let (mut config, context) = match load_kubeconfig(global)? {
-            Some(kubeconfig) => {
+            Some(mut kubeconfig) => {
                 let context = options
                     .context
                     .clone()
                     .or_else(|| kubeconfig.current_context.clone())
                     .unwrap_or_default();
+                // OIDC refresh with write-back and exec plugin checks (src/auth).
+                let paths = crate::auth::kubeconfig_paths(global);
+                crate::auth::prepare(&mut kubeconfig, &paths, &options, request_timeout).await?;
                 let config = Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .map_err(|err| kubeconfig_error(err, &context))?;
@@ -162,6 +165,11 @@ impl Cluster {
                     status.message
                 )),
             },
+            other if crate::auth::describe_auth_error(&other).is_some() => Error::runtime(format!(
+                "cannot authenticate to the API server {place}: {}",
+                short_cause(&other)
+            ))
+            .with_hint("check the user's credential plugin or log in again"),
             other => Error::runtime(format!("cannot reach the API server {place}: {}", short_cause(&other)))
                 .with_hint("check that the cluster is running and reachable, and that --context is right"),
         }
@@ -238,6 +246,11 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
 /// The innermost cause of an error, which is usually the informative part
 /// ("connection refused", "certificate unknown") without the wrapper chain.
 pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    // Authentication failures get a description without the plugin's command line,
+    // environment or output.
+    if let Some(description) = crate::auth::describe_auth_error(err) {
+        return description;
+    }
     let mut current: &(dyn std::error::Error + 'static) = err;
     while let Some(next) = current.source() {
         current = next;

@@ -1,5 +1,6 @@
 //! `kubectl-mpo`: parse the command line, run the command, map the result to an exit code.
 
+mod auth;
 mod cli;
 mod cluster;
 mod cmd;
