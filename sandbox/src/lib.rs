@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 pub mod image;
+pub mod oidc;
 pub mod registry;
 pub mod seed;
 pub mod simulator;

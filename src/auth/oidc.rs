@@ -193,13 +193,20 @@ pub async fn fresh_id_token(file: &Path, user: &str, timeout: Option<Duration>) 
                 }
                 Err(login_again(&place, &config.issuer, &reason))
             }
-            Err(RefreshFailure::Other(cause)) => Err(Error::runtime(format!(
-                "cannot refresh the oidc login of {place} at {}: {cause}",
-                config.issuer
-            ))
-            .with_hint(
-                "check that the identity provider is reachable; the kubeconfig was not changed",
-            )),
+            Err(RefreshFailure::Other(cause)) => {
+                // A provider that loses a race between two refreshes of one token may
+                // answer with a server error rather than invalid_grant.
+                if let Some(token) = refreshed_by_someone_else(file, user, &refresh_token).await {
+                    return Ok(token);
+                }
+                Err(Error::runtime(format!(
+                    "cannot refresh the oidc login of {place} at {}: {cause}",
+                    config.issuer
+                ))
+                .with_hint(
+                    "check that the identity provider is reachable; the kubeconfig was not changed",
+                ))
+            }
         }
     })
     .await;
