@@ -35,6 +35,7 @@ impl Cluster {
             cluster: global.cluster.clone(),
             user: global.user.clone(),
         };
+        let mut exec_layer = None;
         let (mut config, context) = match load_kubeconfig(global)? {
             Some(mut kubeconfig) => {
                 let context = options
@@ -44,7 +45,9 @@ impl Cluster {
                     .unwrap_or_default();
                 // OIDC refresh with write-back and exec plugin checks (src/auth).
                 let paths = crate::auth::kubeconfig_paths(global);
-                crate::auth::prepare(&mut kubeconfig, &paths, &options, request_timeout).await?;
+                exec_layer =
+                    crate::auth::prepare(&mut kubeconfig, &paths, &options, request_timeout)
+                        .await?;
                 let config = Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .map_err(|err| kubeconfig_error(err, &context))?;
@@ -69,13 +72,18 @@ impl Cluster {
             .to_string()
             .trim_end_matches('/')
             .to_string();
-        let client = Client::try_from(config).map_err(|err| {
-            Error::runtime(format!(
-                "cannot set up a client for {server} (context {context:?}): {}",
-                short_cause(&err)
-            ))
-            .with_hint("check the certificate and user entries of the kubeconfig")
-        })?;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map(|builder| match &exec_layer {
+                Some(layer) => builder.with_layer(layer).build(),
+                None => builder.build(),
+            })
+            .map_err(|err| {
+                Error::runtime(format!(
+                    "cannot set up a client for {server} (context {context:?}): {}",
+                    short_cause(&err)
+                ))
+                .with_hint("check the certificate and user entries of the kubeconfig")
+            })?;
         Ok(Self {
             client,
             context,

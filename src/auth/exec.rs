@@ -111,6 +111,9 @@ pub fn describe_auth_error(err: &(dyn std::error::Error + 'static)) -> Option<St
         if let Some(auth) = error.downcast_ref::<AuthError>() {
             return Some(describe(auth));
         }
+        if let Some(plugin) = error.downcast_ref::<ExecPluginError>() {
+            return Some(plugin.0.clone());
+        }
         current = error.source();
     }
     None
@@ -159,6 +162,259 @@ fn first_line(text: &str) -> String {
         .chars()
         .take(200)
         .collect()
+}
+
+/// What a plugin run handed out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    Token {
+        token: String,
+        expires: Option<jiff::Timestamp>,
+    },
+    Certificate {
+        certificate_pem: String,
+        key_pem: String,
+    },
+}
+
+/// Runs the plugin once as client-go does: `KUBERNETES_EXEC_INFO` with the interactive
+/// flag and (with `provideClusterInfo`) the cluster; the terminal when interactive,
+/// else no stdin and stderr captured for the error message.
+pub fn run_plugin(exec: &ExecConfig, user: &str) -> std::result::Result<Credential, String> {
+    let command = exec.command.clone().unwrap_or_default();
+    let interactive = exec.interactive_mode != Some(ExecInteractiveMode::Never);
+    let mut process = std::process::Command::new(&command);
+    process.args(exec.args.iter().flatten());
+    for entry in exec.env.iter().flatten() {
+        if let (Some(name), Some(value)) = (entry.get("name"), entry.get("value")) {
+            process.env(name, value);
+        }
+    }
+    for name in exec.drop_env.iter().flatten() {
+        process.env_remove(name);
+    }
+    let api_version = exec
+        .api_version
+        .clone()
+        .unwrap_or_else(|| "client.authentication.k8s.io/v1".into());
+    let mut spec = serde_json::json!({ "interactive": interactive });
+    if exec.provide_cluster_info
+        && let Some(cluster) = &exec.cluster
+        && let Ok(cluster) = serde_json::to_value(cluster)
+    {
+        spec["cluster"] = cluster;
+    }
+    let info =
+        serde_json::json!({"apiVersion": api_version, "kind": "ExecCredential", "spec": spec});
+    process.env("KUBERNETES_EXEC_INFO", info.to_string());
+    process.stdout(std::process::Stdio::piped());
+    if interactive {
+        process.stdin(std::process::Stdio::inherit());
+        process.stderr(std::process::Stdio::inherit());
+    } else {
+        process.stdin(std::process::Stdio::null());
+        process.stderr(std::process::Stdio::piped());
+    }
+    let place = format!("the exec credential plugin {command:?} of user {user:?}");
+    let output = process
+        .output()
+        .map_err(|err| format!("cannot start {place}: {err}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{place} failed ({}): {}",
+            output.status,
+            stderr_tail(&output.stderr)
+        ));
+    }
+    parse_credential(&output.stdout).map_err(|cause| format!("{place} {cause}"))
+}
+
+fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let tail: String = lines[lines.len().saturating_sub(3)..]
+        .join(" / ")
+        .chars()
+        .take(400)
+        .collect();
+    if tail.is_empty() {
+        "no message on stderr".into()
+    } else {
+        tail
+    }
+}
+
+/// Reads an ExecCredential (JSON, or YAML as client-go's decoder also accepts).
+pub fn parse_credential(stdout: &[u8]) -> std::result::Result<Credential, String> {
+    let invalid = || "did not print a valid ExecCredential".to_string();
+    let text = std::str::from_utf8(stdout).map_err(|_| invalid())?;
+    let value: serde_json::Value = serde_saphyr::from_str(text).map_err(|_| invalid())?;
+    let status = value.get("status").ok_or_else(invalid)?;
+    let text_field = |key: &str| {
+        status
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .filter(|value| !value.is_empty())
+            .map(str::to_string)
+    };
+    if let (Some(certificate_pem), Some(key_pem)) = (
+        text_field("clientCertificateData"),
+        text_field("clientKeyData"),
+    ) {
+        return Ok(Credential::Certificate {
+            certificate_pem,
+            key_pem,
+        });
+    }
+    let token = text_field("token").ok_or_else(invalid)?;
+    let expires = match text_field("expirationTimestamp") {
+        Some(stamp) => Some(
+            stamp
+                .parse::<jiff::Timestamp>()
+                .map_err(|_| "printed an invalid expirationTimestamp".to_string())?,
+        ),
+        None => None,
+    };
+    Ok(Credential::Token { token, expires })
+}
+
+/// A plugin's token, cached until its `expirationTimestamp` and fetched again by
+/// running the plugin when it expires, for every request of the command (client-go's
+/// exec authenticator does the same). kube-client would run the plugin once per
+/// client part (TLS identity and auth layer) at start-up.
+pub struct ExecTokenSource {
+    exec: ExecConfig,
+    user: String,
+    cached: std::sync::Mutex<(String, Option<jiff::Timestamp>)>,
+}
+
+/// A credential that expires this close to now is fetched again.
+const EXEC_EXPIRY_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
+
+impl ExecTokenSource {
+    fn header(&self) -> std::result::Result<http::HeaderValue, ExecPluginError> {
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let expired = cached
+            .1
+            .is_some_and(|expires| jiff::Timestamp::now() + EXEC_EXPIRY_MARGIN >= expires);
+        if expired {
+            match run_plugin(&self.exec, &self.user).map_err(ExecPluginError)? {
+                Credential::Token { token, expires } => *cached = (token, expires),
+                Credential::Certificate { .. } => {
+                    return Err(ExecPluginError(format!(
+                        "the exec credential plugin of user {:?} switched from a token to a client certificate",
+                        self.user
+                    )));
+                }
+            }
+        }
+        let mut value =
+            http::HeaderValue::try_from(format!("Bearer {}", cached.0)).map_err(|_| {
+                ExecPluginError(
+                    "the exec credential plugin's token is not a valid header value".into(),
+                )
+            })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+/// A failed plugin run while the command was already talking to the cluster.
+#[derive(Debug)]
+pub struct ExecPluginError(pub String);
+
+impl std::fmt::Display for ExecPluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExecPluginError {}
+
+/// Adds the plugin's token to every request.
+#[derive(Clone)]
+pub struct ExecTokenLayer(std::sync::Arc<ExecTokenSource>);
+
+impl ExecTokenLayer {
+    pub fn new(
+        exec: ExecConfig,
+        user: &str,
+        token: String,
+        expires: Option<jiff::Timestamp>,
+    ) -> Self {
+        Self(std::sync::Arc::new(ExecTokenSource {
+            exec,
+            user: user.to_string(),
+            cached: std::sync::Mutex::new((token, expires)),
+        }))
+    }
+}
+
+impl<S> tower::Layer<S> for ExecTokenLayer {
+    type Service = ExecTokenService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ExecTokenService {
+            inner,
+            source: self.0.clone(),
+        }
+    }
+}
+
+pub struct ExecTokenService<S> {
+    inner: S,
+    source: std::sync::Arc<ExecTokenSource>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> tower::Service<http::Request<B>> for ExecTokenService<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<S::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // Running the plugin blocks; tell the runtime so that other tasks move on.
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        let header = if multi_thread {
+            tokio::task::block_in_place(|| self.source.header())
+        } else {
+            self.source.header()
+        };
+        match header {
+            Ok(value) => {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value);
+                let future = self.inner.call(request);
+                Box::pin(async move { future.await.map_err(Into::into) })
+            }
+            Err(err) => Box::pin(async move { Err(Box::new(err) as BoxError) }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod diagnose;
 mod faults;
 mod kubeconfig;
 mod lifecycle;
+mod login;
 mod registry;
 mod sandbox;
 mod secrets;

@@ -68,3 +68,51 @@ fn no_secret_in_any_output_at_any_verbosity() {
         }
     }
 }
+
+/// The same sweep for DKP logins: an oidc auth-provider user (through a refresh, and
+/// with a revoked refresh token) and exec plugin users. Neither the client secret nor
+/// any id-token or refresh-token, old or new, nor a plugin's environment is printed.
+#[test]
+fn no_login_secret_in_any_output_at_any_verbosity() {
+    use crate::login::{login, mpo_with, tokens, wait_until_expired};
+
+    let oidc = mpo_sandbox::oidc::settings(state()).expect("oidc");
+    let client_secret = std::fs::read_to_string(&oidc.client_secret_file).expect("secret");
+    let password = std::fs::read_to_string(&oidc.password_file).expect("password");
+    let refreshed = login("secret-oidc");
+    let revoked = login("secret-revoked");
+    let mut secrets = vec![
+        client_secret.trim().to_string(),
+        password.trim().to_string(),
+    ];
+    let (id_token, refresh_token) = tokens(&refreshed);
+    secrets.extend([id_token, refresh_token]);
+    let (revoked_id, revoked_refresh) = tokens(&revoked);
+    mpo_sandbox::oidc::revoke(state(), &revoked_refresh).expect("revoke");
+    secrets.extend([revoked_id, revoked_refresh]);
+    wait_until_expired(&refreshed);
+    wait_until_expired(&revoked);
+
+    let verbose = ["-v", "-v", "-v", "-v"];
+    let mut runs = vec![mpo_with(&refreshed, &verbose)];
+    runs.push(mpo_with(
+        &refreshed,
+        &["-o", "json", "-v", "-v", "-v", "-v"],
+    ));
+    let revoked_run = mpo_with(&revoked, &verbose);
+    assert_eq!(revoked_run.code, 3, "{revoked_run:?}");
+    runs.push(revoked_run);
+    let (new_id, new_refresh) = tokens(&refreshed);
+    secrets.extend([new_id, new_refresh]);
+    secrets.push("sentinel-exec-env-value".into());
+    secrets.retain(|s| s.len() >= 8);
+    assert!(secrets.len() >= 8, "collected the login secrets");
+    for run in runs {
+        for secret in &secrets {
+            assert!(
+                !run.all().contains(secret.as_str()),
+                "printed a secret: {run:?}"
+            );
+        }
+    }
+}
