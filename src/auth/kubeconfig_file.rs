@@ -89,8 +89,12 @@ pub fn set_tokens(
 /// Serializes the document; checks that the text reads back as the same document and
 /// as a kubeconfig before anything is written.
 pub fn render_document(document: &Value) -> Result<String, String> {
-    let text =
-        serde_saphyr::to_string(document).map_err(|err| format!("cannot serialize: {err}"))?;
+    // Tokens and certificate data stay plain one-line scalars, as kubectl writes them
+    // (the default would fold long strings into `>-` blocks).
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    let text = serde_saphyr::to_string_with_options(document, options)
+        .map_err(|err| format!("cannot serialize: {err}"))?;
     match parse_document(&text) {
         Ok(back) if &back == document => {}
         _ => return Err("the rewritten kubeconfig does not read back the same".into()),
@@ -317,6 +321,14 @@ current-context: dev@dkp
         assert_eq!(
             oidc_config(&back, "dev@dkp").expect("config")["refresh-token"],
             "true"
+        );
+        let long_token = format!("eyJ{}", "a".repeat(900));
+        set_tokens(&mut document, "dev@dkp", "true", &long_token, "r2");
+        let text = render_document(&document).expect("render");
+        assert!(
+            text.lines()
+                .any(|line| line.trim() == format!("id-token: {long_token}")),
+            "a long token is one plain line: {text}"
         );
     }
 
