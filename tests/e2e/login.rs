@@ -208,38 +208,51 @@ fn revoked_refresh_token_gives_a_clear_error_and_leaves_the_file_byte_identical(
 #[test]
 fn concurrent_refreshes_by_the_plugin_and_kubectl_leave_a_working_file() {
     let login = login("oidc-race");
-    wait_until_expired(&login);
     let plugin_command = |login: &Login| {
         let kubeconfig = login.kubeconfig.display().to_string();
         let mut command = support::command(&["--kubeconfig", &kubeconfig, "status", "--offline"]);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         command
     };
-    let mut children = Vec::new();
-    for _ in 0..2 {
-        children.push(("plugin", plugin_command(&login).spawn().expect("plugin")));
-        let mut kubectl = kubectl_command(&login);
-        kubectl.stdout(Stdio::piped()).stderr(Stdio::piped());
-        children.push(("kubectl", kubectl.spawn().expect("kubectl")));
-    }
-    for (who, child) in children {
-        let output = child.wait_with_output().expect("wait");
-        // kubectl loses the race when the plugin spent the refresh token first (its
-        // own problem, as with two kubectl processes); the plugin never does.
-        if who == "plugin" {
-            assert!(
-                output.status.success(),
-                "plugin: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+    let kubectl_piped = |login: &Login| {
+        let mut command = kubectl_command(login);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+    };
+    // Two rounds after two expiries: kubectl first, then the plugin first (kubectl a
+    // moment later), so that each side wins the provider's rotation at least once.
+    for plugin_first in [false, true] {
+        wait_until_expired(&login);
+        let mut children = Vec::new();
+        for _ in 0..2 {
+            if plugin_first {
+                children.push(("plugin", plugin_command(&login).spawn().expect("plugin")));
+                std::thread::sleep(Duration::from_millis(150));
+                children.push(("kubectl", kubectl_piped(&login).spawn().expect("kubectl")));
+            } else {
+                children.push(("kubectl", kubectl_piped(&login).spawn().expect("kubectl")));
+                children.push(("plugin", plugin_command(&login).spawn().expect("plugin")));
+            }
         }
+        for (who, child) in children {
+            let output = child.wait_with_output().expect("wait");
+            // kubectl loses the race when the plugin spent the refresh token first (its
+            // own problem, as with two kubectl processes); the plugin never does.
+            if who == "plugin" {
+                assert!(
+                    output.status.success(),
+                    "plugin (plugin first: {plugin_first}): {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+        // The file works for both.
+        kubectl_with(&login).assert_code(0);
+        mpo_with(&login, &[]).assert_code(0);
     }
-    // The file works for both, now and after the next expiry.
-    kubectl_with(&login).assert_code(0);
-    mpo_with(&login, &[]).assert_code(0);
+    // And keeps working after the next expiry, refreshed by kubectl.
     wait_until_expired(&login);
     kubectl_with(&login).assert_code(0);
-    wait_until_expired(&login);
     mpo_with(&login, &[]).assert_code(0);
     assert!(!lock_file(&login).exists());
 }
