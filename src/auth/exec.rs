@@ -111,8 +111,8 @@ pub fn describe_auth_error(err: &(dyn std::error::Error + 'static)) -> Option<St
         if let Some(auth) = error.downcast_ref::<AuthError>() {
             return Some(describe(auth));
         }
-        if let Some(plugin) = error.downcast_ref::<ExecPluginError>() {
-            return Some(plugin.0.clone());
+        if let Some(credential) = error.downcast_ref::<super::token_layer::CredentialError>() {
+            return Some(credential.0.clone());
         }
         current = error.source();
     }
@@ -280,141 +280,6 @@ pub fn parse_credential(stdout: &[u8]) -> std::result::Result<Credential, String
         None => None,
     };
     Ok(Credential::Token { token, expires })
-}
-
-/// A plugin's token, cached until its `expirationTimestamp` and fetched again by
-/// running the plugin when it expires, for every request of the command (client-go's
-/// exec authenticator does the same). kube-client would run the plugin once per
-/// client part (TLS identity and auth layer) at start-up.
-pub struct ExecTokenSource {
-    exec: ExecConfig,
-    user: String,
-    cached: std::sync::Mutex<(String, Option<jiff::Timestamp>)>,
-}
-
-/// A credential that expires this close to now is fetched again.
-const EXEC_EXPIRY_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
-
-impl ExecTokenSource {
-    fn header(&self) -> std::result::Result<http::HeaderValue, ExecPluginError> {
-        let mut cached = self
-            .cached
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let expired = cached
-            .1
-            .is_some_and(|expires| jiff::Timestamp::now() + EXEC_EXPIRY_MARGIN >= expires);
-        if expired {
-            match run_plugin(&self.exec, &self.user).map_err(ExecPluginError)? {
-                Credential::Token { token, expires } => *cached = (token, expires),
-                Credential::Certificate { .. } => {
-                    return Err(ExecPluginError(format!(
-                        "the exec credential plugin of user {:?} switched from a token to a client certificate",
-                        self.user
-                    )));
-                }
-            }
-        }
-        let mut value =
-            http::HeaderValue::try_from(format!("Bearer {}", cached.0)).map_err(|_| {
-                ExecPluginError(
-                    "the exec credential plugin's token is not a valid header value".into(),
-                )
-            })?;
-        value.set_sensitive(true);
-        Ok(value)
-    }
-}
-
-/// A failed plugin run while the command was already talking to the cluster.
-#[derive(Debug)]
-pub struct ExecPluginError(pub String);
-
-impl std::fmt::Display for ExecPluginError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ExecPluginError {}
-
-/// Adds the plugin's token to every request.
-#[derive(Clone)]
-pub struct ExecTokenLayer(std::sync::Arc<ExecTokenSource>);
-
-impl ExecTokenLayer {
-    pub fn new(
-        exec: ExecConfig,
-        user: &str,
-        token: String,
-        expires: Option<jiff::Timestamp>,
-    ) -> Self {
-        Self(std::sync::Arc::new(ExecTokenSource {
-            exec,
-            user: user.to_string(),
-            cached: std::sync::Mutex::new((token, expires)),
-        }))
-    }
-}
-
-impl<S> tower::Layer<S> for ExecTokenLayer {
-    type Service = ExecTokenService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ExecTokenService {
-            inner,
-            source: self.0.clone(),
-        }
-    }
-}
-
-pub struct ExecTokenService<S> {
-    inner: S,
-    source: std::sync::Arc<ExecTokenSource>,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<S, B> tower::Service<http::Request<B>> for ExecTokenService<S>
-where
-    S: tower::Service<http::Request<B>>,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::result::Result<S::Response, BoxError>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        // Running the plugin blocks; tell the runtime so that other tasks move on.
-        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
-            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        });
-        let header = if multi_thread {
-            tokio::task::block_in_place(|| self.source.header())
-        } else {
-            self.source.header()
-        };
-        match header {
-            Ok(value) => {
-                request
-                    .headers_mut()
-                    .insert(http::header::AUTHORIZATION, value);
-                let future = self.inner.call(request);
-                Box::pin(async move { future.await.map_err(Into::into) })
-            }
-            Err(err) => Box::pin(async move { Err(Box::new(err) as BoxError) }),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod exec;
 mod kubeconfig_file;
 mod oidc;
+mod token_layer;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,7 +17,8 @@ use kube::config::{ExecAuthCluster, KubeConfigOptions, Kubeconfig};
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 
-pub use exec::{ExecTokenLayer, describe_auth_error};
+pub use exec::describe_auth_error;
+pub use token_layer::TokenLayer;
 
 /// The kubeconfig files in the order kubectl reads them: `--kubeconfig`, else every
 /// file of `$KUBECONFIG`, else `~/.kube/config`.
@@ -46,7 +48,7 @@ pub async fn prepare(
     paths: &[PathBuf],
     options: &KubeConfigOptions,
     timeout: Option<Duration>,
-) -> Result<Option<ExecTokenLayer>> {
+) -> Result<Option<TokenLayer>> {
     let Some(user) = selected_user(kubeconfig, options) else {
         return Ok(None);
     };
@@ -70,8 +72,10 @@ pub async fn prepare(
             ))
         })?;
         let id_token = oidc::fresh_id_token(&file, &user, timeout).await?;
-        provider.config.insert("id-token".to_string(), id_token);
-        return Ok(None);
+        // The layer sends the id-token and refreshes it again when it expires during
+        // the command; kube-client would keep sending the first one.
+        auth_info.auth_provider = None;
+        return Ok(Some(TokenLayer::oidc(file, &user, timeout, id_token)));
     }
     // kube-client uses a token or certificate before an exec plugin, as client-go does.
     let static_credentials = auth_info.token.is_some()
@@ -117,7 +121,7 @@ pub async fn prepare(
             None
         }
         exec::Credential::Token { token, expires } => {
-            Some(ExecTokenLayer::new(exec, &user, token, expires))
+            Some(TokenLayer::exec(exec, &user, token, expires))
         }
     })
 }

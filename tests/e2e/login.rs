@@ -338,6 +338,40 @@ fn a_user_in_the_second_kubeconfig_file_is_written_back_there() {
     assert_eq!(std::fs::read(&chooser).expect("read"), chooser_before);
 }
 
+#[test]
+fn id_token_expiring_during_a_command_is_refreshed_before_the_next_request() {
+    let name = unique("oidc-editor");
+    support::module_with_images(&name, true, &["v1", "v2"]);
+    support::mpo(&["create", &name, "--tag", "v1", "--scan-interval", "1h"]).assert_code(0);
+    let login = login("oidc-editor");
+    let (first_id, _) = tokens(&login);
+    // The user stays in the editor until the id-token has expired; the patch that
+    // follows needs a refreshed one.
+    let expired_in = (expiry(&first_id) - 10 - now() + 1).max(0);
+    let editor = support::home_dir().join(format!("{name}-editor.sh"));
+    std::fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh
+sleep {expired_in}
+sed -i 's/imageTag: v1/imageTag: v2/' \"$1\"\n"
+        ),
+    )
+    .expect("write editor");
+    let kubeconfig = login.kubeconfig.display().to_string();
+    let mut command = support::command(&["--kubeconfig", &kubeconfig, "edit", &name]);
+    command.env("EDITOR", format!("sh {}", editor.display()));
+    let run = support::run(command);
+    run.assert_code(0);
+    assert_eq!(support::mpo_field(&name, ".spec.imageTag"), "v2");
+    let (second_id, _) = tokens(&login);
+    assert_ne!(
+        second_id, first_id,
+        "refreshed during the command and written back"
+    );
+    kubectl_with(&login).assert_code(0);
+}
+
 // --- exec credential plugins -------------------------------------------------------------
 
 /// A kubeconfig whose user runs `mpo-oidc get-token` (in the style of kubelogin) with
