@@ -270,8 +270,9 @@ fn ctrl_c_during_a_refresh_leaves_a_valid_working_file() {
     support::eventually(30, "the refresh to reach the provider", || {
         mpo_sandbox::oidc::refresh_arrived(state(), &refresh_token).unwrap_or(false)
     });
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // What the terminal sends on Ctrl-C (the shell's kill builtin: no procps needed).
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .expect("kill");
     assert!(status.success());
