@@ -377,7 +377,7 @@ sed -i 's/imageTag: v1/imageTag: v2/' \"$1\"\n"
 
 /// A kubeconfig whose user runs `mpo-oidc get-token` (in the style of kubelogin) with
 /// its own token cache from a fresh login.
-fn exec_kubeconfig(name: &str, exec: Value) -> PathBuf {
+pub fn exec_kubeconfig(name: &str, exec: Value) -> PathBuf {
     let path = support::home_dir().join(format!("{}.kubeconfig", unique(name)));
     let ca = std::fs::read(&state().ca_file).expect("CA");
     let document = serde_json::json!({
@@ -395,7 +395,7 @@ fn exec_kubeconfig(name: &str, exec: Value) -> PathBuf {
     path
 }
 
-fn get_token_exec(api_version: &str, cache: &Path, extra: &[&str]) -> Value {
+pub fn get_token_exec(api_version: &str, cache: &Path, extra: &[&str]) -> Value {
     let oidc = mpo_sandbox::oidc::settings(state()).expect("oidc");
     let mut args = vec![
         "get-token".to_string(),
@@ -420,13 +420,21 @@ fn get_token_exec(api_version: &str, cache: &Path, extra: &[&str]) -> Value {
     })
 }
 
-fn token_cache(name: &str) -> PathBuf {
+pub fn token_cache(name: &str) -> PathBuf {
     let path = support::home_dir().join(format!("{}.tokens", unique(name)));
     mpo_sandbox::oidc::login_token_cache(state(), &path).expect("login for the token cache");
     path
 }
 
-fn mpo_kubeconfig(path: &Path) -> Run {
+/// (id_token, refresh_token) of a `get-token` cache file.
+pub fn cache_tokens(path: &Path) -> (String, String) {
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("token cache")).expect("JSON");
+    let text = |key: &str| cache[key].as_str().unwrap_or_default().to_string();
+    (text("id_token"), text("refresh_token"))
+}
+
+pub fn mpo_kubeconfig(path: &Path) -> Run {
     let kubeconfig = path.display().to_string();
     support::mpo(&["--kubeconfig", &kubeconfig, "status", "--offline"])
 }

@@ -102,6 +102,38 @@ fn no_login_secret_in_any_output_at_any_verbosity() {
     let revoked_run = mpo_with(&revoked, &verbose);
     assert_eq!(revoked_run.code, 3, "{revoked_run:?}");
     runs.push(revoked_run);
+    // Exec plugin users: a working login and a failing one, at the highest verbosity.
+    let cache = crate::login::token_cache("secret-exec");
+    let (exec_id, exec_refresh) = crate::login::cache_tokens(&cache);
+    let working = crate::login::exec_kubeconfig(
+        "secret-exec",
+        crate::login::get_token_exec("client.authentication.k8s.io/v1", &cache, &[]),
+    );
+    let failing = crate::login::exec_kubeconfig(
+        "secret-exec-fail",
+        crate::login::get_token_exec(
+            "client.authentication.k8s.io/v1",
+            &cache.with_extension("missing"),
+            &[],
+        ),
+    );
+    for (path, code) in [(working, 0), (failing, 3)] {
+        let kubeconfig = path.display().to_string();
+        let run = crate::support::mpo(&[
+            "--kubeconfig",
+            &kubeconfig,
+            "status",
+            "--offline",
+            "-v",
+            "-v",
+            "-v",
+            "-v",
+        ]);
+        assert_eq!(run.code, code, "{run:?}");
+        runs.push(run);
+    }
+    let (cache_id, cache_refresh) = crate::login::cache_tokens(&cache);
+    secrets.extend([exec_id, exec_refresh, cache_id, cache_refresh]);
     let (new_id, new_refresh) = tokens(&refreshed);
     secrets.extend([new_id, new_refresh]);
     secrets.push("sentinel-exec-env-value".into());
