@@ -84,10 +84,10 @@ func (s shortLivedStorage) GetClientByClientID(ctx context.Context, id string) (
 // controls: refresh tokens whose token request is held back (to interrupt a client
 // mid-refresh) and counters the tests read.
 type controls struct {
-	mu       sync.Mutex
-	slow     map[string]time.Duration
-	arrived  map[string]bool
-	refreshe atomic.Int64
+	mu        sync.Mutex
+	slow      map[string]time.Duration
+	arrived   map[string]bool
+	refreshes atomic.Int64
 }
 
 func (c *controls) tokenMiddleware(next http.Handler) http.Handler {
@@ -101,7 +101,7 @@ func (c *controls) tokenMiddleware(next http.Handler) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			form, _ := url.ParseQuery(string(body))
 			if form.Get("grant_type") == "refresh_token" {
-				c.refreshe.Add(1)
+				c.refreshes.Add(1)
 				token := form.Get("refresh_token")
 				c.mu.Lock()
 				delay, slow := c.slow[token]
@@ -144,7 +144,7 @@ func (c *controls) routes(mux *http.ServeMux) {
 		fmt.Fprintf(w, "%v", arrived)
 	})
 	mux.HandleFunc("/test/refreshes", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%d", c.refreshe.Load())
+		fmt.Fprintf(w, "%d", c.refreshes.Load())
 	})
 }
 
