@@ -36,13 +36,19 @@ impl Cluster {
             cluster: global.cluster.clone(),
             user: global.user.clone(),
         };
+        let mut exec_layer = None;
         let (mut config, context) = match load_kubeconfig(global)? {
-            Some(kubeconfig) => {
+            Some(mut kubeconfig) => {
                 let context = options
                     .context
                     .clone()
                     .or_else(|| kubeconfig.current_context.clone())
                     .unwrap_or_default();
+                // OIDC refresh with write-back and exec plugin checks (src/auth).
+                let paths = crate::auth::kubeconfig_paths(global);
+                exec_layer =
+                    crate::auth::prepare(&mut kubeconfig, &paths, &options, request_timeout)
+                        .await?;
                 let config = Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .map_err(|err| kubeconfig_error(err, &context))?;
@@ -72,15 +78,23 @@ impl Cluster {
             request_timeout.unwrap_or(retry::DEFAULT_BUDGET),
             std::sync::Arc::new(move |line: &str| printer.debug(1, line)),
         );
+        // Retries inside, credentials outside: a retried request is sent with the
+        // token the credential layer holds at that moment.
         let client = ClientBuilder::try_from(config)
-            .map(|builder| builder.with_layer(&retry::RetryLayer::new(policy)).build());
-        let client = client.map_err(|err| {
-            Error::runtime(format!(
-                "cannot set up a client for {server} (context {context:?}): {}",
-                short_cause(&err)
-            ))
-            .with_hint("check the certificate and user entries of the kubeconfig")
-        })?;
+            .map(|builder| {
+                let builder = builder.with_layer(&retry::RetryLayer::new(policy));
+                match &exec_layer {
+                    Some(layer) => builder.with_layer(layer).build(),
+                    None => builder.build(),
+                }
+            })
+            .map_err(|err| {
+                Error::runtime(format!(
+                    "cannot set up a client for {server} (context {context:?}): {}",
+                    short_cause(&err)
+                ))
+                .with_hint("check the certificate and user entries of the kubeconfig")
+            })?;
         Ok(Self {
             client,
             context,
@@ -189,6 +203,11 @@ impl Cluster {
             .with_hint(format!(
                 "kubectl-mpo needs that field to be of the type named; see the object with: kubectl get {resource} -o yaml"
             )),
+            other if crate::auth::describe_auth_error(&other).is_some() => Error::runtime(format!(
+                "cannot authenticate to the API server {place}: {}",
+                short_cause(&other)
+            ))
+            .with_hint("check the user's credential plugin or log in again"),
             other => Error::runtime(format!("cannot reach the API server {place}: {}", short_cause(&other)))
                 .with_hint("check that the cluster is running and reachable, and that --context is right")
                 .with_source(other),
@@ -282,8 +301,12 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
 }
 
 /// The innermost cause of an error ("connection refused", "certificate unknown"),
-/// or the error itself when that says nothing.
-fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
+/// or the error itself when that says nothing. Authentication failures get a
+/// description without the credential plugin's command line, environment or output.
+pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(description) = crate::auth::describe_auth_error(err) {
+        return description;
+    }
     let text = crate::error::innermost(err);
     if text.is_empty() {
         err.to_string()

@@ -1,6 +1,7 @@
 //! `kubectl-mpo`: parse the command line, run the command, map the result to an exit code.
 
 mod app;
+mod auth;
 mod cli;
 mod cluster;
 mod cmd;

@@ -35,6 +35,8 @@ trap 'status=$?; if [[ $status -ne 0 ]]; then log "start-up failed; logs are in 
 # --- binaries -------------------------------------------------------------------
 CONTROL_PLANE="$("$ROOT/sandbox/scripts/build-control-plane.sh")"
 log "control plane binaries: $CONTROL_PLANE"
+OIDC_BIN="$("$ROOT/sandbox/scripts/build-oidc.sh")"
+log "OpenID Connect provider: $OIDC_BIN"
 log "building kubectl-mpo and mpo-sandbox"
 (cd "$ROOT" && cargo build --quiet --workspace --bins)
 SANDBOX_BIN="$TARGET_DIR/debug/mpo-sandbox"
@@ -101,6 +103,30 @@ $THROTTLED_TOKEN,throttled,throttled,
 EOF
 chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
 
+# --- OpenID Connect provider -----------------------------------------------------------
+# The example OP of github.com/zitadel/oidc/v3 (sandbox/oidc) plays Deckhouse's dex:
+# HTTPS with the sandbox CA, one confidential client as user-authn's kubeconfig
+# generator has, rotating refresh tokens and id-tokens that live seconds.
+OIDC_PORT=$(free_port)
+OIDC_ISSUER="https://127.0.0.1:$OIDC_PORT"
+OIDC_CLIENT_ID="kubeconfig-generator"
+OIDC_USER="developer@dkp.example"
+OIDC_USER_ID="dkp-developer"
+OIDC_ID_TOKEN_LIFETIME="${MPO_SANDBOX_OIDC_ID_TOKEN_LIFETIME:-20s}"
+printf 'client-%s' "$(secret)" >"$PKI/oidc-client-secret"
+printf 'pw-%s' "$(secret)" >"$PKI/oidc-password"
+cat >"$PKI/oidc-users.json" <<EOF
+{"$OIDC_USER_ID": {"ID": "$OIDC_USER_ID", "Username": "$OIDC_USER", "Password": "$(cat "$PKI/oidc-password")",
+  "FirstName": "DKP", "LastName": "Developer", "Email": "$OIDC_USER", "EmailVerified": true, "PreferredLanguage": "en"}}
+EOF
+chmod 600 "$PKI/oidc-client-secret" "$PKI/oidc-password" "$PKI/oidc-users.json"
+log "starting the OpenID Connect provider on $OIDC_ISSUER"
+start oidc "$OIDC_BIN" serve --listen "127.0.0.1:$OIDC_PORT" --issuer "$OIDC_ISSUER" \
+  --cert "$PKI/server.crt" --key "$PKI/server.key" --users "$PKI/oidc-users.json" \
+  --client-id "$OIDC_CLIENT_ID" --client-secret-file "$PKI/oidc-client-secret" \
+  --id-token-lifetime "$OIDC_ID_TOKEN_LIFETIME"
+wait_for "OpenID Connect provider" 30 curl -sf --cacert "$PKI/ca.crt" "$OIDC_ISSUER/.well-known/openid-configuration"
+
 # --- etcd + kube-apiserver ------------------------------------------------------------
 ETCD_PORT=$(free_port)
 ETCD_PEER_PORT=$(free_port)
@@ -122,6 +148,8 @@ start kube-apiserver "$CONTROL_PLANE/kube-apiserver" \
   --service-account-issuer https://kubernetes.default.svc \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-cluster-ip-range 10.96.0.0/24 \
+  --oidc-issuer-url "$OIDC_ISSUER" --oidc-client-id "$OIDC_CLIENT_ID" --oidc-ca-file "$PKI/ca.crt" \
+  --oidc-username-claim sub --oidc-username-prefix "oidc:" \
   --enable-priority-and-fairness=true --max-requests-inflight 150 --max-mutating-requests-inflight 80 \
   --profiling=false
 API="https://127.0.0.1:$API_PORT"
@@ -174,6 +202,16 @@ kubectl apply -f "$ROOT/sandbox/rbac.yaml" >/dev/null
 # The apiserver creates its default priority levels at start-up; ours joins them.
 wait_for "API Priority and Fairness" 30 kubectl get prioritylevelconfigurations.flowcontrol.apiserver.k8s.io global-default
 kubectl apply -f "$ROOT/sandbox/apf.yaml" >/dev/null
+
+# A kubeconfig as Deckhouse's kubeconfig generator hands out (auth-provider oidc), for
+# the user oidc:dkp-developer. The API server fetches the provider's discovery document
+# in the background: wait until a request with the id-token is authenticated.
+OIDC_KUBECONFIG="$SANDBOX_DIR/kubeconfig-oidc"
+"$OIDC_BIN" login --issuer "$OIDC_ISSUER" --ca "$PKI/ca.crt" --client-id "$OIDC_CLIENT_ID" \
+  --client-secret-file "$PKI/oidc-client-secret" --username "$OIDC_USER" --password-file "$PKI/oidc-password" \
+  --kubeconfig-out "$OIDC_KUBECONFIG" --server "$API" --cluster-ca "$PKI/ca.crt" --user-name "$OIDC_USER"
+wait_for "OIDC authentication at the API server" 60 \
+  kubectl --kubeconfig "$OIDC_KUBECONFIG" auth whoami
 
 # --- registries ---------------------------------------------------------------------------
 REGISTRY_USER="mpo-dev"
@@ -249,6 +287,11 @@ cat >"$SANDBOX_DIR/state.json" <<EOF
   "api_server": "$API",
   "contexts": { "admin": "sandbox", "cert": "sandbox-cert", "readonly": "sandbox-readonly", "developer": "sandbox-developer", "throttled": "sandbox-throttled" },
   "ca_file": "$PKI/ca.crt",
+  "oidc": {
+    "issuer": "$OIDC_ISSUER", "client_id": "$OIDC_CLIENT_ID", "client_secret_file": "$PKI/oidc-client-secret",
+    "username": "$OIDC_USER", "password_file": "$PKI/oidc-password", "binary": "$OIDC_BIN",
+    "kubeconfig": "$OIDC_KUBECONFIG", "id_token_lifetime": "$OIDC_ID_TOKEN_LIFETIME"
+  },
   "registries": {
     "tls": { "host": "127.0.0.1:$TLS_PORT", "scheme": "HTTPS", "auth": "basic", "username": "$REGISTRY_USER", "password": "$REGISTRY_PASSWORD" },
     "token": { "host": "127.0.0.1:$TOKEN_REGISTRY_PORT", "scheme": "HTTPS", "auth": "bearer", "username": "$TOKEN_USER", "password": "$TOKEN_PASSWORD", "token_realm": "http://127.0.0.1:$TOKEN_SERVICE_PORT/token" },
@@ -265,6 +308,7 @@ export MPO_SANDBOX_DIR="$SANDBOX_DIR"
 export MPO_REGISTRY_TLS="127.0.0.1:$TLS_PORT"
 export MPO_REGISTRY_TOKEN="127.0.0.1:$TOKEN_REGISTRY_PORT"
 export MPO_REGISTRY_HTTP="127.0.0.1:$HTTP_PORT"
+export MPO_OIDC_KUBECONFIG="$OIDC_KUBECONFIG"
 export PATH="$TARGET_DIR/debug:\$PATH"
 EOF
 

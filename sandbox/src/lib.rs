@@ -5,6 +5,7 @@
 pub mod fixtures;
 pub mod hostile;
 pub mod image;
+pub mod oidc;
 pub mod registry;
 pub mod seed;
 pub mod simulator;

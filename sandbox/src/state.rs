@@ -14,6 +14,25 @@ pub struct State {
     pub contexts: Contexts,
     pub ca_file: PathBuf,
     pub registries: BTreeMap<String, Registry>,
+    /// The OpenID Connect provider and its kubeconfig-generator client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Oidc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Oidc {
+    /// `https://127.0.0.1:PORT` (the sandbox CA signs its certificate)
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    pub username: String,
+    pub password_file: PathBuf,
+    /// `mpo-oidc`: `serve`, `login` (the kubeconfig generator), `get-token` (exec plugin)
+    pub binary: PathBuf,
+    /// The generator-style kubeconfig written at start-up.
+    pub kubeconfig: PathBuf,
+    /// e.g. `20s`
+    pub id_token_lifetime: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

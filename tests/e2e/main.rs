@@ -13,6 +13,7 @@ mod hostile_images;
 mod hostile_text;
 mod kubeconfig;
 mod lifecycle;
+mod login;
 mod registry;
 mod sandbox;
 mod secrets;

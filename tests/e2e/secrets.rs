@@ -68,3 +68,83 @@ fn no_secret_in_any_output_at_any_verbosity() {
         }
     }
 }
+
+/// The same sweep for DKP logins: an oidc auth-provider user (through a refresh, and
+/// with a revoked refresh token) and exec plugin users. Neither the client secret nor
+/// any id-token or refresh-token, old or new, nor a plugin's environment is printed.
+#[test]
+fn no_login_secret_in_any_output_at_any_verbosity() {
+    use crate::login::{login, mpo_with, tokens, wait_until_expired};
+
+    let oidc = mpo_sandbox::oidc::settings(state()).expect("oidc");
+    let client_secret = std::fs::read_to_string(&oidc.client_secret_file).expect("secret");
+    let password = std::fs::read_to_string(&oidc.password_file).expect("password");
+    let refreshed = login("secret-oidc");
+    let revoked = login("secret-revoked");
+    let mut secrets = vec![
+        client_secret.trim().to_string(),
+        password.trim().to_string(),
+    ];
+    let (id_token, refresh_token) = tokens(&refreshed);
+    secrets.extend([id_token, refresh_token]);
+    let (revoked_id, revoked_refresh) = tokens(&revoked);
+    mpo_sandbox::oidc::revoke(state(), &revoked_refresh).expect("revoke");
+    secrets.extend([revoked_id, revoked_refresh]);
+    wait_until_expired(&refreshed);
+    wait_until_expired(&revoked);
+
+    let verbose = ["-v", "-v", "-v", "-v"];
+    let mut runs = vec![mpo_with(&refreshed, &verbose)];
+    runs.push(mpo_with(
+        &refreshed,
+        &["-o", "json", "-v", "-v", "-v", "-v"],
+    ));
+    let revoked_run = mpo_with(&revoked, &verbose);
+    assert_eq!(revoked_run.code, 3, "{revoked_run:?}");
+    runs.push(revoked_run);
+    // Exec plugin users: a working login and a failing one, at the highest verbosity.
+    let cache = crate::login::token_cache("secret-exec");
+    let (exec_id, exec_refresh) = crate::login::cache_tokens(&cache);
+    let working = crate::login::exec_kubeconfig(
+        "secret-exec",
+        crate::login::get_token_exec("client.authentication.k8s.io/v1", &cache, &[]),
+    );
+    let failing = crate::login::exec_kubeconfig(
+        "secret-exec-fail",
+        crate::login::get_token_exec(
+            "client.authentication.k8s.io/v1",
+            &cache.with_extension("missing"),
+            &[],
+        ),
+    );
+    for (path, code) in [(working, 0), (failing, 3)] {
+        let kubeconfig = path.display().to_string();
+        let run = crate::support::mpo(&[
+            "--kubeconfig",
+            &kubeconfig,
+            "status",
+            "--offline",
+            "-v",
+            "-v",
+            "-v",
+            "-v",
+        ]);
+        assert_eq!(run.code, code, "{run:?}");
+        runs.push(run);
+    }
+    let (cache_id, cache_refresh) = crate::login::cache_tokens(&cache);
+    secrets.extend([exec_id, exec_refresh, cache_id, cache_refresh]);
+    let (new_id, new_refresh) = tokens(&refreshed);
+    secrets.extend([new_id, new_refresh]);
+    secrets.push("sentinel-exec-env-value".into());
+    secrets.retain(|s| s.len() >= 8);
+    assert!(secrets.len() >= 8, "collected the login secrets");
+    for run in runs {
+        for secret in &secrets {
+            assert!(
+                !run.all().contains(secret.as_str()),
+                "printed a secret: {run:?}"
+            );
+        }
+    }
+}
