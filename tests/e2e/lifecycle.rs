@@ -330,13 +330,13 @@ fn delete_asks_on_a_terminal() {
     let name = unique("life-ask");
     module_with_images(&name, true, &["v1"]);
     mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
-    let declined = crate::support::on_terminal(&["delete", &name], &["n"]);
+    let declined = crate::support::on_terminal(&["delete", &name], &["no\r"]);
     assert!(
         declined.stdout.contains("nothing was deleted"),
         "{declined:?}"
     );
     assert!(mpo_exists(&name), "declined: still there");
-    let accepted = crate::support::on_terminal(&["delete", &name, "--wait"], &["y"]);
+    let accepted = crate::support::on_terminal(&["delete", &name, "--wait"], &["yes\r"]);
     assert!(
         accepted.stdout.contains("keeps the dev build"),
         "{accepted:?}"
