@@ -283,6 +283,9 @@ pub fn print_causes(printer: &Printer, rows: &[Row]) {
     ));
 }
 
+/// How long `--watch` rides out a failing watch before it gives up on the API server.
+const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(10);
+
 /// Prints a row each time an override changes, like `kubectl get -w`.
 async fn watch(
     ctx: &Ctx,
@@ -298,16 +301,38 @@ async fn watch(
     );
     let mut stream = std::pin::pin!(stream);
     let mut seen_initial = false;
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         let event = tokio::select! {
             event = stream.try_next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
-        let event = event.map_err(|err| {
-            wait::final_watch_error(&overrides.cluster, &err).unwrap_or_else(|| {
-                Error::runtime(format!("watching overrides: {err}")).with_source(err)
-            })
-        })?;
+        let event = match event {
+            Ok(event) => {
+                failing_since = None;
+                event
+            }
+            Err(err) => {
+                if let Some(error) = wait::final_watch_error(&overrides.cluster, &err) {
+                    return Err(error);
+                }
+                // A dropped connection or an API server restart: the watcher resumes
+                // from its last resourceVersion on the next poll; a server that stays
+                // away ends the watch.
+                ctx.printer
+                    .debug(1, format!("watch of overrides restarted: {err}"));
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= WATCH_FAILURE_GRACE {
+                    return Err(Error::runtime(format!(
+                        "lost the API server {} while watching overrides: {err}",
+                        overrides.cluster.place()
+                    ))
+                    .with_source(err));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
         let changed = match event {
             Some(watcher::Event::InitDone) => {
                 seen_initial = true;
