@@ -35,6 +35,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import signal
 import shutil
 import ssl
@@ -241,7 +242,7 @@ class Floor:
     def section(self, registry, auth_lines, names):
         lines = ["silent", "show-error", "http1.1", f"cacert = {conf_quote(self.ca)}",
                  f"header = {conf_quote('Accept: ' + ACCEPT)}",
-                 f"write-out = {conf_quote('%{http_code}' + chr(10))}", *auth_lines]
+                 'write-out = "%{http_code}\\n"', *auth_lines]
         for name in names:
             url = f"https://{registry['host']}/v2/{REPO_PATH}/{name}/manifests/dev"
             lines += [f"url = {conf_quote(url)}", 'output = "/dev/null"']
@@ -274,7 +275,7 @@ class Floor:
         if not os.path.exists(tokens_conf):
             user = f"user = {conf_quote(registry['username'] + ':' + registry['password'])}"
             lines = ["silent", "show-error", "http1.1", user,
-                     f"write-out = {conf_quote('%{http_code}' + chr(10))}"]
+                     'write-out = "%{http_code}\\n"']
             for chunk, out in zip(chunks, token_files):
                 query = [("scope", f"repository:{REPO_PATH}/{n}:pull") for n in chunk]
                 query.append(("service", "mpo-sandbox-registry"))
@@ -644,7 +645,7 @@ def main():
     crane()
     log("building kubectl-mpo (release) and the sandbox tools")
     sh(["cargo", "build", "--quiet", "--release", "--bin", "kubectl-mpo"], cwd=ROOT)
-    sh(["cargo", "build", "--quiet", "--bin", "mpo-sandbox"], cwd=ROOT)
+    sh(["cargo", "build", "--quiet", "-p", "mpo-sandbox", "--bin", "mpo-sandbox"], cwd=ROOT)
     env_up = {**os.environ, "SANDBOX_DIR": SANDBOX}
     sh([os.path.join(ROOT, "sandbox/scripts/up.sh")], env=env_up)
     try:
@@ -655,10 +656,11 @@ def main():
 
 
 def remove_seed_overrides(env):
-    """The bench sandbox keeps only its own overrides, so `status` and the floor look up
-    exactly the same N images."""
+    """The bench sandbox keeps only its own `bench-NNN` overrides, so `status` and the
+    floor look up exactly the same N images."""
     out = sh(["kubectl", "get", "modulepulloverrides.deckhouse.io", "-o", "name"], env=env,
              stdout=subprocess.PIPE, text=True).stdout.split()
+    out = [name for name in out if not re.fullmatch(r".*/bench-[0-9]+", name)]
     if out:
         sh(["kubectl", "delete", "--timeout=120s", *out], env=env, stdout=subprocess.DEVNULL)
 

@@ -69,6 +69,50 @@ impl Apis {
         Ok(())
     }
 
+    /// Waits until the module manager has picked source `test` for each module and
+    /// reflected its enabled ModuleConfig, so overrides (and `create`'s checks) meet a
+    /// settled module.
+    async fn settled(&self, names: &[&String]) -> anyhow::Result<()> {
+        let wanted: HashSet<&str> = names.iter().map(|n| n.as_str()).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let list = self.modules.list(&ListParams::default()).await?;
+            let settled = list
+                .items
+                .iter()
+                .filter(|m| {
+                    m.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| wanted.contains(n))
+                })
+                .filter(|m| {
+                    let source = m
+                        .data
+                        .pointer("/properties/source")
+                        .and_then(|v| v.as_str());
+                    let enabled = m
+                        .data
+                        .pointer("/status/conditions")
+                        .and_then(|c| c.as_array())
+                        .and_then(|c| c.iter().find(|c| c["type"] == "EnabledByModuleConfig"))
+                        .and_then(|c| c["status"].as_str());
+                    source == Some("test") && enabled == Some("True")
+                })
+                .count();
+            if settled >= wanted.len() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the module manager settled {settled} of {} modules",
+                    wanted.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     async fn names(api: &Api<DynamicObject>, prefix: &str) -> anyhow::Result<HashSet<String>> {
         Ok(api
             .list_metadata(&ListParams::default())
@@ -121,6 +165,9 @@ pub async fn modules(
         .collect()
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    if !new_modules.is_empty() {
+        apis.settled(&new_modules).await?;
+    }
     if !with_overrides {
         println!("{count} {prefix} modules without overrides");
         return Ok(());
@@ -128,10 +175,6 @@ pub async fn modules(
 
     let existing = Apis::names(&apis.overrides, &prefix_dash).await?;
     let new_overrides: Vec<&String> = names.iter().filter(|n| !existing.contains(*n)).collect();
-    if !new_modules.is_empty() {
-        // Let the module manager pick the source before the overrides arrive.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(&new_overrides)
         .map(|name| apis.create_override(name, "10m"))
         .buffer_unordered(16)
@@ -309,17 +352,19 @@ pub async fn big_image(state: &State, module: &str, size_mib: usize) -> anyhow::
         .digest;
     pusher.retag(&repository, &deployed, "dev").await?;
     apis.module(module).await?;
-    for _ in 0..100 {
-        let object = apis.modules.get(module).await?;
-        if object
-            .data
-            .pointer("/properties/source")
-            .and_then(|v| v.as_str())
-            == Some("test")
-        {
-            break;
+    apis.settled(&[&module.to_string()]).await?;
+    // An override from an earlier run points at an older build: start afresh.
+    if apis.overrides.get_opt(module).await?.is_some() {
+        apis.overrides.delete(module, &Default::default()).await?;
+        let mut gone = false;
+        for _ in 0..600 {
+            if apis.overrides.get_opt(module).await?.is_none() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        anyhow::ensure!(gone, "the old override {module} was not removed");
     }
     apis.create_override(module, "24h").await?;
     let mut ready = false;
