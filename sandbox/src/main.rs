@@ -46,6 +46,10 @@ enum Command {
         /// Modules and images only, no overrides (for timing `create --wait`).
         #[arg(long)]
         without_overrides: bool,
+        /// How many modules get images of their own pushed through the registry API;
+        /// the others share one image laid out in the registry's storage.
+        #[arg(long, default_value_t = 200)]
+        pushed: usize,
     },
     /// Push a big module image (about SIZE_MIB MiB of incompressible files in three
     /// layers) in two builds, with an override Ready on the first; prints the digests.
@@ -95,7 +99,11 @@ async fn main() -> anyhow::Result<()> {
             count,
             prefix,
             without_overrides,
-        } => mpo_sandbox::bench::modules(&load(&state)?, &prefix, count, !without_overrides).await,
+            pushed,
+        } => {
+            let state = load(&state)?;
+            mpo_sandbox::bench::modules(&state, &prefix, count, pushed, !without_overrides).await
+        }
         Command::BenchImage {
             state,
             module,
