@@ -400,10 +400,17 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 impl LayerWriter {
-    fn new() -> Self {
+    /// `compress`: false writes gzip's stored blocks, which is what deflate makes of
+    /// random bytes anyway, without the work.
+    fn new(compress: bool) -> Self {
+        let level = if compress {
+            Compression::fast()
+        } else {
+            Compression::none()
+        };
         LayerWriter {
             builder: tar::Builder::new(HashingWriter {
-                inner: GzEncoder::new(Vec::new(), Compression::fast()),
+                inner: GzEncoder::new(Vec::new(), level),
                 hash: Sha256::new(),
             }),
         }
@@ -437,13 +444,13 @@ fn big_layers(module: &str, size_mib: usize, build: u64) -> anyhow::Result<Vec<(
     let text = total - binaries - assets;
     let changed = |i: u64| if i % 10 == 0 { build } else { 0 };
 
-    let mut layer = LayerWriter::new();
+    let mut layer = LayerWriter::new(false);
     for i in 0..6u64 {
         layer.add(&format!("bin/tool-{i}"), &Noise::bytes(i + 1, binaries / 6))?;
     }
     let mut layers = vec![layer.finish()?];
 
-    let mut layer = LayerWriter::new();
+    let mut layer = LayerWriter::new(false);
     for i in 0..1200u64 {
         let seed = (1000 + i) ^ (changed(i) << 32);
         layer.add(
@@ -453,7 +460,7 @@ fn big_layers(module: &str, size_mib: usize, build: u64) -> anyhow::Result<Vec<(
     }
     layers.push(layer.finish()?);
 
-    let mut layer = LayerWriter::new();
+    let mut layer = LayerWriter::new(true);
     let note = format!("bench build {build}");
     for (path, content) in module_files(module, "dev", &[], &note) {
         layer.add(&path, &content)?;
