@@ -512,8 +512,11 @@ def create_wait_figures(api, env, runs):
             sys.exit(f"bench: no verdict seen on {name}")
         delays.append(exited - watch.ready_at)
         totals.append(result["wall"])
-    sh(["kubectl", "delete", "modulepulloverrides.deckhouse.io", "--timeout=120s",
-        *[f"wait-{i:03}" for i in range(runs)]], env=env, stdout=subprocess.DEVNULL)
+    for i in range(runs):
+        name = f"wait-{i:03}"
+        api.request("PATCH", f"{MPO_PATH}/{name}", {"metadata": {"finalizers": None}},
+                    "application/merge-patch+json")
+        api.request("DELETE", f"{MPO_PATH}/{name}")
     return {"createWaitRuns": runs, "createWaitAfterReadyMs": median(delays) * 1000,
             "createWaitAfterReadyMaxMs": max(delays) * 1000,
             "createWaitTotalSeconds": median(totals)}
@@ -655,14 +658,20 @@ def main():
             subprocess.run([os.path.join(ROOT, "sandbox/scripts/down.sh")], env=env_up)
 
 
-def remove_seed_overrides(env):
-    """The bench sandbox keeps only its own `bench-NNN` overrides, so `status` and the
-    floor look up exactly the same N images."""
-    out = sh(["kubectl", "get", "modulepulloverrides.deckhouse.io", "-o", "name"], env=env,
-             stdout=subprocess.PIPE, text=True).stdout.split()
-    out = [name for name in out if not re.fullmatch(r".*/bench-[0-9]+", name)]
-    if out:
-        sh(["kubectl", "delete", "--timeout=120s", *out], env=env, stdout=subprocess.DEVNULL)
+def remove_other_overrides(api, keep):
+    """The bench sandbox keeps only `bench-NNN` overrides with NNN < `keep` (a kept
+    sandbox may hold more from an earlier run), so `status` and the floor look up
+    exactly the same N images. Finalizers are dropped first: the controller need not be
+    involved in removing them."""
+    items = api.request("GET", MPO_PATH)["items"]
+    for item in items:
+        name = item["metadata"]["name"]
+        match = re.fullmatch(r"bench-([0-9]+)", name)
+        if match and int(match.group(1)) < keep:
+            continue
+        api.request("PATCH", f"{MPO_PATH}/{name}", {"metadata": {"finalizers": None}},
+                    "application/merge-patch+json")
+        api.request("DELETE", f"{MPO_PATH}/{name}")
 
 
 def run():
@@ -671,7 +680,7 @@ def run():
         state = json.load(f)
     env = {**os.environ, "KUBECONFIG": state["kubeconfig"], "NO_COLOR": "1"}
     api = Api(state)
-    remove_seed_overrides(env)
+    remove_other_overrides(api, COUNTS[0])
     help_run = [timed([BIN, "--help"], env)["wall"] for _ in range(30)]
     version_run = [timed([BIN, "version"], env)["wall"] for _ in range(30)]
     results = {

@@ -149,9 +149,12 @@ pub async fn modules(
     let first: HashSet<&String> = names.iter().take(pushed).collect();
     let (pushed, laid_out): (Vec<&String>, Vec<&String>) =
         new_modules.iter().partition(|name| first.contains(**name));
+    let shared: HashSet<&String> = names.iter().skip(first.len()).collect();
     let mut shared_digest = None;
-    for registry in ["tls", "token"] {
-        shared_digest = lay_out(state, registry, &laid_out).await?;
+    if !shared.is_empty() {
+        for registry in ["tls", "token"] {
+            shared_digest = Some(lay_out(state, registry, &laid_out).await?);
+        }
     }
     let pushes = pushed
         .iter()
@@ -198,14 +201,13 @@ pub async fn modules(
     // which for thousands of overrides on a small machine takes longer than the
     // benchmark itself.
     if let Some(digest) = &shared_digest {
-        let laid_out: HashSet<&String> = laid_out.iter().copied().collect();
         let now = jiff::Timestamp::now()
             .round(jiff::Unit::Second)?
             .to_string();
         let status =
             json!({"status": {"message": "Ready", "imageDigest": digest, "updatedAt": now}});
         let results: Vec<anyhow::Result<()>> = futures::stream::iter(&new_overrides)
-            .filter(|name| std::future::ready(laid_out.contains(**name)))
+            .filter(|name| std::future::ready(shared.contains(*name)))
             .map(|name| {
                 let status = &status;
                 async move {
@@ -268,14 +270,7 @@ pub async fn modules(
 /// the registry's filesystem storage the way distribution lays out a push (layer and
 /// manifest links per repository, blobs shared). The image itself is pushed once through
 /// the API, to `<repo>/bench-shared`.
-async fn lay_out(
-    state: &State,
-    registry: &str,
-    names: &[&String],
-) -> anyhow::Result<Option<String>> {
-    if names.is_empty() {
-        return Ok(None);
-    }
+async fn lay_out(state: &State, registry: &str, names: &[&String]) -> anyhow::Result<String> {
     let pusher = Pusher::new(state, registry)?;
     let repo = repo_path(registry);
     let files = module_files("bench-shared", "dev", &[], "bench build");
@@ -329,7 +324,7 @@ async fn lay_out(
         )?;
         link(manifests.join("tags/dev/current"), &manifest_digest)?;
     }
-    Ok(Some(manifest_digest))
+    Ok(manifest_digest)
 }
 
 /// xorshift64*: fast reproducible filler, incompressible for gzip.
