@@ -74,7 +74,8 @@ impl Apis {
     /// settled module.
     async fn settled(&self, names: &[&String]) -> anyhow::Result<()> {
         let wanted: HashSet<&str> = names.iter().map(|n| n.as_str()).collect();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(300 + names.len() as u64 / 5);
         loop {
             let list = self.modules.list(&ListParams::default()).await?;
             let settled = list
@@ -180,16 +181,19 @@ pub async fn modules(
         .collect()
         .await;
     results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
-    if !new_modules.is_empty() {
-        apis.settled(&new_modules).await?;
-    }
     if !with_overrides {
+        if !new_modules.is_empty() {
+            apis.settled(&new_modules).await?;
+        }
         println!("{count} {prefix} modules without overrides");
         return Ok(());
     }
 
     let existing = Apis::names(&apis.overrides, &prefix_dash).await?;
     let new_overrides: Vec<&String> = names.iter().filter(|n| !existing.contains(*n)).collect();
+    if !new_overrides.is_empty() {
+        apis.settled(&new_overrides).await?;
+    }
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(&new_overrides)
         .map(|name| apis.create_override(name, "10m"))
         .buffer_unordered(16)
@@ -437,7 +441,7 @@ fn big_layers(module: &str, size_mib: usize, build: u64) -> anyhow::Result<Vec<(
     let total = size_mib << 20;
     let (binaries, assets) = (total * 40 / 100, total * 45 / 100);
     let text = total - binaries - assets;
-    let changed = |i: u64| if i % 10 == 0 { build } else { 0 };
+    let changed = |i: u64| if i.is_multiple_of(10) { build } else { 0 };
 
     let mut layer = LayerWriter::new(false);
     for i in 0..6u64 {
