@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: build release demo test lint fmt sandbox-up sandbox-down bench dist krew-check
+.PHONY: build release demo test lint fmt sandbox-up sandbox-down bench bench-quick dist krew-check
 
 build:
 	$(CARGO) build --workspace --bins
@@ -29,8 +29,14 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# Every figure against the floor (curl, crane) in the same run; results in
+# target/bench/results.json. MPO_BENCH_COUNTS, MPO_BENCH_RUNS... see scripts/bench.py.
 bench:
 	scripts/bench.py
+
+# A short run for development: N = 200, 3 rounds, 10 s idle window, 60 MiB image.
+bench-quick:
+	MPO_BENCH_QUICK=1 scripts/bench.py
 
 dist:
 	scripts/dist.sh

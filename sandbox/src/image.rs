@@ -181,6 +181,42 @@ impl Pusher {
         self.push_manifest(&reference, manifest, OCI_MANIFEST).await
     }
 
+    /// Pushes an image whose layers are already built: `(gzip'd tar, sha256 of the tar)`
+    /// each, for layers too large to build twice (the benchmark's big image).
+    pub async fn push_built_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        layers: Vec<(Vec<u8>, String)>,
+        architecture: &str,
+    ) -> anyhow::Result<Pushed> {
+        let reference = self.reference(repository, tag)?;
+        let mut layer_descriptors = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (gz, diff_id) in layers {
+            diff_ids.push(diff_id);
+            let size = gz.len();
+            let digest = self.push_blob(&reference, gz).await?;
+            layer_descriptors
+                .push(json!({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}));
+        }
+        let config = serde_json::to_vec(&json!({
+            "architecture": architecture,
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))?;
+        let config_size = config.len();
+        let config_digest = self.push_blob(&reference, config).await?;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": layer_descriptors,
+        }))?;
+        self.push_manifest(&reference, manifest, OCI_MANIFEST).await
+    }
+
     /// Pushes an OCI index over already pushed per-platform manifests.
     pub async fn push_index(
         &self,

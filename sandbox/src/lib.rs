@@ -2,6 +2,7 @@
 //! controller simulator and the registry token service. Test infrastructure only; it
 //! shares no code with the plugin.
 
+pub mod bench;
 pub mod fixtures;
 pub mod hostile;
 pub mod image;

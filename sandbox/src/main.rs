@@ -39,6 +39,26 @@ enum Command {
         state: PathBuf,
         #[arg(long, default_value_t = 200)]
         count: usize,
+        /// Module names are PREFIX-000, PREFIX-001...
+        #[arg(long, default_value = "bench")]
+        prefix: String,
+        /// Modules and images only, no overrides (for timing `create --wait`).
+        #[arg(long)]
+        without_overrides: bool,
+        /// How many modules get images of their own pushed through the registry API;
+        /// the others share one image laid out in the registry's storage.
+        #[arg(long, default_value_t = 200)]
+        pushed: usize,
+    },
+    /// Push a big module image (about SIZE_MIB MiB of incompressible files in three
+    /// layers) in two builds, with an override Ready on the first; prints the digests.
+    BenchImage {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value = "bench-big")]
+        module: String,
+        #[arg(long, default_value_t = 300)]
+        size_mib: usize,
     },
     /// Push a module image (standard module files plus a note) and print its digest.
     PushModule {
@@ -81,9 +101,21 @@ async fn main() -> anyhow::Result<()> {
         } => seed::run(&load(&state)?, &crds, &mpo_version).await,
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,
-        Command::BenchSetup { state, count } => {
-            mpo_sandbox::fixtures::bench_setup(&load(&state)?, count).await
+        Command::BenchSetup {
+            state,
+            count,
+            prefix,
+            without_overrides,
+            pushed,
+        } => {
+            let state = load(&state)?;
+            mpo_sandbox::bench::modules(&state, &prefix, count, pushed, !without_overrides).await
         }
+        Command::BenchImage {
+            state,
+            module,
+            size_mib,
+        } => mpo_sandbox::bench::big_image(&load(&state)?, &module, size_mib).await,
         Command::PushModule {
             state,
             registry,
