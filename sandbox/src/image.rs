@@ -153,32 +153,13 @@ impl Pusher {
         layers: &[Layer],
         architecture: &str,
     ) -> anyhow::Result<Pushed> {
-        let reference = self.reference(repository, tag)?;
-        let mut layer_descriptors = Vec::new();
-        let mut diff_ids = Vec::new();
+        let mut built = Vec::with_capacity(layers.len());
         for layer in layers {
             let (tar, gz) = layer.archive()?;
-            diff_ids.push(sha256_digest(&tar));
-            let size = gz.len();
-            let digest = self.push_blob(&reference, gz).await?;
-            layer_descriptors
-                .push(json!({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}));
+            built.push((gz, sha256_digest(&tar)));
         }
-        let config = serde_json::to_vec(&json!({
-            "architecture": architecture,
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }))?;
-        let config_size = config.len();
-        let config_digest = self.push_blob(&reference, config).await?;
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
-            "layers": layer_descriptors,
-        }))?;
-        self.push_manifest(&reference, manifest, OCI_MANIFEST).await
+        self.push_built_image(repository, tag, built, architecture)
+            .await
     }
 
     /// Pushes an image whose layers are already built: `(gzip'd tar, sha256 of the tar)`

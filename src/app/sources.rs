@@ -205,27 +205,41 @@ pub fn client_for(target: &RegistryTarget, timeout: Duration) -> Result<SourceRe
 /// A registry failure as the tool reports it: which registry, what it said, and a next
 /// step that exists (`module`: the module the command was about, for the hint).
 pub fn registry_error(target: &RegistryTarget, module: Option<&str>, err: RegistryError) -> Error {
-    let whose = if target.name == crate::registry::FALLBACK_NAME {
+    let fallback = target.name == crate::registry::FALLBACK_NAME;
+    let whose = if fallback {
         format!("registry {}", target.repo)
     } else {
         format!("registry of ModuleSource {} ({})", target.name, target.repo)
     };
+    // Hints name the same registry the command used, so that they work for a user who
+    // may not read ModuleSources too (`explain` takes no --registry-repo).
+    let same_registry = if fallback {
+        format!(" --registry-repo {}", target.repo)
+    } else {
+        format!(" --source {}", target.name)
+    };
     let hint = match (err.kind, module) {
-        (RegistryErrorKind::NotFound, Some(module)) => {
-            format!("list the tags that exist with: kubectl mpo registry tags {module}")
-        }
+        (RegistryErrorKind::NotFound, Some(module)) => format!(
+            "list the tags that exist with: kubectl mpo registry tags {module}{same_registry}"
+        ),
         (RegistryErrorKind::Limit, _) => {
             "if the image is genuine, raise the cap with the flag named above".to_string()
+        }
+        (RegistryErrorKind::Config, _) if fallback => {
+            "check --registry-repo: [http://]HOST[:PORT]/PATH in lower case".to_string()
         }
         (RegistryErrorKind::Config, _) => {
             "check the ModuleSource's spec.registry.repo: host[:port]/path in lower case"
                 .to_string()
         }
-        (_, Some(module)) => format!("see what is wrong with: kubectl mpo explain {module}"),
-        (_, None) => format!(
-            "check the registry with: kubectl mpo registry modules --source {}",
-            target.name
+        (_, Some(module)) if !fallback => {
+            format!("see what is wrong with: kubectl mpo explain {module}")
+        }
+        (_, _) if fallback => format!(
+            "check the registry, --registry-config and --registry-ca given for {}",
+            target.repo
         ),
+        (_, _) => format!("check the registry with: kubectl mpo registry modules{same_registry}"),
     };
     let message = format!("{whose}: {}", err.message);
     Error::runtime(message)
@@ -360,4 +374,49 @@ pub async fn registry_digests(
         .into_iter()
         .map(|lookup| lookup.result.and_then(|r| r.ok()).map(|d| d.digest))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The command of a hint (`...: kubectl mpo ARGS`), parsed as the binary would.
+    fn parses(hint: &str) -> bool {
+        let Some((_, command)) = hint.split_once("kubectl mpo ") else {
+            return true;
+        };
+        let words = std::iter::once("kubectl-mpo").chain(command.split_whitespace());
+        crate::cli::Cli::try_parse_from(words).is_ok()
+    }
+
+    #[test]
+    fn registry_hints_name_the_registry_used_and_parse() {
+        let fallback =
+            RegistryTarget::from_docker_config("reg.io/modules", None, None, None).expect("target");
+        let mut source = RegistryTarget::with_docker_cfg("reg.io/modules", None, None, None);
+        source.name = "test".into();
+        for kind in [
+            RegistryErrorKind::NotFound,
+            RegistryErrorKind::Unauthorized,
+            RegistryErrorKind::Config,
+            RegistryErrorKind::Limit,
+        ] {
+            for module in [Some("echo"), None] {
+                let err = RegistryError::timed_out("x", Duration::from_secs(1));
+                let err = RegistryError { kind, ..err };
+                let via_fallback = registry_error(&fallback, module, err.clone());
+                let hint = via_fallback.hint.unwrap_or_default();
+                assert!(
+                    !hint.contains("--source") && !hint.contains("explain"),
+                    "{hint}"
+                );
+                assert!(parses(&hint), "{hint}");
+                let hint = registry_error(&source, module, err)
+                    .hint
+                    .unwrap_or_default();
+                assert!(parses(&hint), "{hint}");
+            }
+        }
+    }
 }
