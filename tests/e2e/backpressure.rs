@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{command, kubectl, mpo, run, state, unique};
+use crate::support::{command, kubectl, mpo, state, unique};
 
 /// `apiserver_flowcontrol_rejected_requests_total` summed over the sandbox's throttled
 /// priority level, read from the apiserver's own metrics.
@@ -368,35 +368,7 @@ fn a_token_service_granting_part_of_a_batch_still_resolves_every_lookup() {
             "spec": {"imageTag": "v1", "scanInterval": "1h", "rollback": false},
         }));
     }
-    let home = std::env::temp_dir().join(unique("mpo-partial-home"));
-    std::fs::create_dir_all(&home).expect("home");
-    let config = home.join("config.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"auths": {&partial.host: {
-            "username": partial.username, "password": partial.password,
-        }}})
-        .to_string(),
-    )
-    .expect("docker config");
-    let repo = format!("{}/{}", partial.host, mpo_sandbox::seed::repo_path("token"));
-    let (config, ca) = (
-        config.display().to_string(),
-        state().ca_file.display().to_string(),
-    );
-    let mut args: Vec<&str> = vec!["status", "-o", "json"];
-    args.extend(names.iter().map(String::as_str));
-    args.extend([
-        "--registry-repo",
-        &repo,
-        "--registry-config",
-        &config,
-        "--registry-ca",
-        &ca,
-    ]);
-    let mut status = command(&args);
-    status.env("HOME", &home).env_remove("DOCKER_CONFIG");
-    let status = run(status);
+    let status = crate::support::status_through_registry_repo(partial, "token", &names);
     status.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("JSON");
     for (name, digest) in names.iter().zip(&digests) {

@@ -260,33 +260,7 @@ fn status_asks_a_token_service_for_many_repositories_at_once() {
     .expect("write");
     crate::support::kubectl(&["apply", "-f", &list.display().to_string()]).assert_code(0);
 
-    let home = std::env::temp_dir().join(unique("mpo-token-home"));
-    std::fs::create_dir_all(&home).expect("home");
-    let config = home.join("config.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"auths": {&token.host: {
-            "username": token.username, "password": token.password,
-        }}})
-        .to_string(),
-    )
-    .expect("docker config");
-    let repo = format!("{}/{}", token.host, mpo_sandbox::seed::repo_path("token"));
-    let (config, ca) = (
-        config.display().to_string(),
-        state().ca_file.display().to_string(),
-    );
-    let mut args: Vec<&str> = vec!["status", "-o", "json"];
-    args.extend(names.iter().map(String::as_str));
-    args.extend([
-        "--registry-repo",
-        &repo,
-        "--registry-config",
-        &config,
-        "--registry-ca",
-        &ca,
-    ]);
-    let status = mpo(&args);
+    let status = crate::support::status_through_registry_repo(token, "token", &names);
     status.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("JSON");
     for (name, digest) in names.iter().zip(&digests) {

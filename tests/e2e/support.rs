@@ -221,3 +221,42 @@ pub fn quiet_override(name: &str, tags: &[&str]) -> Vec<String> {
     .assert_code(0);
     digests
 }
+
+/// `status -o json NAMES --registry-repo` on a sandbox registry (modules laid out as in
+/// the sandbox registry `layout`), with the registry's
+/// credentials in a docker config.json of a fresh HOME (none from the environment).
+pub fn status_through_registry_repo(
+    registry: &mpo_sandbox::state::Registry,
+    layout: &str,
+    names: &[String],
+) -> Run {
+    let home = std::env::temp_dir().join(unique("mpo-registry-repo-home"));
+    std::fs::create_dir_all(&home).expect("home");
+    let config = home.join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {&registry.host: {
+            "username": registry.username, "password": registry.password,
+        }}})
+        .to_string(),
+    )
+    .expect("docker config");
+    let repo = format!("{}/{}", registry.host, mpo_sandbox::seed::repo_path(layout));
+    let (config, ca) = (
+        config.display().to_string(),
+        state().ca_file.display().to_string(),
+    );
+    let mut args: Vec<&str> = vec!["status", "-o", "json"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend([
+        "--registry-repo",
+        &repo,
+        "--registry-config",
+        &config,
+        "--registry-ca",
+        &ca,
+    ]);
+    let mut status = command(&args);
+    status.env("HOME", &home).env_remove("DOCKER_CONFIG");
+    run(status)
+}
