@@ -779,8 +779,11 @@ def run():
             results["createWait"] = create_wait_figures(api, env, max(3, RUNS))
             simulator("STOP")
             save(results)
-    if IMAGE_MIB > 0:
-        results["image"] = image_figures(state, env)
+        if IMAGE_MIB > 0 and "image" not in results:
+            # While the sandbox holds the fewest overrides: the image's own override must
+            # not queue behind thousands of others in the controller.
+            results["image"] = image_figures(state, env)
+            save(results)
     for key in ("watch", "createWait", "image"):
         if key not in results and key in earlier:
             results[key] = earlier[key]
