@@ -784,6 +784,7 @@ def run():
             # not queue behind thousands of others in the controller.
             results["image"] = image_figures(state, env)
             save(results)
+            remove_other_overrides(api, count)
     for key in ("watch", "createWait", "image"):
         if key not in results and key in earlier:
             results[key] = earlier[key]
