@@ -112,7 +112,9 @@ impl Pusher {
                 encoding: CertificateEncoding::Pem,
                 data: ca_pem,
             }],
-            read_timeout: Some(Duration::from_secs(30)),
+            // Generous: the registry answers a large blob's upload only after hashing
+            // it, which on a loaded 2-core machine can take well over 30 s.
+            read_timeout: Some(Duration::from_secs(300)),
             connect_timeout: Some(Duration::from_secs(5)),
             ..ClientConfig::default()
         });
