@@ -43,6 +43,9 @@ struct Deckhouse {
     /// Restarts happen one at a time; deploys queued behind one share it, as one
     /// Deckhouse restart picks up every module installed before it.
     restarts: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Module runs at once (Deckhouse's parallel module queue; also bounds the load a
+    /// benchmark's thousands of deploys put on the API server).
+    runs: tokio::sync::Semaphore,
 }
 
 static DECKHOUSE: OnceLock<Arc<Deckhouse>> = OnceLock::new();
@@ -102,6 +105,7 @@ pub async fn start(state: &State, client: kube::Client) -> anyhow::Result<()> {
         dir: kubelet.dir,
         pod: Mutex::new(String::new()),
         restarts: tokio::sync::Mutex::new(None),
+        runs: tokio::sync::Semaphore::new(4),
     });
     let _ = DECKHOUSE.set(deckhouse.clone());
     deckhouse.restart().await
@@ -251,6 +255,7 @@ pub fn deployed(module: &str, tag: &str, digest: &str, source: &DynamicObject) {
                 *last_restart = Some(began);
             }
         }
+        let _run = deckhouse.runs.acquire().await;
         if let Err(error) = run_module(&deckhouse, &module, &tag, &digest, &source).await {
             eprintln!("run module {module}: {error:#}");
             log(

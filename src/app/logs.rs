@@ -231,7 +231,20 @@ pub async fn next_pod(cluster: &Cluster, previous: &str) -> Result<String> {
 
 /// The last `count` error lines of the module, for a failed wait. Empty when the log
 /// cannot be read (no RBAC for pods/log, no deckhouse Pod): the verdict stands alone.
+/// When Deckhouse restarted since the failure, the new Pod logs the retried failure
+/// within seconds: a few looks, bounded.
 pub async fn last_errors(cluster: &Cluster, module: &str, count: usize) -> Vec<Entry> {
+    for _ in 0..10 {
+        let errors = last_errors_once(cluster, module, count).await;
+        if !errors.is_empty() {
+            return errors;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Vec::new()
+}
+
+async fn last_errors_once(cluster: &Cluster, module: &str, count: usize) -> Vec<Entry> {
     let Ok(Some(pod)) = current_pod(cluster).await else {
         return Vec::new();
     };

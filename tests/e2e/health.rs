@@ -158,6 +158,20 @@ fn wait_stops_on_settings_that_fail_the_image_schema() {
             .contains(&format!("{name}.replicas must be of type integer")),
         "{run:?}"
     );
+    let explain = mpo(&["explain", &name, "--offline"]);
+    explain.assert_code(1);
+    assert!(
+        explain
+            .stdout
+            .contains(&format!("ModuleConfig {name} settings are invalid")),
+        "{explain:?}"
+    );
+    assert!(
+        explain
+            .stdout
+            .contains(&format!("kubectl edit moduleconfig {name}")),
+        "{explain:?}"
+    );
 }
 
 #[test]
@@ -370,5 +384,53 @@ fn logs_without_rbac_for_pods_log_get_the_usual_403() {
         run.stderr
             .contains("kubectl auth can-i get pods --subresource=log -n d8-system"),
         "{run:?}"
+    );
+}
+
+#[test]
+fn hostile_log_text_is_escaped_in_logs_and_in_a_failed_wait() {
+    let name = unique("health-hostile");
+    let hook = b"#!/bin/bash\necho \"\x1b]0;pwned\x07\x1b[31mred\xe2\x80\xae text\" >&2\nexit 1\n"
+        .to_vec();
+    block_on(mpo_sandbox::fixtures::push_module_with_files(
+        state(),
+        &name,
+        "v1",
+        vec![("hooks/010-hostile.sh".to_string(), hook)],
+    ))
+    .unwrap_or_else(|err| panic!("pushing {name}: {err:#}"));
+    // The Module and its ModuleConfig, no further images.
+    module_with_images(&name, true, &[]);
+    let wait = mpo(&["create", &name, "--tag", "v1", "--wait", "--timeout", "2m"]);
+    wait.assert_code(1);
+    let mut logs = mpo(&["logs", &name, "--level", "error"]);
+    eventually(30, "the hostile hook error in the log", || {
+        logs = mpo(&["logs", &name, "--level", "error"]);
+        logs.stdout.contains("red")
+    });
+    for run in [&wait, &logs] {
+        let all = run.all();
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\u{7}') && !all.contains('\u{202e}'),
+            "{run:?}"
+        );
+        assert!(all.contains("\\x1b]0;pwned\\x07"), "{run:?}");
+    }
+}
+
+#[test]
+fn logs_since_leaves_out_older_lines() {
+    let name = unique("health-since");
+    module_with_images(&name, true, &["v1"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
+    let all = mpo(&["logs", &name]);
+    all.assert_code(0);
+    assert!(all.stdout.contains("Module run succeeded"), "{all:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let recent = mpo(&["logs", &name, "--since", "1s"]);
+    recent.assert_code(0);
+    assert!(
+        !recent.stdout.contains("Module run succeeded"),
+        "{recent:?}"
     );
 }
