@@ -54,6 +54,18 @@ async fn restarted_since(cluster: &Cluster, since: Option<jiff::Timestamp>) -> O
     }))
 }
 
+/// The first stage, when a `--wait` that follows the module starts: the controller
+/// checks the override.
+pub fn announce_checking(ctx: &Ctx, name: &str, wait: &crate::cli::WaitArgs) {
+    if wait.wait && wait.wait_for == crate::cli::WaitFor::Module {
+        show_checking(ctx, name);
+    }
+}
+
+pub fn show_checking(ctx: &Ctx, name: &str) {
+    show_stage(ctx, name, Stage::Checking, &mut None);
+}
+
 /// Prints a stage when it changes: a line on a terminal, a `-v` note elsewhere.
 fn show_stage(ctx: &Ctx, name: &str, stage: Stage, shown: &mut Option<Stage>) {
     if *shown == Some(stage) {
@@ -85,8 +97,9 @@ pub async fn follow_module(
         .updated_at()
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut shown = None;
-    show_stage(ctx, &name, Stage::Checking, &mut shown);
+    // `checking` was shown when the wait began; the controller's Ready says it has
+    // downloaded the image (the download itself writes no status, deckhouse-real §3.11).
+    let mut shown = Some(Stage::Checking);
     show_stage(ctx, &name, Stage::Downloading, &mut shown);
     let mut seen_starting = !expect_restart;
     loop {

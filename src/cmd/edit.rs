@@ -108,6 +108,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     };
     if args.wait.wait && args.dry_run == DryRun::None {
         let started = tokio::time::Instant::now();
+        crate::app::health::announce_checking(ctx, &module, &args.wait);
         let settled = wait::wait_for(
             ctx,
             &overrides,

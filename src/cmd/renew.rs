@@ -112,6 +112,9 @@ async fn wait_one(
 ) -> Result<Outcome> {
     let started = tokio::time::Instant::now();
     let name = before.metadata.name.clone().unwrap_or_default();
+    if follow {
+        crate::app::health::show_checking(ctx, &name);
+    }
     let old_digest = before.image_digest().map(str::to_string);
     let new_image_expected = expected
         .as_deref()

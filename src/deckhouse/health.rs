@@ -198,7 +198,7 @@ pub fn health_steps(
             RunVerdict::Running => step(
                 "module-health",
                 StepState::Passed,
-                format!("module {name} runs {tag}: {words}"),
+                format!("module {name} runs {tag}: {words} (its log: kubectl mpo logs {name})"),
                 None,
                 Vec::new(),
             ),
