@@ -568,8 +568,9 @@ def create_wait_figures(api, env, runs):
         watch.started.wait(10)
         start = time.perf_counter()
         # The simulator may first confirm overrides the bench setup gave a verdict; the
-        # figure is the time from its verdict on this one to the exit.
-        result = timed([BIN, "create", name, "--tag", "dev", "--wait", "--timeout", "600s"], env)
+        # figure is the time from its verdict on this one to the exit. The verdict is the
+        # override's: --wait-for=override, not the module run that follows a deploy.
+        result = timed([BIN, "create", name, "--tag", "dev", "--wait", "--wait-for=override", "--timeout", "600s"], env)
         exited = start + result["wall"]
         watch.join(10)
         if watch.ready_at is None:

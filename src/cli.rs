@@ -92,6 +92,12 @@ pub enum Command {
     )]
     Status(StatusArgs),
 
+    /// Show the deckhouse controller's log lines about a module
+    #[command(
+        after_help = "Examples:\n  kubectl mpo logs echo\n  kubectl mpo logs echo -f --level error\n  kubectl mpo logs echo --since 10m --tail 50 -o json"
+    )]
+    Logs(LogsArgs),
+
     /// Explain why an override is not Ready, and how to fix it
     #[command(visible_aliases = ["why", "doctor"], after_help = "Examples:\n  kubectl mpo explain echo\n  kubectl mpo why echo --tag pr333   # before creating an override")]
     Explain(ExplainArgs),
@@ -168,6 +174,52 @@ pub struct WaitArgs {
     /// How long --wait waits (e.g. 90s, 5m)
     #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_timeout)]
     pub timeout: Duration,
+
+    /// What --wait waits for: the module running (default) or only the override's Ready
+    #[arg(long, value_enum, default_value = "module")]
+    pub wait_for: WaitFor,
+}
+
+/// `--wait-for`: how far `--wait` follows a deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitFor {
+    /// The override's verdict only (Ready = installed).
+    Override,
+    /// The module runs (deckhouse-real §4 "Runs") or fails.
+    Module,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Module name
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
+
+    /// Keep printing new lines, across Deckhouse restarts
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+
+    /// Only lines newer than this (e.g. 10m, 1h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub since: Option<Duration>,
+
+    /// Only the last N matching lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+
+    /// The least severe level shown
+    #[arg(long, value_enum, default_value = "info")]
+    pub level: crate::app::logs::Level,
+
+    /// Output format (one JSON object per line)
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<LogsFormat>,
+}
+
+/// `-o` for `logs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogsFormat {
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -82,6 +82,11 @@ EOF
   openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=cert-admin" -keyout admin.key -out admin.csr 2>/dev/null
   openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
     -extfile client.ext -out admin.crt 2>/dev/null
+  # The API server's client certificate for kubelets (pods/log goes through it).
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout kubelet-client.key -out kubelet-client.csr 2>/dev/null
+  openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile client.ext -out kubelet-client.crt 2>/dev/null
   openssl genrsa -out sa.key 2048 2>/dev/null
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   # The token service signs registry tokens with this key; the registry trusts its cert.
@@ -138,6 +143,16 @@ start etcd "$CONTROL_PLANE/etcd" --name sandbox --data-dir "$DATA/etcd" \
   --initial-cluster "sandbox=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --log-level warn
 wait_for etcd 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
+# The Node of the deckhouse Pod has no kubelet; this server answers the kubelet's
+# containerLogs requests that the API server makes for pods/log.
+KUBELET_PORT=$(free_port)
+KUBELET_DIR="$DATA/kubelet"
+mkdir -p "$KUBELET_DIR"
+log "starting the kubelet log endpoint on 127.0.0.1:$KUBELET_PORT"
+start kubelet "$SANDBOX_BIN" kubelet --listen "127.0.0.1:$KUBELET_PORT" \
+  --cert "$PKI/server.crt" --key "$PKI/server.key" --client-ca "$PKI/ca.crt" --dir "$KUBELET_DIR"
+wait_for "kubelet log endpoint" 30 grep -q "kubelet log endpoint" "$LOGS/kubelet.log"
+
 log "starting kube-apiserver on 127.0.0.1:$API_PORT"
 start kube-apiserver "$CONTROL_PLANE/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -150,6 +165,8 @@ start kube-apiserver "$CONTROL_PLANE/kube-apiserver" \
   --service-cluster-ip-range 10.96.0.0/24 \
   --oidc-issuer-url "$OIDC_ISSUER" --oidc-client-id "$OIDC_CLIENT_ID" --oidc-ca-file "$PKI/ca.crt" \
   --oidc-username-claim sub --oidc-username-prefix "oidc:" \
+  --kubelet-client-certificate "$PKI/kubelet-client.crt" --kubelet-client-key "$PKI/kubelet-client.key" \
+  --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
   --enable-priority-and-fairness=true --max-requests-inflight 150 --max-mutating-requests-inflight 80 \
   --profiling=false
 API="https://127.0.0.1:$API_PORT"
@@ -287,6 +304,7 @@ cat >"$SANDBOX_DIR/state.json" <<EOF
   "api_server": "$API",
   "contexts": { "admin": "sandbox", "cert": "sandbox-cert", "readonly": "sandbox-readonly", "developer": "sandbox-developer", "throttled": "sandbox-throttled" },
   "ca_file": "$PKI/ca.crt",
+  "kubelet": { "port": $KUBELET_PORT, "dir": "$KUBELET_DIR" },
   "oidc": {
     "issuer": "$OIDC_ISSUER", "client_id": "$OIDC_CLIENT_ID", "client_secret_file": "$PKI/oidc-client-secret",
     "username": "$OIDC_USER", "password_file": "$PKI/oidc-password", "binary": "$OIDC_BIN",

@@ -56,6 +56,106 @@ pub async fn module_with_images(
     for tag in tags {
         digests.push(push_module(state, module, tag, &format!("{tag} build")).await?);
     }
+    module_objects(state, module, enabled, json!({})).await?;
+    wait_settled(state, module, enabled).await?;
+    Ok(digests)
+}
+
+/// A hook that succeeds and one that fails, as shell hooks in the image's `hooks/`.
+pub fn failing_hooks() -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            "hooks/010-ensure-crds.sh".into(),
+            b"#!/bin/bash\necho \"crds ensured\"\n".to_vec(),
+        ),
+        (
+            "hooks/020-check-backend.sh".into(),
+            b"#!/bin/bash\necho \"cannot reach the backend at backend.svc:8080: connection refused\" >&2\nexit 1\n".to_vec(),
+        ),
+    ]
+}
+
+/// Pushes `<module>:<tag>` with the standard files plus `extra`; returns its digest.
+pub async fn push_module_with_files(
+    state: &State,
+    module: &str,
+    tag: &str,
+    extra: Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<String> {
+    let pusher = Pusher::new(state, "tls")?;
+    let repository = format!("{}/{module}", repo_path("tls"));
+    let backend = push_app_image(&pusher, &repository, "backend", "r1").await?;
+    let mut files = module_files(
+        module,
+        tag,
+        &[("backend", &backend)],
+        &format!("{tag} build"),
+    );
+    files.extend(extra);
+    let pushed = pusher
+        .push_image(&repository, tag, &[Layer::with_files(files)], "amd64")
+        .await?;
+    Ok(pushed.digest)
+}
+
+/// A module (source `test`, enabled) whose image at `tag` carries a failing hook.
+pub async fn module_with_failing_hook(
+    state: &State,
+    module: &str,
+    tag: &str,
+) -> anyhow::Result<String> {
+    let digest = push_module_with_files(state, module, tag, failing_hooks()).await?;
+    module_objects(state, module, true, json!({})).await?;
+    Ok(digest)
+}
+
+/// A module (source `test`, enabled) whose ModuleConfig settings fail its image's
+/// `openapi/config-values.yaml` (`replicas` must be an integer).
+pub async fn module_with_bad_settings(
+    state: &State,
+    module: &str,
+    tag: &str,
+) -> anyhow::Result<String> {
+    let digest = push_module_with_files(state, module, tag, Vec::new()).await?;
+    module_objects(state, module, true, json!({"replicas": "three"})).await?;
+    Ok(digest)
+}
+
+/// Waits until the simulator has reflected the ModuleConfig of `module`.
+pub async fn wait_settled(state: &State, module: &str, enabled: bool) -> anyhow::Result<()> {
+    let client = crate::client(state).await?;
+    // The module manager reflects the ModuleConfig within a second; wait for it so the
+    // test starts from a settled module.
+    let modules = deckhouse_api(&client, "v1alpha1", "Module", "modules");
+    let want = if enabled { "True" } else { "False" };
+    for _ in 0..100 {
+        let object = modules.get(module).await?;
+        let source = object
+            .data
+            .pointer("/properties/source")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let condition = object
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|list| list.iter().find(|c| c["type"] == "EnabledByModuleConfig"))
+            .and_then(|c| c["status"].as_str().map(str::to_string));
+        if source == "test" && condition.as_deref() == Some(want) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the simulator did not settle Module {module}")
+}
+
+/// The Module (source `test`) and its ModuleConfig with `settings`.
+async fn module_objects(
+    state: &State,
+    module: &str,
+    enabled: bool,
+    settings: serde_json::Value,
+) -> anyhow::Result<()> {
     let client = crate::client(state).await?;
     let apply = PatchParams::apply("mpo-sandbox-fixtures").force();
     deckhouse_api(&client, "v1alpha1", "Module", "modules")
@@ -76,33 +176,11 @@ pub async fn module_with_images(
             &Patch::Apply(json!({
                 "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
                 "metadata": {"name": module},
-                "spec": {"enabled": enabled, "version": 1},
+                "spec": {"enabled": enabled, "version": 1, "settings": settings},
             })),
         )
         .await?;
-    // The module manager reflects the ModuleConfig within a second; wait for it so the
-    // test starts from a settled module.
-    let modules = deckhouse_api(&client, "v1alpha1", "Module", "modules");
-    let want = if enabled { "True" } else { "False" };
-    for _ in 0..100 {
-        let object = modules.get(module).await?;
-        let source = object
-            .data
-            .pointer("/properties/source")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let condition = object
-            .data
-            .pointer("/status/conditions")
-            .and_then(|c| c.as_array())
-            .and_then(|list| list.iter().find(|c| c["type"] == "EnabledByModuleConfig"))
-            .and_then(|c| c["status"].as_str().map(str::to_string));
-        if source == "test" && condition.as_deref() == Some(want) {
-            return Ok(digests);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the simulator did not settle Module {module}")
+    Ok(())
 }
 
 /// Changes one simulator setting (ConfigMap default/deckhouse-simulator).

@@ -3,9 +3,11 @@
 //! shares no code with the plugin.
 
 pub mod bench;
+pub mod deckhouse_pod;
 pub mod fixtures;
 pub mod hostile;
 pub mod image;
+pub mod kubelet;
 pub mod oidc;
 pub mod registry;
 pub mod seed;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mpo_sandbox::{State, hostile, seed, simulator, token_server};
+use mpo_sandbox::{State, hostile, kubelet, seed, simulator, token_server};
 
 #[derive(Parser)]
 #[command(name = "mpo-sandbox", about = "kubectl-mpo test sandbox tools")]
@@ -33,6 +33,8 @@ enum Command {
     },
     /// Serve registry Bearer tokens.
     TokenServer(token_server::Args),
+    /// Serve container logs as a kubelet does, for the API server's pods/log.
+    Kubelet(kubelet::Args),
     /// Create COUNT modules with images and Ready overrides (bench-000...), for the benchmark.
     BenchSetup {
         #[arg(long)]
@@ -101,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         } => seed::run(&load(&state)?, &crds, &mpo_version).await,
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,
+        Command::Kubelet(args) => kubelet::run(args).await,
         Command::BenchSetup {
             state,
             count,

@@ -140,6 +140,21 @@ impl ModuleRegistry {
         module: &str,
         digest: &str,
     ) -> Result<(), RegistryFailure> {
+        let tree = self.download_files(module, digest).await?;
+        if let Some(schema) = tree.get("openapi/config-values.yaml") {
+            let text = String::from_utf8_lossy(schema);
+            serde_saphyr::from_str::<Value>(&text)
+                .map_err(|error| failure(format!("parse openapi/config-values.yaml: {error}")))?;
+        }
+        Ok(())
+    }
+
+    /// The image's files: its layers applied in order.
+    pub async fn download_files(
+        &self,
+        module: &str,
+        digest: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, RegistryFailure> {
         let reference = self.reference(module, digest)?;
         let (body, _) = self
             .client
@@ -172,12 +187,7 @@ impl ModuleRegistry {
         if tree.is_empty() {
             return Err(failure("the image has no files"));
         }
-        if let Some(schema) = tree.get("openapi/config-values.yaml") {
-            let text = String::from_utf8_lossy(schema);
-            serde_saphyr::from_str::<Value>(&text)
-                .map_err(|error| failure(format!("parse openapi/config-values.yaml: {error}")))?;
-        }
-        Ok(())
+        Ok(tree)
     }
 }
 

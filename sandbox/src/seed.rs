@@ -287,7 +287,11 @@ pub async fn run(state: &State, crds: &Path, mpo_version: &str) -> anyhow::Resul
         .await?;
 
     push_images(state).await?;
-    create_objects(state, &client, mpo_version).await
+    create_objects(state, &client, mpo_version).await?;
+    // Module health (docs/deckhouse-real.md §4): no overrides seeded, users create them.
+    crate::fixtures::module_with_failing_hook(state, "failing-hook", "v1.0.0").await?;
+    crate::fixtures::module_with_bad_settings(state, "bad-settings", "v1.0.0").await?;
+    Ok(())
 }
 
 async fn push_images(state: &State) -> anyhow::Result<()> {

@@ -123,6 +123,9 @@ async fn served_mpo_version(client: &kube::Client) -> anyhow::Result<String> {
 
 pub async fn run(state: &State) -> anyhow::Result<()> {
     let client = crate::client(state).await?;
+    crate::deckhouse_pod::start(state, client.clone())
+        .await
+        .context("deckhouse Pod")?;
     let apis = Apis::new(client).await?;
     // Deckhouse's module manager has settled modules (enabled, active source) before
     // overrides are reconciled; start from that state, not from a race with it.
@@ -410,6 +413,11 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
     }
     let settings = apis.settings().await;
     let recheck = Some(settings.recheck);
+    crate::deckhouse_pod::log(
+        "debug",
+        "Reconcile module pull override",
+        json!({"module": name, "logger": "controller.module-pull-override"}),
+    );
 
     // 1. The module exists.
     let Some(module) = apis.module.get_opt(name).await? else {
@@ -493,13 +501,8 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
         set_mpo_status(apis, name, status).await?;
         return Ok(Some(scan_interval));
     }
-    apis.module
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "properties": { "version": tag } })),
-        )
-        .await?;
+    // Module `properties.version` is written by Deckhouse's start-up after the restart
+    // (deckhouse-real §4): deckhouse_pod.rs.
     set_mpo_status(
         apis,
         name,
@@ -524,6 +527,12 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
         )
         .await?;
     println!("deployed {name}:{tag} {resolved}");
+    crate::deckhouse_pod::log(
+        "info",
+        "Module downloaded and installed, restarting Deckhouse",
+        json!({"module": name, "logger": "controller.module-pull-override", "version": tag, "digest": resolved}),
+    );
+    crate::deckhouse_pod::deployed(name, &tag, &resolved, &source);
     Ok(Some(scan_interval))
 }
 
@@ -674,10 +683,14 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
                 "several available sources",
             )
             .await?;
-        } else {
+        } else if condition(&module, "EnabledByModuleManager")
+            .is_some_and(|existing| str_at(existing, "/reason") == "Conflict")
+        {
             remove_module_condition(apis, &module, "EnabledByModuleManager").await?;
         }
-        if str_at(&module.data, "/status/phase") != phase {
+        // After a deploy the module's run owns its phase (deckhouse_pod.rs, §4).
+        let run_owns_phase = phase == "Ready" && condition(&module, "IsReady").is_some();
+        if str_at(&module.data, "/status/phase") != phase && !run_owns_phase {
             apis.module
                 .patch_status(
                     &name,

@@ -17,6 +17,17 @@ pub struct State {
     /// The OpenID Connect provider and its kubeconfig-generator client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<Oidc>,
+    /// The kubelet log endpoint of the Node the deckhouse Pod runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<Kubelet>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kubelet {
+    /// Port on 127.0.0.1 (the Node's `daemonEndpoints.kubeletEndpoint.Port`)
+    pub port: u16,
+    /// Container logs: `<namespace>/<pod>/<container>.log`
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

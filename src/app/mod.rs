@@ -4,7 +4,9 @@
 //! asking it (`sources`). Commands in `cmd/` depend on these and never on each other.
 
 pub mod diagnose;
+pub mod health;
 pub mod images;
+pub mod logs;
 pub mod overrides;
 pub mod sources;
 pub mod wait;

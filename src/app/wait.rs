@@ -12,6 +12,7 @@ use super::Ctx;
 use super::Outcome;
 use super::diagnose;
 use super::overrides::{Overrides, RESOURCE};
+use crate::cli::{WaitArgs, WaitFor};
 use crate::cluster::Cluster;
 use crate::deckhouse::checks::is_ready;
 use crate::deckhouse::resources::{ModulePullOverride, RENEW_ANNOTATION};
@@ -236,6 +237,43 @@ pub async fn report_verdict(
     Ok(Outcome::ConditionFailed)
 }
 
+/// Whether the controller deployed between `before` (`None`: a new override) and
+/// `after`: a new digest, or a status write on a Ready override (gen D's forced
+/// redeploy). A deploy restarts Deckhouse (deckhouse-real §4).
+pub fn deployed_since(before: Option<&ModulePullOverride>, after: &ModulePullOverride) -> bool {
+    before.is_none_or(|before| {
+        before.image_digest() != after.image_digest() || before.updated_at() != after.updated_at()
+    })
+}
+
+/// Reports the verdict and, with `--wait-for=module` (the default), follows a Ready
+/// override through to the module: it runs, or the wait stops early with why.
+pub async fn report_and_follow(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    before: Option<&ModulePullOverride>,
+    settled: &ModulePullOverride,
+    to: To,
+    wait: &WaitArgs,
+    started: tokio::time::Instant,
+) -> Result<Outcome> {
+    let name = settled.metadata.name.as_deref().unwrap_or_default();
+    let outcome = report_verdict(ctx, overrides, name, settled, to).await?;
+    if outcome != Outcome::Success || wait.wait_for != WaitFor::Module || !is_ready(settled) {
+        return Ok(outcome);
+    }
+    let remaining = wait.timeout.saturating_sub(started.elapsed());
+    super::health::follow_module(
+        ctx,
+        &overrides.cluster,
+        settled,
+        deployed_since(before, settled),
+        remaining,
+        to,
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +352,21 @@ mod tests {
             quiet(Some(&before)),
             "renew annotation removed: a forced redeploy finished"
         );
+    }
+
+    #[test]
+    fn a_deploy_is_a_new_digest_or_a_new_status_write() {
+        let before = with_status("Ready", Some("sha256:a"), "t1");
+        assert!(deployed_since(None, &before));
+        assert!(!deployed_since(Some(&before), &before));
+        assert!(deployed_since(
+            Some(&before),
+            &with_status("Ready", Some("sha256:b"), "t1")
+        ));
+        assert!(deployed_since(
+            Some(&before),
+            &with_status("Ready", Some("sha256:a"), "t2")
+        ));
     }
 
     #[test]

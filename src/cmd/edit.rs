@@ -107,6 +107,8 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         }
     };
     if args.wait.wait && args.dry_run == DryRun::None {
+        let started = tokio::time::Instant::now();
+        crate::app::health::announce_checking(ctx, &module, &args.wait);
         let settled = wait::wait_for(
             ctx,
             &overrides,
@@ -117,7 +119,16 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         )
         .await?
         .ok_or_else(|| deleted_while_waiting(&module))?;
-        return wait::report_verdict(ctx, &overrides, &module, &settled, verdict_to).await;
+        return wait::report_and_follow(
+            ctx,
+            &overrides,
+            Some(&original),
+            &settled,
+            verdict_to,
+            &args.wait,
+            started,
+        )
+        .await;
     }
     Ok(Outcome::Success)
 }

@@ -9,6 +9,7 @@ use crate::app::sources::REGISTRY_TIMEOUT;
 use crate::app::{Ctx, Outcome};
 use crate::cli::{ExplainArgs, ReportFormat};
 use crate::deckhouse::checks::{self, Step, StepState, SyncState, is_ready};
+use crate::deckhouse::health::health_steps;
 use crate::error::Result;
 use crate::output::{Printer, To, Tone, print_steps};
 
@@ -89,6 +90,16 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
             .and_then(|source| checks::source_lag_note(source, name))
         {
             steps.push(note);
+        }
+        // The module's own health once the override is Ready (deckhouse-real §4).
+        if is_ready(mpo) {
+            let health = crate::app::health::module_health(&overrides.cluster, name).await?;
+            steps.extend(health_steps(
+                name,
+                &mpo.spec.image_tag,
+                health.as_ref(),
+                diagnosis.source.as_ref(),
+            ));
         }
     }
 
@@ -173,7 +184,12 @@ fn summary(report: &Report) -> String {
         };
     }
     let failed = report.steps.iter().find(|s| s.state == StepState::Failed);
-    match (failed, report.predicted_message.as_deref()) {
+    // The module's own health is past the controller's message.
+    let predicted = report
+        .predicted_message
+        .as_deref()
+        .filter(|_| failed.is_none_or(|step| !step.id.starts_with("module-")));
+    match (failed, predicted) {
         (Some(step), Some(message)) if exists => format!(
             "Problem: {}; the controller reports (or will report) {message:?}.",
             step.summary

@@ -7,6 +7,7 @@ mod delete;
 mod diff;
 mod edit;
 mod explain;
+mod logs;
 mod registry;
 mod renew;
 mod status;
@@ -42,6 +43,7 @@ async fn dispatch(ctx: Ctx, command: Command) -> Result<Outcome> {
         Command::Delete(args) => delete::run(&ctx, args).await,
         Command::Status(args) => status::run(&ctx, args).await,
         Command::Explain(args) => explain::run(&ctx, args).await,
+        Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Diff(args) => diff::run(&ctx, args).await,
         Command::Registry(args) => registry::run(&ctx, args).await,
         Command::Completion(args) => completion::run(&ctx, args),

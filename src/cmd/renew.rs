@@ -25,6 +25,7 @@ const QUIET_RECHECK_GRACE: Duration = Duration::from_secs(20);
 
 pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
     let timeout = args.wait.timeout;
+    let follow = args.wait.wait_for == crate::cli::WaitFor::Module;
     let overrides = Overrides::connect(ctx).await?;
     let targets: Vec<ModulePullOverride> = if args.all {
         let all = overrides.list(&[]).await?;
@@ -78,13 +79,11 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    let results = join_all(
-        targets
-            .iter()
-            .zip(expected)
-            .map(|(before, expected)| wait_one(ctx, &overrides, before, expected, timeout)),
-    )
-    .await;
+    let results =
+        join_all(targets.iter().zip(expected).map(|(before, expected)| {
+            wait_one(ctx, &overrides, before, expected, timeout, follow)
+        }))
+        .await;
     let mut outcome = Outcome::Success;
     for result in results {
         match result {
@@ -109,8 +108,13 @@ async fn wait_one(
     before: &ModulePullOverride,
     expected: Option<String>,
     timeout: Duration,
+    follow: bool,
 ) -> Result<Outcome> {
+    let started = tokio::time::Instant::now();
     let name = before.metadata.name.clone().unwrap_or_default();
+    if follow {
+        crate::app::health::show_checking(ctx, &name);
+    }
     let old_digest = before.image_digest().map(str::to_string);
     let new_image_expected = expected
         .as_deref()
@@ -173,6 +177,17 @@ async fn wait_one(
             "{name}: {old} -> {}",
             ctx.printer.paint(&new, Tone::Good)
         ));
+    }
+    if follow {
+        return crate::app::health::follow_module(
+            ctx,
+            &overrides.cluster,
+            &after,
+            wait::deployed_since(Some(before), &after),
+            timeout.saturating_sub(started.elapsed()),
+            To::Out,
+        )
+        .await;
     }
     Ok(Outcome::Success)
 }

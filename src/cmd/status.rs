@@ -15,6 +15,7 @@ use crate::app::wait;
 use crate::app::{Ctx, Outcome};
 use crate::cli::{ListFormat, StatusArgs};
 use crate::deckhouse::checks::{SyncState, is_ready};
+use crate::deckhouse::health::{ModuleHealth, RunVerdict, in_plain_words, judge};
 use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
 use crate::output::table::truncate_middle;
@@ -40,6 +41,8 @@ pub struct Row {
     /// Why the override is not Ready, or why the registry digest is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     cause: Option<String>,
+    /// The Module's own health (deckhouse-real §4); `None` without a Module.
+    module: Option<ModuleHealth>,
 }
 
 #[derive(Serialize)]
@@ -149,13 +152,20 @@ async fn rows(
     items
         .iter()
         .zip(lookups)
-        .map(|(mpo, lookup)| make_row(mpo, lookup))
+        .map(|(mpo, lookup)| {
+            let name = mpo.metadata.name.as_deref().unwrap_or_default();
+            let health = world
+                .modules
+                .get(name)
+                .map(|module| ModuleHealth::of(module, world.configs.get(name)));
+            make_row(mpo, lookup, health)
+        })
         .collect()
 }
 
 /// A row from an override and its lookup; the cause says what blocks it, else why the
 /// registry digest is unknown.
-fn make_row(mpo: &ModulePullOverride, lookup: Lookup) -> Row {
+fn make_row(mpo: &ModulePullOverride, lookup: Lookup, module: Option<ModuleHealth>) -> Row {
     let ready = is_ready(mpo);
     let cluster_digest = mpo.image_digest().map(str::to_string);
     let (registry_digest, index_digest, registry_error) = match lookup.result {
@@ -165,7 +175,8 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup) -> Row {
     };
     let message = mpo.message().unwrap_or_default().to_string();
     let cause = if ready {
-        registry_error.map(|e| format!("registry: {e}"))
+        module_cause(&mpo.spec.image_tag, module.as_ref())
+            .or(registry_error.map(|e| format!("registry: {e}")))
     } else {
         lookup
             .cluster_cause
@@ -191,7 +202,30 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup) -> Row {
         updated_at: mpo.updated_at().map(str::to_string),
         source: lookup.source,
         cause,
+        module,
     }
+}
+
+/// For an override Ready (installed) whose module does not run: what the module says.
+fn module_cause(tag: &str, module: Option<&ModuleHealth>) -> Option<String> {
+    let health = module?;
+    if judge(health, tag, true) == RunVerdict::Running {
+        return None;
+    }
+    let mut cause = format!(
+        "Ready, but the module does not run: {}",
+        in_plain_words(health)
+    );
+    if health.version.as_deref() != Some(tag) {
+        cause.push_str(&format!(
+            "; it runs version {}, not {tag}",
+            health.version.as_deref().unwrap_or("<none>")
+        ));
+    }
+    if let Some(error) = &health.config_error {
+        cause.push_str(&format!("; ModuleConfig: {error}"));
+    }
+    Some(cause)
 }
 
 /// The MESSAGE column's width in the default table; `-o wide` shows it whole.
@@ -217,6 +251,7 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
         (row.name.clone(), Tone::Bold),
         (row.tag.clone(), Tone::Plain),
         (message, message_tone),
+        module_cell(row),
         (digest(&row.cluster_digest), Tone::Plain),
         (digest(&row.registry_digest), Tone::Plain),
         (row.sync.label().to_string(), sync_tone),
@@ -238,9 +273,23 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
     cells
 }
 
-const HEADERS: [&str; 7] = [
-    "NAME", "TAG", "MESSAGE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED",
+const HEADERS: [&str; 8] = [
+    "NAME", "TAG", "MESSAGE", "MODULE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED",
 ];
+
+/// The MODULE column: the Module's phase, good only when it runs the override's tag.
+fn module_cell(row: &Row) -> (String, Tone) {
+    let Some(health) = &row.module else {
+        return ("-".into(), Tone::Dim);
+    };
+    let phase = health.phase.clone().unwrap_or_else(|| "-".into());
+    let tone = match judge(health, &row.tag, true) {
+        RunVerdict::Running => Tone::Good,
+        RunVerdict::Failed(_) => Tone::Bad,
+        RunVerdict::Pending(_) => Tone::Warn,
+    };
+    (phase, tone)
+}
 
 /// The table, with its header unless rows are appended under an earlier one.
 pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, header: bool) {
@@ -260,7 +309,12 @@ pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, header: bool) {
 pub fn print_causes(printer: &Printer, rows: &[Row]) {
     let with_causes: Vec<&Row> = rows
         .iter()
-        .filter(|r| r.cause.is_some() && (!r.ready || r.registry_digest.is_none()))
+        .filter(|r| {
+            r.cause.is_some()
+                && (!r.ready
+                    || r.registry_digest.is_none()
+                    || module_cause(&r.tag, r.module.as_ref()).is_some())
+        })
         .collect();
     let Some(first) = with_causes.first() else {
         return;
@@ -396,6 +450,7 @@ mod tests {
             updated_at: None,
             source: Some("test".into()),
             cause: cause.map(str::to_string),
+            module: None,
         }
     }
 

@@ -196,6 +196,9 @@ pub struct ModuleStatus {
     pub message: Option<String>,
     #[serde(default)]
     pub conditions: Vec<ModuleCondition>,
+    /// The hook error summary while the module is enabled (deckhouse-real §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks_state: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -312,6 +315,7 @@ pub struct SourceModule {
     group = "deckhouse.io",
     version = "v1alpha1",
     kind = "ModuleConfig",
+    status = "ModuleConfigStatus",
     schema = "disabled"
 )]
 #[serde(rename_all = "camelCase")]
@@ -326,6 +330,14 @@ pub struct ModuleConfigSpec {
     /// and not needed for any verdict, so any number is kept as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<Number>,
+}
+
+/// `status.message`: `Error: <validation error>` for bad settings (deckhouse-real §4).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleConfigStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A release of a module delivered through its update policy.

@@ -9,6 +9,7 @@ mod cli;
 mod completion;
 mod diagnose;
 mod faults;
+mod health;
 mod hostile_images;
 mod hostile_text;
 mod kubeconfig;
