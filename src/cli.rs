@@ -20,8 +20,7 @@ use crate::validate;
     about = "Work with Deckhouse ModulePullOverrides: run a module build from a registry tag, \
              see whether the cluster runs it, and learn why not",
     propagate_version = true,
-    disable_help_subcommand = true,
-    after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354 --wait\n  kubectl mpo status\n  kubectl mpo explain echo\n  kubectl mpo renew echo --wait\n  kubectl mpo diff echo --content"
+    after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354 --wait\n  kubectl mpo status\n  kubectl mpo explain echo\n  kubectl mpo renew echo --wait\n  kubectl mpo diff echo --content\n\nExit codes:\n  0    success, healthy, in sync\n  1    the checked condition does not hold (a difference, a conflict, a --wait that timed out);\n       NotFound or AlreadyExists from the server; a --context or --cluster not in the kubeconfig\n  2    usage or invalid input\n  3    cluster or registry unreachable, 401/403, CRDs missing\n  130  interrupted (Ctrl-C)"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -60,6 +59,10 @@ pub struct GlobalArgs {
     /// More detail on errors and progress (repeat for more)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Accepted and ignored: ModulePullOverrides are cluster-scoped (as kubectl does)
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,14 +83,15 @@ pub enum Command {
     #[command(after_help = "Examples:\n  kubectl mpo renew echo --wait\n  kubectl mpo renew --all")]
     Renew(RenewArgs),
 
-    /// Delete an override
+    /// Delete overrides
     #[command(
-        after_help = "Examples:\n  kubectl mpo delete echo\n  kubectl mpo delete echo --rollback --yes"
+        after_help = "Examples:\n  kubectl mpo delete echo\n  kubectl mpo delete echo --rollback --yes\n  kubectl mpo delete echo hello-world --yes -o name\n  kubectl mpo delete --all --dry-run"
     )]
     Delete(DeleteArgs),
 
     /// Show overrides with the cluster's and the registry's digest
     #[command(
+        visible_aliases = ["get", "list"],
         after_help = "Examples:\n  kubectl mpo status\n  kubectl mpo status echo -o wide\n  kubectl mpo status --offline -o json"
     )]
     Status(StatusArgs),
@@ -127,13 +131,94 @@ pub enum ObjectFormat {
     Name,
 }
 
-/// `-o` for `status`: the objects, their names, or the table with more columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `-o` for `status`: the objects, their names, the table with more columns, or
+/// kubectl's `jsonpath=TEMPLATE` and `custom-columns=SPEC` over the JSON rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListFormat {
     Json,
     Yaml,
     Name,
     Wide,
+    JsonPath(String),
+    CustomColumns(String),
+}
+
+/// Parses `-o` of `status`, and offers its values to `--help` and completion.
+#[derive(Debug, Clone, Copy)]
+pub struct ListFormatParser;
+
+impl clap::builder::TypedValueParser for ListFormatParser {
+    type Value = ListFormat;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ListFormat, clap::Error> {
+        let invalid = |message: String| {
+            let mut err = clap::Error::raw(clap::error::ErrorKind::InvalidValue, message + "\n");
+            err = err.with_cmd(cmd);
+            let _ = arg;
+            err
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("-o must be text".into()))?;
+        let with_value = |prefix: &str| {
+            text.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('='))
+        };
+        if let Some(template) = with_value("jsonpath").or_else(|| with_value("jsonpath-as-json")) {
+            if template.is_empty() {
+                return Err(invalid(
+                    "-o jsonpath= needs a template, e.g. -o jsonpath='{.items[*].name}'".into(),
+                ));
+            }
+            return Ok(ListFormat::JsonPath(template.to_string()));
+        }
+        if let Some(spec) = with_value("custom-columns") {
+            if spec.is_empty() {
+                return Err(invalid(
+                    "-o custom-columns= needs columns, e.g. -o custom-columns=NAME:.name,TAG:.tag"
+                        .into(),
+                ));
+            }
+            return Ok(ListFormat::CustomColumns(spec.to_string()));
+        }
+        match text {
+            "json" => Ok(ListFormat::Json),
+            "yaml" => Ok(ListFormat::Yaml),
+            "name" => Ok(ListFormat::Name),
+            "wide" => Ok(ListFormat::Wide),
+            other => Err(invalid(format!(
+                "invalid value {other:?} for '--output <FORMAT>'\n  [possible values: json, yaml, name, wide, jsonpath=TEMPLATE, custom-columns=SPEC]"
+            ))),
+        }
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            [
+                "json",
+                "yaml",
+                "name",
+                "wide",
+                "jsonpath=",
+                "custom-columns=",
+            ]
+            .into_iter()
+            .map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
+/// `-o` for `delete`: the names of what was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NameFormat {
+    Name,
 }
 
 /// `-o` for reports that are not Kubernetes objects (explain, diff, version, ...).
@@ -205,6 +290,10 @@ pub struct CreateArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Name of the manager recorded for the fields this writes
+    #[arg(long, value_name = "NAME", default_value = "kubectl-mpo")]
+    pub field_manager: String,
+
     /// Print the object (client) or have the API server validate it (server) without persisting
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     pub dry_run: DryRun,
@@ -231,6 +320,14 @@ pub struct EditArgs {
     /// New rollback setting
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub rollback: Option<bool>,
+
+    /// Change the tag even if the checks say the override could not become Ready with it
+    #[arg(long)]
+    pub force: bool,
+
+    /// Name of the manager recorded for the fields this writes
+    #[arg(long, value_name = "NAME", default_value = "kubectl-mpo")]
+    pub field_manager: String,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -260,9 +357,25 @@ pub struct RenewArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// Module name
-    #[arg(value_parser = parse_module_name)]
-    pub module: ModuleName,
+    /// Modules whose overrides to delete
+    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
+    pub modules: Vec<ModuleName>,
+
+    /// Delete every override
+    #[arg(long)]
+    pub all: bool,
+
+    /// Treat an override that does not exist as deleted (exit 0)
+    #[arg(long)]
+    pub ignore_not_found: bool,
+
+    /// Only say what would be deleted (client), or have the API server check it (server)
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+
+    /// Output format: name prints modulepulloverride.deckhouse.io/NAME per deleted override
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<NameFormat>,
 
     /// Return to the last released version (sets spec.rollback before deleting)
     #[arg(long)]
@@ -282,11 +395,27 @@ pub struct StatusArgs {
     #[arg(value_parser = parse_module_name)]
     pub modules: Vec<ModuleName>,
 
-    /// Output format
-    #[arg(short = 'o', long, value_enum)]
+    /// Output format; jsonpath and custom-columns take kubectl's syntax over the rows of -o json
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ListFormatParser)]
     pub output: Option<ListFormat>,
 
-    /// Keep the table updated as overrides change
+    /// Only overrides with these labels (kubectl's selector: key=value,key!=value,key)
+    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "modules")]
+    pub selector: Option<String>,
+
+    /// Add a LABELS column
+    #[arg(long)]
+    pub show_labels: bool,
+
+    /// Print the table without its header line
+    #[arg(long)]
+    pub no_headers: bool,
+
+    /// Sort the rows by a JSONPath over the rows of -o json (e.g. .tag, {.updatedAt})
+    #[arg(long, value_name = "JSONPATH")]
+    pub sort_by: Option<String>,
+
+    /// Redraw the table as overrides change (with -o json|yaml: print each changed row)
     #[arg(long, short = 'w')]
     pub watch: bool,
 
@@ -745,7 +874,9 @@ mod tests {
 
     #[test]
     fn the_completion_helper_follows_the_command_tree() {
-        let cli = Cli::command();
+        let mut cli = Cli::command();
+        // Built, so that clap's `help` subcommands are there too.
+        cli.build();
         assert_eq!(helper_list("if [ -z \"$sub\" ]; then"), names_of(&cli));
         let registry = cli.find_subcommand("registry").expect("registry");
         assert_eq!(helper_list("registry|reg)"), names_of(registry));

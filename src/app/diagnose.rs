@@ -211,6 +211,8 @@ pub struct Preflight {
     pub ok: bool,
     pub source: Option<String>,
     pub registry_digest: Option<String>,
+    /// Set when the tag is a multi-arch index: the index's own digest.
+    pub registry_index_digest: Option<String>,
 }
 
 pub async fn preflight(
@@ -238,6 +240,9 @@ pub async fn preflight(
     Ok(Preflight {
         ok: !diagnosis.blocked(),
         registry_digest: diagnosis.registry_digest().map(|d| d.digest.clone()),
+        registry_index_digest: diagnosis
+            .registry_digest()
+            .and_then(|d| d.index_digest.clone()),
         source: diagnosis.source.and_then(|s| s.metadata.name),
     })
 }

@@ -20,7 +20,9 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         );
     }
 
-    let overrides = Overrides::connect(ctx).await?;
+    let overrides = Overrides::connect(ctx)
+        .await?
+        .with_field_manager(&args.field_manager);
     if overrides.get(&module).await?.is_some() {
         return Err(overrides::already_exists(&module));
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::app::diagnose;
 use crate::app::overrides::{CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
 use crate::app::sources;
-use crate::app::wait::{self, deleted_while_waiting, new_verdict_since};
+use crate::app::wait::{self, deleted_while_waiting, new_verdict_on};
 use crate::app::{Ctx, Outcome};
 use crate::cli::{DryRun, EditArgs};
 use crate::deckhouse::resources::{ModulePullOverride, MpoSpec};
@@ -34,7 +34,9 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         );
     }
 
-    let overrides = Overrides::connect(ctx).await?;
+    let overrides = Overrides::connect(ctx)
+        .await?
+        .with_field_manager(&args.field_manager);
     let original = overrides.require(&module).await?;
 
     let wanted = if from_flags {
@@ -63,12 +65,26 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         ctx.printer.line(format!("{} unchanged", name_of(&module)));
         return Ok(Outcome::Success);
     }
+    // The new tag is checked as `create` checks it: a tag the override could not
+    // become Ready with is refused unless --force.
+    let mut expected_digests = Vec::new();
     if let Some(tag) = &changes.tag {
         let checks = diagnose::preflight(ctx, &overrides, &module, tag).await?;
+        expected_digests.extend(checks.registry_digest.clone());
+        expected_digests.extend(checks.registry_index_digest.clone());
         if !checks.ok {
-            ctx.printer.warn(format!(
-                "with tag {tag} the override will not become Ready until the problem above is fixed"
-            ));
+            if args.force {
+                ctx.printer.warn(format!(
+                    "changing the tag anyway (--force): with tag {tag} the override will not become Ready until the problem above is fixed"
+                ));
+            } else {
+                return Err(Error::condition(format!(
+                    "with tag {tag} the override {module:?} could not become Ready; nothing was changed"
+                ))
+                .with_hint(format!(
+                    "fix the problem above, or change it anyway with: kubectl mpo edit {module} --tag {tag} --force"
+                )));
+            }
         }
     }
 
@@ -113,7 +129,11 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             &module,
             args.wait.timeout,
             "controller verdict on the new spec",
-            new_verdict_since(&original),
+            new_verdict_on(
+                &original,
+                changes.tag.as_deref().unwrap_or(&original.spec.image_tag),
+                expected_digests,
+            ),
         )
         .await?
         .ok_or_else(|| deleted_while_waiting(&module))?;

@@ -90,6 +90,7 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         match result {
             Ok(Outcome::Success) => {}
             Ok(Outcome::ConditionFailed) => outcome = Outcome::ConditionFailed,
+            Ok(Outcome::Interrupted) => return Ok(Outcome::Interrupted),
             Err(err) if err.kind == Kind::Condition => {
                 ctx.printer.error(&err);
                 outcome = Outcome::ConditionFailed;

@@ -115,7 +115,8 @@ pub fn is_ready(object: &ModulePullOverride) -> bool {
     }
 }
 
-fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
+/// The candidate a typo most likely meant ("did you mean"), if one is close.
+pub fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
     candidates
         .iter()
         .map(|candidate| (strsim::levenshtein(name, candidate), candidate))

@@ -1,0 +1,409 @@
+//! kubectl's conventions for listing, deleting, output formats and exit codes, on the
+//! real binary against the sandbox (the CLI review's B1, B2, B8, C2, C12, M1, M2, M3, M5).
+
+use std::process::Stdio;
+
+use crate::support::{
+    command, eventually, kubectl, module_with_images, mpo, mpo_field, on_terminal, quiet_override,
+    simulator_settings_lock, state, unique,
+};
+use crate::validation::mpo_exists;
+
+/// A Ready override on `v1` of a fresh module with `v1` and `v2`.
+fn ready_override(prefix: &str) -> String {
+    let name = unique(prefix);
+    quiet_override(&name, &["v1", "v2"]);
+    name
+}
+
+#[test]
+fn missing_and_existing_objects_exit_1_with_kubectls_error() {
+    let name = ready_override("conv-codes");
+    let ghost = unique("conv-ghost");
+    for args in [
+        vec!["status", ghost.as_str()],
+        vec!["edit", ghost.as_str(), "--tag", "v1"],
+        vec!["delete", ghost.as_str(), "--yes"],
+        vec!["renew", ghost.as_str()],
+        vec!["diff", ghost.as_str()],
+    ] {
+        let run = mpo(&args);
+        run.assert_code(1);
+        assert!(
+            run.stderr.starts_with(&format!(
+                "Error from server (NotFound): modulepulloverrides.deckhouse.io \"{ghost}\" not found"
+            )),
+            "{args:?}: {run:?}"
+        );
+    }
+    let again = mpo(&["create", &name, "--tag", "v1"]);
+    again.assert_code(1);
+    assert!(
+        again.stderr.starts_with(&format!(
+            "Error from server (AlreadyExists): modulepulloverrides.deckhouse.io \"{name}\" already exists"
+        )),
+        "{again:?}"
+    );
+    let context = mpo(&["status", "--offline", "--context", "no-such-context"]);
+    context.assert_code(1);
+    assert!(context.stderr.contains("no-such-context"), "{context:?}");
+    // The table is in --help and the README.
+    let help = mpo(&["--help"]);
+    assert!(
+        help.stdout.contains("Exit codes:") && help.stdout.contains("NotFound"),
+        "{help:?}"
+    );
+    let readme = include_str!("../../README.md");
+    assert!(readme.contains("| 1 |") && readme.contains("NotFound"));
+}
+
+#[test]
+fn status_shows_the_names_that_exist_then_the_missing_one_with_did_you_mean() {
+    let name = ready_override("conv-some");
+    let typo = format!("{name}x");
+    let run = mpo(&["status", "--offline", &typo, &name]);
+    run.assert_code(1);
+    assert!(run.stdout.contains(&name), "the others are shown: {run:?}");
+    assert!(
+        run.stderr.contains("NotFound") && run.stderr.contains(&typo),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "did you mean {name}? see it with: kubectl mpo status {name}"
+        )),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("kubectl mpo create"), "{run:?}");
+}
+
+#[test]
+fn delete_takes_several_names_all_ignore_not_found_dry_run_and_o_name() {
+    let first = ready_override("conv-del-a");
+    let second = ready_override("conv-del-b");
+    let ghost = unique("conv-del-ghost");
+
+    let dry = mpo(&["delete", &first, &second, "--dry-run", "-o", "name"]);
+    dry.assert_code(0);
+    assert_eq!(
+        dry.stdout,
+        format!(
+            "modulepulloverride.deckhouse.io/{first}\nmodulepulloverride.deckhouse.io/{second}\n"
+        ),
+        "{dry:?}"
+    );
+    assert!(
+        mpo_exists(&first) && mpo_exists(&second),
+        "a dry run deletes nothing"
+    );
+    let server = mpo(&["delete", &first, "--dry-run=server", "--yes"]);
+    server.assert_code(0);
+    assert!(mpo_exists(&first), "{server:?}");
+
+    let missing = mpo(&["delete", &first, &ghost, "--yes", "-o", "name"]);
+    missing.assert_code(1);
+    assert_eq!(
+        missing.stdout,
+        format!("modulepulloverride.deckhouse.io/{first}\n")
+    );
+    assert!(missing.stderr.contains("NotFound"), "{missing:?}");
+    eventually(30, "the first override to go", || !mpo_exists(&first));
+
+    let ignored = mpo(&["delete", &ghost, &second, "--ignore-not-found", "--yes"]);
+    ignored.assert_code(0);
+    assert!(!ignored.stderr.contains("NotFound"), "{ignored:?}");
+    eventually(30, "the second override to go", || !mpo_exists(&second));
+
+    let all = mpo(&["delete", "--all", "--dry-run"]);
+    all.assert_code(0);
+    assert!(
+        all.stdout.lines().count() >= 2 && all.stdout.contains("(dry run)"),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn status_takes_kubectls_listing_flags_and_formats() {
+    let first = ready_override("conv-list-a");
+    let second = ready_override("conv-list-b");
+    let label = format!("team={first}");
+    kubectl(&["label", "modulepulloverrides.deckhouse.io", &first, &label]).assert_code(0);
+    mpo(&["edit", &second, "--tag", "v2", "--wait"]).assert_code(0);
+
+    let selected = mpo(&[
+        "status",
+        "--offline",
+        "-n",
+        "default",
+        "-l",
+        &label,
+        "--show-labels",
+        "--no-headers",
+    ]);
+    selected.assert_code(0);
+    assert_eq!(selected.stdout.lines().count(), 1, "{selected:?}");
+    assert!(
+        selected.stdout.starts_with(&first) && selected.stdout.contains(&label),
+        "{selected:?}"
+    );
+
+    let path = mpo(&[
+        "status",
+        "--offline",
+        &second,
+        &first,
+        "--sort-by",
+        ".tag",
+        "-o",
+        "jsonpath={range .items[*]}{.name}={.tag}{\"\\n\"}{end}",
+    ]);
+    path.assert_code(0);
+    assert_eq!(
+        path.stdout,
+        format!("{first}=v1\n{second}=v2\n"),
+        "{path:?}"
+    );
+
+    let filtered = mpo(&[
+        "status",
+        "--offline",
+        &first,
+        &second,
+        "-o",
+        "jsonpath={.items[?(@.tag==\"v2\")].name}",
+    ]);
+    filtered.assert_code(0);
+    assert_eq!(filtered.stdout.trim(), second, "{filtered:?}");
+
+    let columns = mpo(&[
+        "status",
+        "--offline",
+        &first,
+        "-o",
+        "custom-columns=NAME:.name,TAG:{.tag},NOPE:.nope",
+    ]);
+    columns.assert_code(0);
+    let lines: Vec<Vec<&str>> = columns
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            vec!["NAME", "TAG", "NOPE"],
+            vec![first.as_str(), "v1", "<none>"]
+        ],
+        "{columns:?}"
+    );
+
+    let bad = mpo(&["status", "--offline", "-o", "jsonpath={.items["]);
+    bad.assert_code(2);
+}
+
+#[test]
+fn field_manager_is_recorded_on_create_and_edit() {
+    let name = unique("conv-manager");
+    module_with_images(&name, true, &["v1", "v2"]);
+    mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "v1",
+        "--field-manager",
+        "ci-pipeline",
+    ])
+    .assert_code(0);
+    mpo(&["edit", &name, "--tag", "v2", "--field-manager", "ci-edit"]).assert_code(0);
+    let managers = kubectl(&[
+        "get",
+        "modulepulloverrides.deckhouse.io",
+        &name,
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(
+        managers.stdout.contains("ci-pipeline") && managers.stdout.contains("ci-edit"),
+        "{managers:?}"
+    );
+}
+
+#[test]
+fn get_and_list_are_status_and_help_is_a_subcommand() {
+    let name = ready_override("conv-alias");
+    for alias in ["get", "list"] {
+        let run = mpo(&[alias, &name, "--offline", "-o", "name"]);
+        run.assert_code(0);
+        assert_eq!(
+            run.stdout,
+            format!("modulepulloverride.deckhouse.io/{name}\n")
+        );
+    }
+    let help = mpo(&["help", "delete"]);
+    help.assert_code(0);
+    assert!(help.stdout.contains("--ignore-not-found"), "{help:?}");
+    let human = mpo(&["edit", &name, "--scan-interval", "2h"]);
+    human.assert_code(0);
+    assert!(
+        human
+            .stdout
+            .starts_with(&format!("modulepulloverride.deckhouse.io/{name} edited")),
+        "{human:?}"
+    );
+}
+
+#[test]
+fn edit_refuses_a_tag_that_could_not_become_ready_unless_forced() {
+    let name = ready_override("conv-edit-tag");
+    let refused = mpo(&["edit", &name, "--tag", "no-such-tag-q"]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("nothing was changed")
+            && refused.stderr.contains(&format!(
+                "kubectl mpo edit {name} --tag no-such-tag-q --force"
+            )),
+        "{refused:?}"
+    );
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v1");
+    let forced = mpo(&["edit", &name, "--tag", "no-such-tag-q", "--force"]);
+    forced.assert_code(0);
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "no-such-tag-q");
+}
+
+#[test]
+fn machine_readable_output_stays_parseable_with_wait() {
+    let name = unique("conv-wait-json");
+    module_with_images(&name, true, &["v1", "v2"]);
+    let created = mpo(&["create", &name, "--tag", "v1", "-o", "json", "--wait"]);
+    created.assert_code(0);
+    let object: serde_json::Value =
+        serde_json::from_str(&created.stdout).unwrap_or_else(|err| panic!("{err}: {created:?}"));
+    assert_eq!(object["spec"]["imageTag"], "v1");
+    assert!(created.stderr.contains("Ready:"), "{created:?}");
+
+    let edited = mpo(&["edit", &name, "--tag", "v2", "-o", "yaml", "--wait"]);
+    edited.assert_code(0);
+    let object: serde_json::Value =
+        serde_saphyr::from_str(&edited.stdout).unwrap_or_else(|err| panic!("{err}: {edited:?}"));
+    assert_eq!(object["spec"]["imageTag"], "v2");
+
+    let deleted = mpo(&["delete", &name, "--yes", "-o", "name", "--wait"]);
+    deleted.assert_code(0);
+    assert_eq!(
+        deleted.stdout,
+        format!("modulepulloverride.deckhouse.io/{name}\n")
+    );
+}
+
+/// Sends SIGINT to a process, as Ctrl-C does.
+fn interrupt(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+}
+
+#[test]
+fn edit_wait_ignores_the_controllers_late_answer_to_the_previous_tag() {
+    let _settings = simulator_settings_lock();
+    let name = ready_override("conv-edit-race");
+    let simulator = std::fs::read_to_string(state().dir.join("pids/simulator.pid"))
+        .expect("simulator pid")
+        .trim()
+        .to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &simulator])
+            .status()
+            .expect("kill")
+    };
+    // The controller is held, so that its answer to the previous tag can land after
+    // the edit's patch, as it does on a busy cluster.
+    assert!(signal("-STOP").success());
+    let mut edit = command(&["edit", &name, "--tag", "v2", "--wait", "--timeout", "60s"]);
+    let child = edit.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let result = std::panic::catch_unwind(|| {
+        eventually(20, "the edit's patch", || {
+            mpo_field(&name, ".spec.imageTag") == "v2"
+        });
+        let stale = serde_json::json!({"status": {
+            "message": format!("Download error: fetch the image digest 127.0.0.1:5000/modules/{name}:nosuch: manifest unknown"),
+            "updatedAt": "2030-01-01T00:00:00Z",
+        }});
+        kubectl(&[
+            "patch",
+            "modulepulloverrides.deckhouse.io",
+            &name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &stale.to_string(),
+        ])
+        .assert_code(0);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    });
+    assert!(signal("-CONT").success());
+    result.expect("stale verdict written");
+    let output = child.expect("spawn").wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Ready:") && !stdout.contains("Conflict"),
+        "{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn status_watch_streams_json_objects_and_ctrl_c_exits_130() {
+    let name = ready_override("conv-watch-json");
+    let child = command(&["status", &name, "--offline", "--watch", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    mpo(&["edit", &name, "--tag", "v2", "--wait"]).assert_code(0);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    interrupt(child.id());
+    let output = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(130), "{stdout}");
+    let objects: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|err| panic!("{err}: {stdout}"));
+    assert!(objects.len() >= 2, "{stdout}");
+    assert_eq!(objects[0]["tag"], "v1");
+    assert_eq!(objects.last().expect("last")["tag"], "v2", "{stdout}");
+}
+
+#[test]
+fn status_watch_redraws_the_table_on_a_terminal() {
+    let name = ready_override("conv-watch-tty");
+    let editor = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            std::thread::sleep(std::time::Duration::from_secs(4));
+            mpo(&["edit", &name, "--tag", "v2", "--wait"]).assert_code(0);
+        }
+    });
+    // Ctrl-C typed after the edit.
+    let run = on_terminal(
+        &["status", &name, "--offline", "--watch"],
+        &["", "", "", "", "", "", "", "", "", "\u{3}"],
+    );
+    editor.join().expect("editor");
+    let clears = run.stdout.matches("\u{1b}[2J").count();
+    assert!(clears >= 2, "the table is redrawn, not appended: {run:?}");
+    let last = run.stdout.rsplit("\u{1b}[2J").next().unwrap_or_default();
+    assert_eq!(
+        last.lines().filter(|l| l.starts_with(&name)).count(),
+        1,
+        "one row per override after a redraw: {run:?}"
+    );
+    assert!(last.contains("v2") && last.contains("NAME"), "{run:?}");
+    assert_eq!(run.code, 130, "{run:?}");
+}
