@@ -9,15 +9,16 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
+use crate::app::diagnose;
 use crate::app::overrides::{Overrides, name_of};
 use crate::app::sources::registry_digests;
 use crate::app::wait::{self, deleted_while_waiting, renew_reacted};
 use crate::app::{Ctx, Outcome};
 use crate::cli::RenewArgs;
-use crate::deckhouse::checks::is_ready;
+use crate::deckhouse::checks::{StepState, is_ready};
 use crate::deckhouse::resources::{LEGACY_RENEW_ANNOTATION, ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
-use crate::output::{To, Tone, short_digest};
+use crate::output::{To, Tone, print_steps, short_digest};
 
 /// How long to wait for a visible reaction before concluding that an older controller
 /// re-checked an unchanged digest (which it does without writing anything).
@@ -112,6 +113,32 @@ async fn wait_one(
     timeout: Duration,
 ) -> Result<Outcome> {
     let name = before.metadata.name.clone().unwrap_or_default();
+    // A blocked override (module disabled, embedded, missing, no source) gets no
+    // re-check the wait could see: say why at once instead of waiting out --timeout.
+    if let Ok(diagnosis) = diagnose::diagnose(
+        &overrides.cluster,
+        &name,
+        None,
+        true,
+        crate::app::sources::REGISTRY_TIMEOUT,
+    )
+    .await
+        && diagnosis.blocked()
+    {
+        let problems = diagnosis.problems();
+        print_steps(&ctx.printer, &problems, To::Err);
+        let cause = problems
+            .iter()
+            .find(|s| s.state == StepState::Failed)
+            .map(|s| s.summary.clone())
+            .unwrap_or_default();
+        return Err(Error::condition(format!(
+            "{name} is blocked ({cause}); not waiting for a re-check"
+        ))
+        .with_hint(format!(
+            "fix what is shown above, then renew again; the full report: kubectl mpo explain {name}"
+        )));
+    }
     let old_digest = before.image_digest().map(str::to_string);
     let new_image_expected = expected
         .as_deref()

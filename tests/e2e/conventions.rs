@@ -407,3 +407,23 @@ fn status_watch_redraws_the_table_on_a_terminal() {
     assert!(last.contains("v2") && last.contains("NAME"), "{run:?}");
     assert_eq!(run.code, 130, "{run:?}");
 }
+
+#[test]
+fn renew_wait_on_a_blocked_override_ends_at_once_with_the_cause() {
+    let name = unique("conv-renew-blocked");
+    module_with_images(&name, false, &["v1"]);
+    mpo(&["create", &name, "--tag", "v1", "--force"]).assert_code(0);
+    let started = std::time::Instant::now();
+    let run = mpo(&["renew", &name, "--wait", "--timeout", "90s"]);
+    run.assert_code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "did not wait out --timeout: {run:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!("{name} is blocked"))
+            && run.stderr.contains("spec.enabled: false")
+            && run.stderr.contains("not waiting"),
+        "{run:?}"
+    );
+}
