@@ -75,7 +75,7 @@ pub enum Command {
 
     /// Change an existing override (only the fields given)
     #[command(
-        after_help = "Examples:\n  kubectl mpo edit echo --tag v1.0.0\n  kubectl mpo edit echo --rollback=true\n  kubectl mpo edit echo            # opens $KUBE_EDITOR/$EDITOR on a terminal"
+        after_help = "Examples:\n  kubectl mpo edit echo --tag v1.0.0\n  kubectl mpo edit echo --rollback=true\n  kubectl mpo edit echo            # opens $KUBE_EDITOR/$EDITOR on a terminal; with neither set, the tag picker\n\nAn invalid save reopens the editor on your text with the error on top; saving it unchanged cancels."
     )]
     Edit(EditArgs),
 

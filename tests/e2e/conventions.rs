@@ -427,3 +427,81 @@ fn renew_wait_on_a_blocked_override_ends_at_once_with_the_cause() {
         "{run:?}"
     );
 }
+
+/// An editor script that runs `rounds[n]` on its n-th call (0-based) and keeps a copy
+/// of what it was shown each time in `dir/shown-N`.
+fn scripted_editor(dir: &std::path::Path, rounds: &[&str]) -> String {
+    std::fs::create_dir_all(dir).expect("editor dir");
+    let mut script = String::from("#!/bin/sh\nset -e\n");
+    script.push_str(&format!(
+        "n=$(cat '{d}/count' 2>/dev/null || echo 0)\necho $((n + 1)) > '{d}/count'\ncp \"$1\" \"{d}/shown-$n\"\ncase $n in\n",
+        d = dir.display()
+    ));
+    for (index, round) in rounds.iter().enumerate() {
+        script.push_str(&format!("  {index}) {round} ;;\n"));
+    }
+    script.push_str("esac\n");
+    let path = dir.join("editor.sh");
+    std::fs::write(&path, script).expect("editor script");
+    format!("sh {}", path.display())
+}
+
+#[test]
+fn edit_in_an_editor_reopens_an_invalid_save_on_the_users_text() {
+    let name = ready_override("conv-edit-reopen");
+    let dir = std::env::temp_dir().join(unique("mpo-reopen"));
+    // Round 0 saves broken YAML; round 1 sees it again under the error and fixes it.
+    let editor = scripted_editor(
+        &dir,
+        &[
+            "sed -i 's/imageTag: v1/imageTag: [oops/' \"$1\"",
+            "sed -i 's/imageTag: \\[oops/imageTag: v2/' \"$1\"",
+        ],
+    );
+    let mut edit = command(&["edit", &name]);
+    edit.env("EDITOR", &editor);
+    let run = crate::support::run(edit);
+    run.assert_code(0);
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2", "{run:?}");
+    let reopened = std::fs::read_to_string(dir.join("shown-1")).expect("second round");
+    assert!(
+        reopened.contains("imageTag: [oops")
+            && reopened.contains("# error: the edited spec is not valid YAML"),
+        "the user's text and the error: {reopened}"
+    );
+    assert!(
+        !run.stderr.contains("error: error:") && !run.stderr.contains(": error:"),
+        "{run:?}"
+    );
+    // The error names the editor's line: the broken value is on line 3 of the file and
+    // the parser stops at the line after it (4), not at 2 as when comments were cut.
+    let first = std::fs::read_to_string(dir.join("shown-0")).expect("first round");
+    let broken_line = first
+        .lines()
+        .position(|l| l.starts_with("imageTag:"))
+        .expect("imageTag line")
+        + 1;
+    assert!(
+        run.stderr.contains(&format!("line {broken_line} "))
+            || run.stderr.contains(&format!("line {} ", broken_line + 1)),
+        "line {broken_line}: {run:?}"
+    );
+
+    // Saving the reopened text unchanged gives up, and nothing is changed.
+    let dir = std::env::temp_dir().join(unique("mpo-reopen-giveup"));
+    let editor = scripted_editor(
+        &dir,
+        &["sed -i 's/imageTag: v2/imageTag: [oops/' \"$1\"", "true"],
+    );
+    let mut edit = command(&["edit", &name]);
+    edit.env("EDITOR", &editor);
+    let gave_up = crate::support::run(edit);
+    gave_up.assert_code(2);
+    assert!(
+        gave_up
+            .stderr
+            .contains("Edit cancelled, no valid changes were saved"),
+        "{gave_up:?}"
+    );
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
+}
