@@ -976,3 +976,110 @@ mod tests {
         );
     }
 }
+
+/// Every `kubectl mpo …` command the code can print (hints, fixes, notes, examples) is
+/// one the command tree accepts: a hint never names a command or flag that does not
+/// exist. The commands are read from the sources, with their `{placeholders}` and
+/// upper-case placeholders (TAG, MODULE) filled with valid values.
+#[cfg(test)]
+mod printed_commands {
+    use super::Cli;
+    use clap::Parser;
+
+    fn fill(word: &str) -> String {
+        if word.starts_with('{') {
+            return "echo".into();
+        }
+        // `modules{flags}`: the placeholder adds flags checked elsewhere.
+        if let Some((before, _)) = word.split_once('{') {
+            return before.to_string();
+        }
+        match word {
+            "TAG" | "T" | "<tag>" => "v1".into(),
+            "MODULE" | "NAME" | "MODULES..." | "MODULE..." => "echo".into(),
+            "HOST/PATH" | "REPO" => "reg.example/modules".into(),
+            "DURATION" => "1m".into(),
+            "PATH" => "/tmp/x".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The commands printed in one source file: the text after `kubectl mpo ` in a
+    /// string literal, up to the literal's end, a comment (`#`) or prose.
+    fn commands_in(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for piece in line.split("kubectl mpo ").skip(1) {
+                let piece = piece.split("\\n").next().unwrap_or_default();
+                let end = piece
+                    .find(['"', '#', '`', ';', '(', ')'])
+                    .unwrap_or(piece.len());
+                let command = piece[..end]
+                    .split(" > ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(" shows ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(" or ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(", ")
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_end_matches(['.', ',', ':']);
+                if command.is_empty() || command.contains("...") && command.contains(" | ") {
+                    continue;
+                }
+                out.push(command.to_string());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_printed_command_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![root];
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(
+                    std::fs::read_dir(&path)
+                        .expect("src")
+                        .map(|e| e.expect("entry").path()),
+                );
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            // Tests print what they like.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for command in commands_in(text) {
+                let words: Vec<String> = std::iter::once("kubectl-mpo".to_string())
+                    .chain(command.split_whitespace().map(fill))
+                    .collect();
+                checked += 1;
+                if let Err(err) = Cli::try_parse_from(&words)
+                    && err.kind() != clap::error::ErrorKind::DisplayHelp
+                {
+                    failures.push(format!(
+                        "{}: kubectl mpo {command}: {}",
+                        path.display(),
+                        err.kind()
+                    ));
+                }
+            }
+        }
+        assert!(checked > 40, "only {checked} commands found");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}

@@ -215,11 +215,13 @@ pub struct Preflight {
     pub registry_index_digest: Option<String>,
 }
 
+/// `creating`: no override exists yet, so fixes say `create`, not `edit`.
 pub async fn preflight(
     ctx: &Ctx,
     overrides: &Overrides,
     module: &str,
     tag: &str,
+    creating: bool,
 ) -> Result<Preflight> {
     let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
     let diagnosis = diagnose(
@@ -231,7 +233,17 @@ pub async fn preflight(
     )
     .await;
     drop(spinner);
-    let diagnosis = diagnosis?;
+    let mut diagnosis = diagnosis?;
+    if creating {
+        // No override exists yet: a fix that changes its tag is a create with it.
+        let edit = ["kubectl", "mpo", "edit", module, "--tag"].join(" ");
+        let create = ["kubectl", "mpo", "create", module, "--tag"].join(" ");
+        for step in &mut diagnosis.steps {
+            for fix in &mut step.fix {
+                *fix = fix.replace(&edit, &create);
+            }
+        }
+    }
     if diagnosis.blocked() {
         ctx.printer
             .note(format!("{module}:{tag} would not become Ready:"));

@@ -69,7 +69,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     // become Ready with is refused unless --force.
     let mut expected_digests = Vec::new();
     if let Some(tag) = &changes.tag {
-        let checks = diagnose::preflight(ctx, &overrides, &module, tag).await?;
+        let checks = diagnose::preflight(ctx, &overrides, &module, tag, false).await?;
         expected_digests.extend(checks.registry_digest.clone());
         expected_digests.extend(checks.registry_index_digest.clone());
         if !checks.ok {

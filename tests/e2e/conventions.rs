@@ -505,3 +505,91 @@ fn edit_in_an_editor_reopens_an_invalid_save_on_the_users_text() {
     );
     assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
 }
+
+/// The `kubectl mpo …` commands in a run's output, placeholders filled.
+fn printed_commands(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter_map(|line| line.split_once("kubectl mpo ").map(|(_, rest)| rest))
+        .map(|rest| {
+            let rest = rest.split('#').next().unwrap_or_default();
+            let rest = rest.split(" (").next().unwrap_or_default();
+            rest.split_whitespace()
+                .map(|w| w.trim_end_matches([')', ',', ';']))
+                .map(|w| {
+                    if w == "TAG" {
+                        "v1".to_string()
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect()
+        })
+        .filter(|words: &Vec<String>| !words.is_empty())
+        .collect()
+}
+
+/// Runs each printed command (writes as client-side dry runs): none is a usage error.
+#[track_caller]
+fn run_each_hint(from: &crate::support::Run) -> usize {
+    let commands = printed_commands(&from.all());
+    for words in &commands {
+        let mut args: Vec<&str> = words.iter().map(String::as_str).collect();
+        if matches!(args[0], "create" | "edit" | "delete" | "renew") {
+            if args[0] == "renew" || args[0] == "delete" {
+                continue;
+            }
+            args.push("--dry-run=client");
+        }
+        let run = mpo(&args);
+        assert_ne!(
+            run.code,
+            2,
+            "hint `kubectl mpo {}` from {from:?}: {run:?}",
+            words.join(" ")
+        );
+    }
+    commands.len()
+}
+
+#[test]
+fn hints_name_commands_and_flags_that_exist_and_work() {
+    let ghost = unique("conv-ghost-mod");
+    let diff = mpo(&["diff", &ghost]);
+    diff.assert_code(1);
+    assert!(
+        diff.stderr.contains("NotFound") && !diff.stderr.contains("--source"),
+        "diff has no --source: {diff:?}"
+    );
+    assert!(run_each_hint(&diff) >= 1);
+
+    let create = mpo(&["create", &ghost, "--tag", "v1"]);
+    create.assert_code(1);
+    assert!(
+        create
+            .stderr
+            .contains("kubectl mpo registry modules --source test"),
+        "several sources: registry modules needs --source: {create:?}"
+    );
+    assert!(run_each_hint(&create) >= 3);
+
+    let name = unique("conv-hint-tag");
+    module_with_images(&name, true, &["v1"]);
+    let missing_tag = mpo(&["create", &name, "--tag", "no-such-tag-h"]);
+    missing_tag.assert_code(1);
+    assert!(
+        missing_tag
+            .stderr
+            .contains(&format!("kubectl mpo create {name} --tag TAG"))
+            && !missing_tag.stderr.contains("kubectl mpo edit"),
+        "no override exists yet, so the fix is a create: {missing_tag:?}"
+    );
+    assert!(run_each_hint(&missing_tag) >= 2);
+
+    let typo = mpo(&["explain", "ehco"]);
+    assert!(
+        typo.stdout
+            .contains("kubectl mpo explain echo    # did you mean echo?"),
+        "{typo:?}"
+    );
+    run_each_hint(&typo);
+}
