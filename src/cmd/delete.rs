@@ -177,9 +177,26 @@ fn consequence(current: &ModulePullOverride, rollback: bool, last_release: Optio
                 "Deleting {name} uninstalls the dev build ({tag}); no deployed ModuleRelease was found to return to, so the module waits for its update policy."
             ),
         }
+    } else if let Some(digest) = current.image_digest() {
+        // What runs is the deployed digest; the tag in the spec may never have run
+        // (a tag the controller refused leaves the earlier build running).
+        let what = if crate::deckhouse::checks::is_ready(current) {
+            format!(
+                "the dev build ({tag}, {})",
+                crate::output::short_digest(digest)
+            )
+        } else {
+            format!(
+                "the dev build it last deployed ({}; tag {tag} was not deployed)",
+                crate::output::short_digest(digest)
+            )
+        };
+        format!(
+            "Deleting {name} keeps {what} running until a ModuleRelease from the module's update policy replaces it (use --rollback to return to the last release now)."
+        )
     } else {
         format!(
-            "Deleting {name} keeps the dev build ({tag}) running until a ModuleRelease from the module's update policy replaces it (use --rollback to return to the last release now)."
+            "Deleting {name} changes nothing that runs: no build of this override was deployed (tag {tag} never ran)."
         )
     }
 }

@@ -593,3 +593,38 @@ fn hints_name_commands_and_flags_that_exist_and_work() {
     );
     run_each_hint(&typo);
 }
+
+#[test]
+fn delete_and_diff_say_what_really_runs() {
+    let name = ready_override("conv-runs");
+    mpo(&["edit", &name, "--tag", "no-such-tag-r", "--force"]).assert_code(0);
+    eventually(30, "the controller's refusal", || {
+        mpo_field(&name, ".status.message").contains("no-such-tag-r")
+    });
+    let delete = mpo(&["delete", &name, "--dry-run"]);
+    delete.assert_code(0);
+    assert!(
+        delete.stderr.contains("tag no-such-tag-r was not deployed")
+            && !delete.stderr.contains("dev build (no-such-tag-r)"),
+        "{delete:?}"
+    );
+
+    let blocked = unique("conv-runs-off");
+    module_with_images(&blocked, false, &["v1"]);
+    mpo(&["create", &blocked, "--tag", "v1", "--force"]).assert_code(0);
+    let diff = mpo(&["diff", &blocked]);
+    diff.assert_code(1);
+    assert!(
+        diff.stdout.contains("runs no build")
+            && diff
+                .stdout
+                .contains(&format!("kubectl mpo explain {blocked}"))
+            && !diff.stdout.contains("--content"),
+        "{diff:?}"
+    );
+    let delete = mpo(&["delete", &blocked, "--dry-run"]);
+    assert!(
+        delete.stderr.contains("changes nothing that runs"),
+        "{delete:?}"
+    );
+}
