@@ -628,3 +628,25 @@ fn delete_and_diff_say_what_really_runs() {
         "{delete:?}"
     );
 }
+
+#[test]
+fn explain_with_another_tag_judges_that_tag() {
+    let name = ready_override("conv-explain-tag");
+    let good = mpo(&["explain", &name, "--tag", "v2"]);
+    good.assert_code(0);
+    assert!(
+        good.stdout.contains(&format!(
+            "OK: tag v2 would become Ready (the override runs v1 now): kubectl mpo edit {name} --tag v2"
+        )),
+        "{good:?}"
+    );
+    let bad = mpo(&["explain", &name, "--tag", "no-such-tag-e"]);
+    bad.assert_code(1);
+    assert!(
+        bad.stdout
+            .contains("with tag no-such-tag-e the override would get")
+            && !bad.stdout.contains("OK:")
+            && !bad.stdout.contains("renew"),
+        "the override's own Ready status is not called stale: {bad:?}"
+    );
+}
