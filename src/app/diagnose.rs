@@ -138,7 +138,14 @@ impl World {
         let cause = verdict
             .steps
             .iter()
-            .find(|s| matches!(s.state, StepState::Failed | StepState::Unknown))
+            // ModuleSources the user may not read are said once for the whole table
+            // (a note on stderr), not as every row's cause: the row keeps the
+            // controller's own message then.
+            .find(|s| {
+                s.state == StepState::Failed
+                    || (s.state == StepState::Unknown
+                        && !(s.id == "source" && self.sources.is_none()))
+            })
             .map(|s| s.cause.clone().unwrap_or_else(|| s.summary.clone()));
         (cause, verdict.source)
     }

@@ -650,3 +650,35 @@ fn explain_with_another_tag_judges_that_tag() {
         "the override's own Ready status is not called stale: {bad:?}"
     );
 }
+
+#[test]
+fn status_for_a_user_who_may_not_read_module_sources_keeps_each_rows_cause() {
+    let developer = state()
+        .contexts
+        .developer
+        .clone()
+        .expect("the sandbox has a developer context");
+    let run = mpo(&[
+        "status",
+        "--context",
+        &developer,
+        "lost-source",
+        "missing-tag",
+    ]);
+    assert!(
+        run.stderr.contains("you may not read ModuleSources"),
+        "said once, on stderr: {run:?}"
+    );
+    assert!(
+        !run.stdout.contains("may not read ModuleSources"),
+        "not repeated as each row's cause: {run:?}"
+    );
+    assert!(
+        run.stdout.contains("lost-source: The source not found"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("missing-tag: Download error"),
+        "{run:?}"
+    );
+}
