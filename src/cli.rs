@@ -19,7 +19,6 @@ use crate::validate;
     version,
     about = "Work with Deckhouse ModulePullOverrides: run a module build from a registry tag, \
              see whether the cluster runs it, and learn why not",
-    propagate_version = true,
     after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354 --wait\n  kubectl mpo status\n  kubectl mpo explain echo\n  kubectl mpo renew echo --wait\n  kubectl mpo diff echo --content\n\nExit codes:\n  0    success, healthy, in sync\n  1    the checked condition does not hold (a difference, a conflict, a --wait that timed out);\n       NotFound or AlreadyExists from the server; a --context or --cluster not in the kubeconfig\n  2    usage or invalid input\n  3    cluster or registry unreachable, 401/403, CRDs missing\n  130  interrupted (Ctrl-C)"
 )]
 pub struct Cli {
@@ -31,6 +30,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Global flags")]
 pub struct GlobalArgs {
     /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)
     #[arg(long, global = true, value_name = "PATH")]

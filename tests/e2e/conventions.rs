@@ -682,3 +682,33 @@ fn status_for_a_user_who_may_not_read_module_sources_keeps_each_rows_cause() {
         "{run:?}"
     );
 }
+
+#[test]
+fn help_keeps_global_flags_apart_and_errors_escape_like_the_rest() {
+    let help = mpo(&["create", "--help"]);
+    help.assert_code(0);
+    let (own, global) = help
+        .stdout
+        .split_once("Global flags:")
+        .unwrap_or_else(|| panic!("{help:?}"));
+    assert!(
+        own.contains("--tag") && !own.contains("--kubeconfig"),
+        "{help:?}"
+    );
+    let global = global.split("Examples:").next().unwrap_or_default();
+    assert!(
+        global.contains("--kubeconfig") && !global.contains("--tag"),
+        "{help:?}"
+    );
+    assert!(!mpo(&["status", "--help"]).stdout.contains("--version"));
+
+    let hostile = mpo(&["status", "x\u{1b}[31mRED\u{7}"]);
+    hostile.assert_code(2);
+    assert!(
+        hostile
+            .stderr
+            .contains("invalid module name \"x\\x1b[31mRED\\x07\"")
+            && !hostile.stderr.contains("\\u{1b}"),
+        "{hostile:?}"
+    );
+}
