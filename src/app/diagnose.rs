@@ -251,6 +251,15 @@ pub async fn preflight(
             }
         }
     }
+    if diagnosis
+        .steps
+        .iter()
+        .any(|s| s.id == "source" && s.state == StepState::Unknown)
+    {
+        ctx.printer.note(format!(
+            "note: you may not read ModuleSources, so tag {tag} was not checked in the registry"
+        ));
+    }
     if diagnosis.blocked() {
         ctx.printer
             .note(format!("{module}:{tag} would not become Ready:"));

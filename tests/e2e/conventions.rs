@@ -712,3 +712,29 @@ fn help_keeps_global_flags_apart_and_errors_escape_like_the_rest() {
         "{hostile:?}"
     );
 }
+
+#[test]
+fn create_says_when_the_registry_check_was_skipped() {
+    let name = unique("conv-dev-create");
+    module_with_images(&name, true, &["v1"]);
+    let developer = state()
+        .contexts
+        .developer
+        .clone()
+        .expect("the sandbox has a developer context");
+    let run = mpo(&[
+        "--context",
+        &developer,
+        "create",
+        &name,
+        "--tag",
+        "no-such-tag-d",
+        "--dry-run=client",
+    ]);
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("you may not read ModuleSources, so tag no-such-tag-d was not checked"),
+        "{run:?}"
+    );
+}
