@@ -19,9 +19,7 @@ use crate::validate;
     version,
     about = "Work with Deckhouse ModulePullOverrides: run a module build from a registry tag, \
              see whether the cluster runs it, and learn why not",
-    propagate_version = true,
-    disable_help_subcommand = true,
-    after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354 --wait\n  kubectl mpo status\n  kubectl mpo explain echo\n  kubectl mpo renew echo --wait\n  kubectl mpo diff echo --content"
+    after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354 --wait\n  kubectl mpo status\n  kubectl mpo explain echo\n  kubectl mpo renew echo --wait\n  kubectl mpo diff echo --content\n\nExit codes:\n  0    success, healthy, in sync\n  1    the checked condition does not hold (a difference, a conflict, a --wait that timed out);\n       NotFound or AlreadyExists from the server; a --context or --cluster not in the kubeconfig\n  2    usage or invalid input\n  3    cluster or registry unreachable, 401/403, CRDs missing\n  130  interrupted (Ctrl-C)"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -32,6 +30,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Global flags")]
 pub struct GlobalArgs {
     /// Path to the kubeconfig file to use (default: $KUBECONFIG, then ~/.kube/config)
     #[arg(long, global = true, value_name = "PATH")]
@@ -60,6 +59,10 @@ pub struct GlobalArgs {
     /// More detail on errors and progress (repeat for more)
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Accepted and ignored: ModulePullOverrides are cluster-scoped (as kubectl does)
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,7 +75,7 @@ pub enum Command {
 
     /// Change an existing override (only the fields given)
     #[command(
-        after_help = "Examples:\n  kubectl mpo edit echo --tag v1.0.0\n  kubectl mpo edit echo --rollback=true\n  kubectl mpo edit echo            # opens $KUBE_EDITOR/$EDITOR on a terminal"
+        after_help = "Examples:\n  kubectl mpo edit echo --tag v1.0.0\n  kubectl mpo edit echo --rollback=true\n  kubectl mpo edit echo            # opens $KUBE_EDITOR/$EDITOR on a terminal; with neither set, the tag picker\n\nAn invalid save reopens the editor on your text with the error on top; saving it unchanged cancels."
     )]
     Edit(EditArgs),
 
@@ -80,14 +83,15 @@ pub enum Command {
     #[command(after_help = "Examples:\n  kubectl mpo renew echo --wait\n  kubectl mpo renew --all")]
     Renew(RenewArgs),
 
-    /// Delete an override
+    /// Delete overrides
     #[command(
-        after_help = "Examples:\n  kubectl mpo delete echo\n  kubectl mpo delete echo --rollback --yes"
+        after_help = "Examples:\n  kubectl mpo delete echo\n  kubectl mpo delete echo --rollback --yes\n  kubectl mpo delete echo hello-world --yes -o name\n  kubectl mpo delete --all --dry-run"
     )]
     Delete(DeleteArgs),
 
     /// Show overrides with the cluster's and the registry's digest
     #[command(
+        visible_aliases = ["get", "list"],
         after_help = "Examples:\n  kubectl mpo status\n  kubectl mpo status echo -o wide\n  kubectl mpo status --offline -o json"
     )]
     Status(StatusArgs),
@@ -133,13 +137,94 @@ pub enum ObjectFormat {
     Name,
 }
 
-/// `-o` for `status`: the objects, their names, or the table with more columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `-o` for `status`: the objects, their names, the table with more columns, or
+/// kubectl's `jsonpath=TEMPLATE` and `custom-columns=SPEC` over the JSON rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListFormat {
     Json,
     Yaml,
     Name,
     Wide,
+    JsonPath(String),
+    CustomColumns(String),
+}
+
+/// Parses `-o` of `status`, and offers its values to `--help` and completion.
+#[derive(Debug, Clone, Copy)]
+pub struct ListFormatParser;
+
+impl clap::builder::TypedValueParser for ListFormatParser {
+    type Value = ListFormat;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ListFormat, clap::Error> {
+        let invalid = |message: String| {
+            let mut err = clap::Error::raw(clap::error::ErrorKind::InvalidValue, message + "\n");
+            err = err.with_cmd(cmd);
+            let _ = arg;
+            err
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("-o must be text".into()))?;
+        let with_value = |prefix: &str| {
+            text.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('='))
+        };
+        if let Some(template) = with_value("jsonpath").or_else(|| with_value("jsonpath-as-json")) {
+            if template.is_empty() {
+                return Err(invalid(
+                    "-o jsonpath= needs a template, e.g. -o jsonpath='{.items[*].name}'".into(),
+                ));
+            }
+            return Ok(ListFormat::JsonPath(template.to_string()));
+        }
+        if let Some(spec) = with_value("custom-columns") {
+            if spec.is_empty() {
+                return Err(invalid(
+                    "-o custom-columns= needs columns, e.g. -o custom-columns=NAME:.name,TAG:.tag"
+                        .into(),
+                ));
+            }
+            return Ok(ListFormat::CustomColumns(spec.to_string()));
+        }
+        match text {
+            "json" => Ok(ListFormat::Json),
+            "yaml" => Ok(ListFormat::Yaml),
+            "name" => Ok(ListFormat::Name),
+            "wide" => Ok(ListFormat::Wide),
+            other => Err(invalid(format!(
+                "invalid value {other:?} for '--output <FORMAT>'\n  [possible values: json, yaml, name, wide, jsonpath=TEMPLATE, custom-columns=SPEC]"
+            ))),
+        }
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            [
+                "json",
+                "yaml",
+                "name",
+                "wide",
+                "jsonpath=",
+                "custom-columns=",
+            ]
+            .into_iter()
+            .map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
+/// `-o` for `delete`: the names of what was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NameFormat {
+    Name,
 }
 
 /// `-o` for reports that are not Kubernetes objects (explain, diff, version, ...).
@@ -257,6 +342,10 @@ pub struct CreateArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Name of the manager recorded for the fields this writes
+    #[arg(long, value_name = "NAME", default_value = "kubectl-mpo")]
+    pub field_manager: String,
+
     /// Print the object (client) or have the API server validate it (server) without persisting
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     pub dry_run: DryRun,
@@ -283,6 +372,14 @@ pub struct EditArgs {
     /// New rollback setting
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub rollback: Option<bool>,
+
+    /// Change the tag even if the checks say the override could not become Ready with it
+    #[arg(long)]
+    pub force: bool,
+
+    /// Name of the manager recorded for the fields this writes
+    #[arg(long, value_name = "NAME", default_value = "kubectl-mpo")]
+    pub field_manager: String,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -312,9 +409,25 @@ pub struct RenewArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// Module name
-    #[arg(value_parser = parse_module_name)]
-    pub module: ModuleName,
+    /// Modules whose overrides to delete
+    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
+    pub modules: Vec<ModuleName>,
+
+    /// Delete every override
+    #[arg(long)]
+    pub all: bool,
+
+    /// Treat an override that does not exist as deleted (exit 0)
+    #[arg(long)]
+    pub ignore_not_found: bool,
+
+    /// Only say what would be deleted (client), or have the API server check it (server)
+    #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+
+    /// Output format: name prints modulepulloverride.deckhouse.io/NAME per deleted override
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<NameFormat>,
 
     /// Return to the last released version (sets spec.rollback before deleting)
     #[arg(long)]
@@ -334,11 +447,27 @@ pub struct StatusArgs {
     #[arg(value_parser = parse_module_name)]
     pub modules: Vec<ModuleName>,
 
-    /// Output format
-    #[arg(short = 'o', long, value_enum)]
+    /// Output format; jsonpath and custom-columns take kubectl's syntax over the rows of -o json
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ListFormatParser)]
     pub output: Option<ListFormat>,
 
-    /// Keep the table updated as overrides change
+    /// Only overrides with these labels (kubectl's selector: key=value,key!=value,key)
+    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "modules")]
+    pub selector: Option<String>,
+
+    /// Add a LABELS column
+    #[arg(long)]
+    pub show_labels: bool,
+
+    /// Print the table without its header line
+    #[arg(long)]
+    pub no_headers: bool,
+
+    /// Sort the rows by a JSONPath over the rows of -o json (e.g. .tag, {.updatedAt})
+    #[arg(long, value_name = "JSONPATH")]
+    pub sort_by: Option<String>,
+
+    /// Redraw the table as overrides change (with -o json|yaml: print each changed row)
     #[arg(long, short = 'w')]
     pub watch: bool,
 
@@ -797,7 +926,9 @@ mod tests {
 
     #[test]
     fn the_completion_helper_follows_the_command_tree() {
-        let cli = Cli::command();
+        let mut cli = Cli::command();
+        // Built, so that clap's `help` subcommands are there too.
+        cli.build();
         assert_eq!(helper_list("if [ -z \"$sub\" ]; then"), names_of(&cli));
         let registry = cli.find_subcommand("registry").expect("registry");
         assert_eq!(helper_list("registry|reg)"), names_of(registry));
@@ -895,5 +1026,112 @@ mod tests {
                 timeout: Duration::from_secs(600),
             }
         );
+    }
+}
+
+/// Every `kubectl mpo …` command the code can print (hints, fixes, notes, examples) is
+/// one the command tree accepts: a hint never names a command or flag that does not
+/// exist. The commands are read from the sources, with their `{placeholders}` and
+/// upper-case placeholders (TAG, MODULE) filled with valid values.
+#[cfg(test)]
+mod printed_commands {
+    use super::Cli;
+    use clap::Parser;
+
+    fn fill(word: &str) -> String {
+        if word.starts_with('{') {
+            return "echo".into();
+        }
+        // `modules{flags}`: the placeholder adds flags checked elsewhere.
+        if let Some((before, _)) = word.split_once('{') {
+            return before.to_string();
+        }
+        match word {
+            "TAG" | "T" | "<tag>" => "v1".into(),
+            "MODULE" | "NAME" | "MODULES..." | "MODULE..." => "echo".into(),
+            "HOST/PATH" | "REPO" => "reg.example/modules".into(),
+            "DURATION" => "1m".into(),
+            "PATH" => "/tmp/x".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The commands printed in one source file: the text after `kubectl mpo ` in a
+    /// string literal, up to the literal's end, a comment (`#`) or prose.
+    fn commands_in(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for piece in line.split("kubectl mpo ").skip(1) {
+                let piece = piece.split("\\n").next().unwrap_or_default();
+                let end = piece
+                    .find(['"', '#', '`', ';', '(', ')'])
+                    .unwrap_or(piece.len());
+                let command = piece[..end]
+                    .split(" > ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(" shows ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(" or ")
+                    .next()
+                    .unwrap_or_default()
+                    .split(", ")
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_end_matches(['.', ',', ':']);
+                if command.is_empty() || command.contains("...") && command.contains(" | ") {
+                    continue;
+                }
+                out.push(command.to_string());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_printed_command_parses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![root];
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(
+                    std::fs::read_dir(&path)
+                        .expect("src")
+                        .map(|e| e.expect("entry").path()),
+                );
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            // Tests print what they like.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for command in commands_in(text) {
+                let words: Vec<String> = std::iter::once("kubectl-mpo".to_string())
+                    .chain(command.split_whitespace().map(fill))
+                    .collect();
+                checked += 1;
+                if let Err(err) = Cli::try_parse_from(&words)
+                    && err.kind() != clap::error::ErrorKind::DisplayHelp
+                {
+                    failures.push(format!(
+                        "{}: kubectl mpo {command}: {}",
+                        path.display(),
+                        err.kind()
+                    ));
+                }
+            }
+        }
+        assert!(checked > 40, "only {checked} commands found");
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 }

@@ -297,7 +297,14 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
             "check the kubeconfig with: kubectl config view",
         ),
     };
-    Error::runtime(message).with_hint(hint).with_source(err)
+    // A context or cluster name that is not in the kubeconfig is exit 1, as kubectl.
+    let kind = match &err {
+        KubeconfigError::LoadContext(_) | KubeconfigError::LoadClusterOfContext(_) => {
+            crate::error::Kind::Condition
+        }
+        _ => crate::error::Kind::Runtime,
+    };
+    Error::new(kind, message).with_hint(hint).with_source(err)
 }
 
 /// The innermost cause of an error ("connection refused", "certificate unknown"),

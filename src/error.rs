@@ -1,5 +1,6 @@
 //! One error type for the whole tool: what failed, where, the next step, the exit code
-//! it maps to (1 condition, 2 usage, 3 runtime, 130 interrupted; README "Exit codes"),
+//! it maps to (1 condition or a missing/existing object, 2 usage, 3 runtime, 130
+//! interrupted; README "Exit codes"),
 //! and the underlying cause, kept as a chain and printed with `-v`.
 
 use std::fmt;
@@ -37,6 +38,9 @@ pub struct Error {
     pub detail: Option<String>,
     /// What caused it (a kube, registry or I/O error), printed as a chain with `-v`.
     pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The API server's reason (`NotFound`, `AlreadyExists`): the error is printed as
+    /// kubectl prints it, `Error from server (REASON): MESSAGE`.
+    pub server_reason: Option<&'static str>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,7 +53,16 @@ impl Error {
             hint: None,
             detail: None,
             source: None,
+            server_reason: None,
         }
+    }
+
+    /// An answer of the API server that kubectl reports with exit code 1 and as
+    /// `Error from server (REASON): MESSAGE`: NotFound, AlreadyExists.
+    pub fn from_server(reason: &'static str, message: impl Into<String>) -> Self {
+        let mut err = Self::new(Kind::Condition, message);
+        err.server_reason = Some(reason);
+        err
     }
 
     pub fn usage(message: impl Into<String>) -> Self {

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     match cmd::run(cli, printer.clone()) {
         Ok(app::Outcome::Success) => ExitCode::SUCCESS,
         Ok(app::Outcome::ConditionFailed) => ExitCode::from(1),
+        Ok(app::Outcome::Interrupted) => ExitCode::from(130),
         Err(err) => {
             printer.error(&err);
             ExitCode::from(err.kind.exit_code())

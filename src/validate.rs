@@ -22,7 +22,7 @@ pub fn module_name(name: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Error::usage(format!("invalid module name {name:?}")).with_hint(
+        Err(Error::usage(format!("invalid module name \"{}\"", crate::output::inline(name))).with_hint(
             "module names are lowercase letters, digits and '-', start and end with a letter or digit, at most 63 characters (e.g. hello-world)",
         ))
     }
@@ -42,7 +42,7 @@ pub fn image_tag(tag: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(Error::usage(format!("invalid image tag {tag:?}")).with_hint(
+        Err(Error::usage(format!("invalid image tag \"{}\"", crate::output::inline(tag))).with_hint(
             "tags are letters, digits, '_', '.' and '-', start with a letter, digit or '_', at most 128 characters",
         ))
     }
@@ -52,7 +52,11 @@ pub fn image_tag(tag: &str) -> Result<()> {
 /// zero (the controller would never re-scan).
 pub fn scan_interval(text: &str) -> Result<Duration> {
     let invalid = || {
-        Error::usage(format!("invalid scan interval {text:?}")).with_hint(
+        Error::usage(format!(
+            "invalid scan interval \"{}\"",
+            crate::output::inline(text)
+        ))
+        .with_hint(
             "use hours, minutes and seconds in that order, greater than zero: 15s, 1m, 1h30m",
         )
     };
@@ -87,8 +91,11 @@ pub fn scan_interval(text: &str) -> Result<Duration> {
 /// as kubectl), bare seconds and `0` for "no limit".
 pub fn duration(text: &str, allow_zero: bool) -> Result<Duration> {
     let invalid = || {
-        Error::usage(format!("invalid duration {text:?}"))
-            .with_hint("use a duration such as 30s, 2m or 1m30s")
+        Error::usage(format!(
+            "invalid duration \"{}\"",
+            crate::output::inline(text)
+        ))
+        .with_hint("use a duration such as 30s, 2m or 1m30s")
     };
     if allow_zero && !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().map(Duration::from_secs).map_err(|_| invalid());

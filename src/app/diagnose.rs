@@ -138,7 +138,14 @@ impl World {
         let cause = verdict
             .steps
             .iter()
-            .find(|s| matches!(s.state, StepState::Failed | StepState::Unknown))
+            // ModuleSources the user may not read are said once for the whole table
+            // (a note on stderr), not as every row's cause: the row keeps the
+            // controller's own message then.
+            .find(|s| {
+                s.state == StepState::Failed
+                    || (s.state == StepState::Unknown
+                        && !(s.id == "source" && self.sources.is_none()))
+            })
             .map(|s| s.cause.clone().unwrap_or_else(|| s.summary.clone()));
         (cause, verdict.source)
     }
@@ -211,13 +218,17 @@ pub struct Preflight {
     pub ok: bool,
     pub source: Option<String>,
     pub registry_digest: Option<String>,
+    /// Set when the tag is a multi-arch index: the index's own digest.
+    pub registry_index_digest: Option<String>,
 }
 
+/// `creating`: no override exists yet, so fixes say `create`, not `edit`.
 pub async fn preflight(
     ctx: &Ctx,
     overrides: &Overrides,
     module: &str,
     tag: &str,
+    creating: bool,
 ) -> Result<Preflight> {
     let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
     let diagnosis = diagnose(
@@ -229,7 +240,26 @@ pub async fn preflight(
     )
     .await;
     drop(spinner);
-    let diagnosis = diagnosis?;
+    let mut diagnosis = diagnosis?;
+    if creating {
+        // No override exists yet: a fix that changes its tag is a create with it.
+        let edit = ["kubectl", "mpo", "edit", module, "--tag"].join(" ");
+        let create = ["kubectl", "mpo", "create", module, "--tag"].join(" ");
+        for step in &mut diagnosis.steps {
+            for fix in &mut step.fix {
+                *fix = fix.replace(&edit, &create);
+            }
+        }
+    }
+    if diagnosis
+        .steps
+        .iter()
+        .any(|s| s.id == "source" && s.state == StepState::Unknown)
+    {
+        ctx.printer.note(format!(
+            "note: you may not read ModuleSources, so tag {tag} was not checked in the registry"
+        ));
+    }
     if diagnosis.blocked() {
         ctx.printer
             .note(format!("{module}:{tag} would not become Ready:"));
@@ -238,6 +268,9 @@ pub async fn preflight(
     Ok(Preflight {
         ok: !diagnosis.blocked(),
         registry_digest: diagnosis.registry_digest().map(|d| d.digest.clone()),
+        registry_index_digest: diagnosis
+            .registry_digest()
+            .and_then(|d| d.index_digest.clone()),
         source: diagnosis.source.and_then(|s| s.metadata.name),
     })
 }

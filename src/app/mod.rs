@@ -23,6 +23,9 @@ pub enum Outcome {
     Success,
     /// The checked condition does not hold; already reported (exit 1).
     ConditionFailed,
+    /// The user ended a command that runs until stopped (`status --watch`) with
+    /// Ctrl-C: nothing to report (exit 130, as the shell reports SIGINT).
+    Interrupted,
 }
 
 /// What every command gets: the global flags and the printer.

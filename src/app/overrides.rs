@@ -39,6 +39,8 @@ pub struct Overrides {
     pub cluster: Cluster,
     pub version: MpoVersion,
     pub api: kube::Api<ModulePullOverride>,
+    /// Recorded on every write (`--field-manager`; default [`FIELD_MANAGER`]).
+    pub field_manager: String,
 }
 
 impl Overrides {
@@ -54,7 +56,14 @@ impl Overrides {
             cluster,
             version,
             api,
+            field_manager: FIELD_MANAGER.to_string(),
         })
+    }
+
+    /// Writes record `manager` as their field manager (`--field-manager`).
+    pub fn with_field_manager(mut self, manager: &str) -> Self {
+        self.field_manager = manager.to_string();
+        self
     }
 
     /// The override, or `None` when it does not exist.
@@ -66,35 +75,82 @@ impl Overrides {
 
     /// The override, or an error that says how to create it.
     pub async fn require(&self, name: &str) -> Result<ModulePullOverride> {
-        self.get(name).await?.ok_or_else(|| self.not_found(name))
+        match self.get(name).await? {
+            Some(found) => Ok(found),
+            None => Err(self.missing(name).await),
+        }
     }
 
+    /// NotFound for `name`, with "did you mean" when another override's name is close.
+    pub async fn missing(&self, name: &str) -> Error {
+        let names: Vec<String> = decode::list(&self.api, &Default::default())
+            .await
+            .map(|list| {
+                list.items
+                    .into_iter()
+                    .filter_map(|o| o.metadata.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let err = self.not_found(name);
+        match crate::deckhouse::checks::closest(name, &names) {
+            Some(guess) => err.with_hint(format!(
+                "did you mean {guess}? see it with: kubectl mpo status {guess}"
+            )),
+            None => err.with_hint("list the overrides with: kubectl mpo status"),
+        }
+    }
+
+    /// NotFound as kubectl reports it (exit 1), with where it was looked up.
     pub fn not_found(&self, name: &str) -> Error {
-        Error::runtime(format!(
-            "modulepulloverride {name:?} not found on {}",
-            self.cluster.place()
-        ))
-        .with_hint(format!(
-            "create it with: kubectl mpo create {name} --tag TAG"
-        ))
+        not_found_on(name, &self.cluster.place())
     }
 
     /// The named overrides in the order given, or all of them (by name) when `names`
     /// is empty.
     pub async fn list(&self, names: &[ModuleName]) -> Result<Vec<ModulePullOverride>> {
         if names.is_empty() {
-            let mut items = decode::list(&self.api, &Default::default())
+            return self.list_selected(None).await;
+        }
+        let (found, mut missing) = self.list_found(names).await?;
+        match missing.is_empty() {
+            true => Ok(found),
+            false => Err(missing.remove(0)),
+        }
+    }
+
+    /// All overrides (by name), or those matching a label selector.
+    pub async fn list_selected(&self, selector: Option<&str>) -> Result<Vec<ModulePullOverride>> {
+        {
+            let mut params = kube::api::ListParams::default();
+            if let Some(selector) = selector {
+                params = params.labels(selector);
+            }
+            let mut items = decode::list(&self.api, &params)
                 .await
                 .map(|list| list.items)
                 .map_err(|err| self.cluster.api_error(err, "list", RESOURCE))?;
             items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-            return Ok(items);
+            Ok(items)
         }
+    }
+
+    /// The named overrides that exist, in the order given, and a NotFound error for
+    /// each one that does not (as `kubectl get a b` prints what it found, then the
+    /// errors).
+    pub async fn list_found(
+        &self,
+        names: &[ModuleName],
+    ) -> Result<(Vec<ModulePullOverride>, Vec<Error>)> {
         let mut found = Vec::with_capacity(names.len());
+        let mut missing = Vec::new();
         for name in names {
-            found.push(self.require(name).await?);
+            match self.get(name).await? {
+                Some(object) => found.push(object),
+                None => missing.push(self.missing(name).await),
+            }
         }
-        Ok(found)
+        Ok((found, missing))
     }
 
     /// Creates `object`; an existing one is an error that points to `edit`.
@@ -106,7 +162,7 @@ impl Overrides {
         let name = object.metadata.name.clone().unwrap_or_default();
         let params = PostParams {
             dry_run,
-            field_manager: Some(FIELD_MANAGER.into()),
+            field_manager: Some(self.field_manager.clone()),
         };
         self.api
             .create(&params, object)
@@ -144,7 +200,7 @@ impl Overrides {
         verb: &str,
     ) -> Result<Option<ModulePullOverride>> {
         let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_manager: Some(self.field_manager.clone()),
             dry_run,
             ..PatchParams::default()
         };
@@ -156,8 +212,16 @@ impl Overrides {
     }
 }
 
+/// `Error from server (NotFound): modulepulloverrides.deckhouse.io "NAME" not found`.
+pub fn not_found_on(name: &str, place: &str) -> Error {
+    Error::from_server(
+        "NotFound",
+        format!("{RESOURCE} {name:?} not found on {place}"),
+    )
+}
+
 pub fn already_exists(name: &str) -> Error {
-    Error::usage(format!("modulepulloverride {name:?} already exists")).with_hint(format!(
+    Error::from_server("AlreadyExists", format!("{RESOURCE} {name:?} already exists")).with_hint(format!(
         "change it with: kubectl mpo edit {name} --tag TAG (or delete it first: kubectl mpo delete {name})"
     ))
 }

@@ -152,17 +152,45 @@ pub async fn choose_target(
     };
     let wanted = match (flag, module) {
         (Some(flag), _) => Some(flag.to_string()),
-        (None, Some(module)) => cluster
-            .modules()
-            .get_opt(module)
-            .await
-            .map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?
-            .and_then(|m| m.properties)
-            .and_then(|p| {
-                p.source
-                    .filter(|s| !s.is_empty() && s != "Embedded")
-                    .or_else(|| p.available_sources.first().cloned())
-            }),
+        (None, Some(module)) => {
+            let found = cluster
+                .modules()
+                .get_opt(module)
+                .await
+                .map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?;
+            let Some(found) = found else {
+                // With one source the registry may still hold it; with several there is
+                // nothing to choose by, and the module is the real problem.
+                if sources.len() > 1 {
+                    return Err(Error::from_server(
+                        "NotFound",
+                        format!(
+                            "modules.deckhouse.io {module:?} not found on {}",
+                            cluster.place()
+                        ),
+                    )
+                    .with_hint(format!(
+                        "see why and what exists with: kubectl mpo explain {module}"
+                    )));
+                }
+                return Ok(RegistryTarget::from_source(sources.first().ok_or_else(
+                    || Error::runtime("the cluster has no ModuleSources"),
+                )?));
+            };
+            let properties = found.properties.unwrap_or_default();
+            if properties.source.as_deref() == Some("Embedded")
+                && properties.available_sources.is_empty()
+            {
+                return Err(Error::condition(format!(
+                    "module {module:?} is embedded in Deckhouse: it comes from no ModuleSource registry"
+                ))
+                .with_hint(format!("see its checks with: kubectl mpo explain {module}")));
+            }
+            properties
+                .source
+                .filter(|s| !s.is_empty() && s != "Embedded")
+                .or_else(|| properties.available_sources.first().cloned())
+        }
         (None, None) => None,
     };
     let chosen: &ModuleSource = match wanted {

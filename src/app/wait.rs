@@ -46,6 +46,54 @@ pub fn new_verdict_since(
     }
 }
 
+/// The controller's verdict on the spec an edit sent: new status (as
+/// [`new_verdict_since`]) that is about `tag`. Deckhouse writes no
+/// `observedGeneration` (docs/deckhouse-real.md), so an answer to the previous spec that
+/// lands after the patch is told apart by what it names: a message that names the
+/// module with another tag (`…/echo:old-tag: …`), or Ready with a digest that is not
+/// the one the registry has for `tag` (`expected`, when the registry was read).
+pub fn new_verdict_on(
+    before: &ModulePullOverride,
+    tag: &str,
+    expected: Vec<String>,
+) -> impl Fn(Option<&ModulePullOverride>) -> bool + use<> {
+    let reacted = new_verdict_since(before);
+    let name = before.metadata.name.clone().unwrap_or_default();
+    let tag = tag.to_string();
+    move |object| {
+        if !reacted(object) {
+            return false;
+        }
+        let Some(object) = object else {
+            return true;
+        };
+        if is_ready(object) {
+            return expected.is_empty()
+                || object
+                    .image_digest()
+                    .is_some_and(|digest| expected.iter().any(|e| e == digest));
+        }
+        let message = object.message().unwrap_or_default();
+        tags_named(message, &name).iter().all(|named| *named == tag)
+    }
+}
+
+/// The tags a controller message names for module `name` (`…/NAME:TAG`).
+fn tags_named<'m>(message: &'m str, name: &str) -> Vec<&'m str> {
+    let marker = format!("/{name}:");
+    message
+        .match_indices(&marker)
+        .map(|(at, _)| {
+            let rest = &message[at + marker.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|tag| !tag.is_empty())
+        .collect()
+}
+
 /// The controller has reacted to a renew. When the registry has a new image
 /// (`new_image_expected`), only that image or a new problem is the answer; otherwise
 /// any status write, or the removal of the renew annotation after a forced redeploy.
@@ -319,6 +367,34 @@ mod tests {
             Some("sha256:a"),
             "t1"
         ))));
+        assert!(condition(None));
+    }
+
+    #[test]
+    fn an_edit_is_judged_by_the_verdict_on_the_tag_it_sent() {
+        let mut before = with_status("Ready", Some("sha256:a"), "t1");
+        before.metadata.name = Some("echo".into());
+        let condition = new_verdict_on(&before, "v2", vec!["sha256:b".into()]);
+        let mut stale = with_status(
+            "Download error: fetch the image digest 127.0.0.1:5000/m/echo:nosuch: manifest unknown",
+            Some("sha256:a"),
+            "t2",
+        );
+        stale.metadata.name = Some("echo".into());
+        assert!(!condition(Some(&stale)), "the answer to the previous tag");
+        assert!(
+            !condition(Some(&with_status("Ready", Some("sha256:a"), "t2"))),
+            "Ready on the old digest"
+        );
+        assert!(condition(Some(&with_status(
+            "Ready",
+            Some("sha256:b"),
+            "t2"
+        ))));
+        let mut refused = stale.clone();
+        refused.status.as_mut().unwrap().message =
+            Some("Download error: fetch 127.0.0.1:5000/m/echo:v2: denied".into());
+        assert!(condition(Some(&refused)), "a verdict on the new tag");
         assert!(condition(None));
     }
 

@@ -20,7 +20,9 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         );
     }
 
-    let overrides = Overrides::connect(ctx).await?;
+    let overrides = Overrides::connect(ctx)
+        .await?
+        .with_field_manager(&args.field_manager);
     if overrides.get(&module).await?.is_some() {
         return Err(overrides::already_exists(&module));
     }
@@ -30,7 +32,7 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         None => sources::pick_tag(ctx, &overrides, &module).await?,
     };
 
-    let checks = diagnose::preflight(ctx, &overrides, &module, &tag).await?;
+    let checks = diagnose::preflight(ctx, &overrides, &module, &tag, true).await?;
     if !checks.ok {
         if args.force {
             ctx.printer.warn("creating anyway (--force): the override will not become Ready until the problem above is fixed");

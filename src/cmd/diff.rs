@@ -295,6 +295,22 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
         ));
         return;
     }
+    if report.cluster_digest.is_none() {
+        // Nothing of this override runs (blocked, or not processed yet): file contents
+        // would compare against nothing.
+        p.line(p.paint(
+            "different: the cluster runs no build of this override yet",
+            Tone::Warn,
+        ));
+        p.line(p.paint(
+            &format!(
+                "(see why nothing is deployed: kubectl mpo explain {})",
+                report.module
+            ),
+            Tone::Dim,
+        ));
+        return;
+    }
     p.line(p.paint(
         "different: the registry has a build the cluster does not run",
         Tone::Warn,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::app::diagnose;
 use crate::app::overrides::{CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
 use crate::app::sources;
-use crate::app::wait::{self, deleted_while_waiting, new_verdict_since};
+use crate::app::wait::{self, deleted_while_waiting, new_verdict_on};
 use crate::app::{Ctx, Outcome};
 use crate::cli::{DryRun, EditArgs};
 use crate::deckhouse::resources::{ModulePullOverride, MpoSpec};
@@ -34,7 +34,9 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         );
     }
 
-    let overrides = Overrides::connect(ctx).await?;
+    let overrides = Overrides::connect(ctx)
+        .await?
+        .with_field_manager(&args.field_manager);
     let original = overrides.require(&module).await?;
 
     let wanted = if from_flags {
@@ -63,12 +65,26 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         ctx.printer.line(format!("{} unchanged", name_of(&module)));
         return Ok(Outcome::Success);
     }
+    // The new tag is checked as `create` checks it: a tag the override could not
+    // become Ready with is refused unless --force.
+    let mut expected_digests = Vec::new();
     if let Some(tag) = &changes.tag {
-        let checks = diagnose::preflight(ctx, &overrides, &module, tag).await?;
+        let checks = diagnose::preflight(ctx, &overrides, &module, tag, false).await?;
+        expected_digests.extend(checks.registry_digest.clone());
+        expected_digests.extend(checks.registry_index_digest.clone());
         if !checks.ok {
-            ctx.printer.warn(format!(
-                "with tag {tag} the override will not become Ready until the problem above is fixed"
-            ));
+            if args.force {
+                ctx.printer.warn(format!(
+                    "changing the tag anyway (--force): with tag {tag} the override will not become Ready until the problem above is fixed"
+                ));
+            } else {
+                return Err(Error::condition(format!(
+                    "with tag {tag} the override {module:?} could not become Ready; nothing was changed"
+                ))
+                .with_hint(format!(
+                    "fix the problem above, or change it anyway with: kubectl mpo edit {module} --tag {tag} --force"
+                )));
+            }
         }
     }
 
@@ -115,7 +131,11 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             &module,
             args.wait.timeout,
             "controller verdict on the new spec",
-            new_verdict_since(&original),
+            new_verdict_on(
+                &original,
+                changes.tag.as_deref().unwrap_or(&original.spec.image_tag),
+                expected_digests,
+            ),
         )
         .await?
         .ok_or_else(|| deleted_while_waiting(&module))?;
@@ -321,6 +341,59 @@ async fn edit_in_editor(
     );
     let buffer = EditBuffer::create(&name, &text)?;
     let path = buffer.path();
+    // As `kubectl edit`: an invalid save reopens the editor on the user's own text with
+    // the error on top; saving it again unchanged gives up.
+    let mut shown = text.clone();
+    loop {
+        let edited = run_editor(editor, path).await;
+        let edited = match edited {
+            Ok(edited) => edited,
+            Err(err) => {
+                drop(buffer);
+                return Err(err);
+            }
+        };
+        if edited == text {
+            return Ok(None);
+        }
+        let problem = match parse_edited(&edited) {
+            Ok(spec) => {
+                ctx.printer.debug(
+                    1,
+                    format!(
+                        "editor returned imageTag={} scanInterval={} rollback={}",
+                        spec.image_tag, spec.scan_interval, spec.rollback
+                    ),
+                );
+                let changes = Changes {
+                    tag: Some(spec.image_tag),
+                    scan_interval: Some(spec.scan_interval),
+                    rollback: Some(spec.rollback),
+                }
+                .against(&original.spec);
+                return Ok((!changes.is_empty()).then_some(changes));
+            }
+            Err(problem) => problem,
+        };
+        if edited == shown {
+            return Err(Error::usage(format!(
+                "Edit cancelled, no valid changes were saved: {problem}"
+            ))
+            .with_hint(format!(
+                "nothing was changed; run the edit again: kubectl mpo edit {name}"
+            )));
+        }
+        ctx.printer.note(format!(
+            "error: {problem}; reopening the editor on your text"
+        ));
+        shown = reopened(&edited, &problem);
+        buffer.rewrite(&shown)?;
+    }
+}
+
+/// Runs the editor on `path` and reads back what it saved. While it runs, SIGINT,
+/// SIGTERM and SIGHUP are caught (see [`CaughtSignals`]).
+async fn run_editor(editor: &str, path: &std::path::Path) -> Result<String> {
     let signals = CaughtSignals::install()?;
     let status = tokio::process::Command::new("sh")
         .arg("-c")
@@ -330,54 +403,73 @@ async fn edit_in_editor(
         .status()
         .await
         .map_err(|err| Error::runtime(format!("cannot start the editor {editor:?}: {err}")))?;
-    let edited = std::fs::read_to_string(path)
-        .map_err(|err| Error::runtime(format!("cannot read back {}: {err}", path.display())));
-    drop(buffer);
     if signals.interrupted(&status) {
         return Err(Error::interrupted(
             "edit interrupted; nothing was changed (the edit buffer was removed)",
         ));
     }
     if !status.success() {
+        let how = match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed".to_string(),
+        };
         return Err(Error::runtime(format!(
-            "the editor {editor:?} exited with {status}; nothing was changed"
+            "the editor {editor:?} {how}; nothing was changed"
         )));
     }
-    let edited = edited?;
-    if edited == text {
-        return Ok(None);
-    }
+    std::fs::read_to_string(path)
+        .map_err(|err| Error::runtime(format!("cannot read back {}: {err}", path.display())))
+}
+
+/// The spec in the saved text, or what is wrong with it in one line. Comment lines are
+/// blanked, not removed, so that a YAML error's line is the editor's line.
+fn parse_edited(edited: &str) -> std::result::Result<EditableSpec, String> {
     let uncommented: String = edited
         .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| {
+            if l.trim_start().starts_with('#') {
+                ""
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let parsed: BTreeMap<String, Value> = serde_saphyr::from_str(&uncommented).map_err(|err| {
-        Error::usage(format!("the edited spec is not valid YAML: {err}"))
-            .with_hint("nothing was changed; run the edit again")
+        let text = err.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        format!(
+            "the edited spec is not valid YAML: {}",
+            first.trim_start_matches("error: ")
+        )
     })?;
     let spec: EditableSpec = serde_json::from_value(Value::Object(parsed.into_iter().collect()))
         .map_err(|err| {
-            Error::usage(format!("the edited spec is invalid: {err}")).with_hint(
-                "keep the fields imageTag, scanInterval and rollback; nothing was changed",
-            )
+            format!("the edited spec is invalid: {err} (keep the fields imageTag, scanInterval and rollback)")
         })?;
-    validate::image_tag(&spec.image_tag)?;
-    validate::scan_interval(&spec.scan_interval)?;
-    ctx.printer.debug(
-        1,
-        format!(
-            "editor returned imageTag={} scanInterval={} rollback={}",
-            spec.image_tag, spec.scan_interval, spec.rollback
-        ),
-    );
-    let changes = Changes {
-        tag: Some(spec.image_tag),
-        scan_interval: Some(spec.scan_interval),
-        rollback: Some(spec.rollback),
-    }
-    .against(&original.spec);
-    Ok((!changes.is_empty()).then_some(changes))
+    let shown = |err: Error| match err.hint {
+        Some(hint) => format!("{} ({hint})", err.message),
+        None => err.message,
+    };
+    validate::image_tag(&spec.image_tag).map_err(shown)?;
+    validate::scan_interval(&spec.scan_interval).map_err(shown)?;
+    Ok(spec)
+}
+
+/// The text the editor is reopened on: the header and the error as comments, then the
+/// user's text without its earlier comment lines.
+fn reopened(edited: &str, problem: &str) -> String {
+    let body: Vec<&str> = edited
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    format!(
+        "# Edit the spec again: the saved text was not applied. Lines starting with '#' are\n\
+         # ignored; saving it unchanged cancels the edit.\n\
+         # error: {}\n#\n{}\n",
+        crate::output::inline(problem),
+        body.join("\n")
+    )
 }
 
 /// The editor's file: `<tmp>/kubectl-mpo-edit-XXXXXX/<name>.yaml`, the directory 0700
@@ -414,6 +506,12 @@ impl EditBuffer {
 
     fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    /// Replaces the file's text (the file keeps its mode).
+    fn rewrite(&self, text: &str) -> Result<()> {
+        std::fs::write(&self.path, text)
+            .map_err(|err| Error::runtime(format!("cannot rewrite the edit buffer: {err}")))
     }
 }
 

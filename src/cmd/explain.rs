@@ -76,7 +76,10 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
             sync = SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref());
         }
-        stale = checks::staleness(mpo, predicted.as_deref());
+        // The prediction is about --tag: it says nothing of the override's own status.
+        if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
+            stale = checks::staleness(mpo, predicted.as_deref());
+        }
         steps.push(checks::override_step(
             name,
             mpo,
@@ -103,10 +106,17 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         }
     }
 
-    let healthy = !steps.iter().any(|s| s.state == StepState::Failed)
-        && existing
-            .as_ref()
-            .is_none_or(|o| is_ready(o) && sync != SyncState::Behind);
+    let other_tag = existing
+        .as_ref()
+        .is_some_and(|o| tag.as_deref() != Some(o.spec.image_tag.as_str()));
+    // For another --tag, the question is whether that tag would work.
+    let healthy = !steps
+        .iter()
+        .any(|s| s.state == StepState::Failed && (!other_tag || s.id != "override"))
+        && (other_tag
+            || existing
+                .as_ref()
+                .is_none_or(|o| is_ready(o) && sync != SyncState::Behind));
 
     let report = Report {
         module: name.to_string(),
@@ -171,6 +181,29 @@ fn print_report(printer: &Printer, context: &str, report: &Report) {
 /// The last line of the report, as a sentence.
 fn summary(report: &Report) -> String {
     let exists = report.override_state.exists;
+    let own = report.override_state.image_tag.as_deref();
+    if let (true, Some(tag), Some(own)) = (exists, report.tag.as_deref(), own)
+        && tag != own
+    {
+        let module = &report.module;
+        let failed = report
+            .steps
+            .iter()
+            .find(|s| s.state == StepState::Failed && s.id != "override");
+        return match (failed, report.predicted_message.as_deref()) {
+            (None, _) => format!(
+                "OK: tag {tag} would become Ready (the override runs {own} now): kubectl mpo edit {module} --tag {tag}"
+            ),
+            (Some(step), Some(message)) => format!(
+                "Problem: {}; with tag {tag} the override would get {message:?} (it runs {own} now).",
+                step.summary
+            ),
+            (Some(step), None) => format!(
+                "Problem: {}; with tag {tag} the override would not become Ready (it runs {own} now).",
+                step.summary
+            ),
+        };
+    }
     if report.healthy {
         return match (exists, report.sync, &report.tag) {
             (true, SyncState::InSync, _) => {

@@ -9,15 +9,16 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
+use crate::app::diagnose;
 use crate::app::overrides::{Overrides, name_of};
 use crate::app::sources::registry_digests;
 use crate::app::wait::{self, deleted_while_waiting, renew_reacted};
 use crate::app::{Ctx, Outcome};
 use crate::cli::RenewArgs;
-use crate::deckhouse::checks::is_ready;
+use crate::deckhouse::checks::{StepState, is_ready};
 use crate::deckhouse::resources::{LEGACY_RENEW_ANNOTATION, ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
-use crate::output::{To, Tone, short_digest};
+use crate::output::{To, Tone, print_steps, short_digest};
 
 /// How long to wait for a visible reaction before concluding that an older controller
 /// re-checked an unchanged digest (which it does without writing anything).
@@ -89,6 +90,7 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         match result {
             Ok(Outcome::Success) => {}
             Ok(Outcome::ConditionFailed) => outcome = Outcome::ConditionFailed,
+            Ok(Outcome::Interrupted) => return Ok(Outcome::Interrupted),
             Err(err) if err.kind == Kind::Condition => {
                 ctx.printer.error(&err);
                 outcome = Outcome::ConditionFailed;
@@ -112,6 +114,32 @@ async fn wait_one(
 ) -> Result<Outcome> {
     let started = tokio::time::Instant::now();
     let name = before.metadata.name.clone().unwrap_or_default();
+    // A blocked override (module disabled, embedded, missing, no source) gets no
+    // re-check the wait could see: say why at once instead of waiting out --timeout.
+    if let Ok(diagnosis) = diagnose::diagnose(
+        &overrides.cluster,
+        &name,
+        None,
+        true,
+        crate::app::sources::REGISTRY_TIMEOUT,
+    )
+    .await
+        && diagnosis.blocked()
+    {
+        let problems = diagnosis.problems();
+        print_steps(&ctx.printer, &problems, To::Err);
+        let cause = problems
+            .iter()
+            .find(|s| s.state == StepState::Failed)
+            .map(|s| s.summary.clone())
+            .unwrap_or_default();
+        return Err(Error::condition(format!(
+            "{name} is blocked ({cause}); not waiting for a re-check"
+        ))
+        .with_hint(format!(
+            "fix what is shown above, then renew again; the full report: kubectl mpo explain {name}"
+        )));
+    }
     if follow {
         crate::app::health::show_checking(ctx, &name);
     }

@@ -19,11 +19,11 @@ use crate::deckhouse::health::{ModuleHealth, RunVerdict, in_plain_words, judge};
 use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
 use crate::output::table::truncate_middle;
-use crate::output::{Printer, Tone, age_of, short_digest};
+use crate::output::{Printer, Tone, age_of, jsonpath, short_digest};
 use crate::registry::RegistryTarget;
 
 /// One row of `status -o json|yaml` (`items[]`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
     name: String,
@@ -43,6 +43,9 @@ pub struct Row {
     cause: Option<String>,
     /// The Module's own health (deckhouse-real §4); `None` without a Module.
     module: Option<ModuleHealth>,
+    /// The override's labels (for `-l`, `--show-labels`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -54,21 +57,24 @@ struct Document<'a> {
 }
 
 pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
-    if args.watch && matches!(args.output, Some(ListFormat::Json | ListFormat::Yaml)) {
-        return Err(Error::usage(
-            "--watch prints table rows; use it without -o json|yaml",
-        ));
-    }
+    let view = View::of(&args)?;
     let fallback = sources::fallback(&args.fallback)?;
     let overrides = Overrides::connect(ctx).await?;
-    let items = overrides.list(&args.modules).await?;
-    if args.output == Some(ListFormat::Name) {
+    let (items, missing) = if args.modules.is_empty() {
+        (
+            overrides.list_selected(args.selector.as_deref()).await?,
+            Vec::new(),
+        )
+    } else {
+        overrides.list_found(&args.modules).await?
+    };
+    if args.output == Some(ListFormat::Name) && !args.watch {
         // Names need no registry.
         for item in &items {
             ctx.printer
                 .line(name_of(item.metadata.name.as_deref().unwrap_or_default()));
         }
-        return Ok(Outcome::Success);
+        return finish(ctx, missing, Outcome::Success);
     }
 
     let world = World::load_all(&overrides.cluster).await?;
@@ -93,7 +99,7 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
             items.len()
         ))
     });
-    let rows = rows(
+    let mut rows = rows(
         &world,
         fallback.as_ref(),
         &items,
@@ -102,35 +108,195 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
     )
     .await;
     drop(spinner);
+    view.sort(&mut rows);
 
-    let wide = args.output == Some(ListFormat::Wide);
-    match args.output {
-        Some(ListFormat::Json) => ctx.printer.json(&document(&rows))?,
-        Some(ListFormat::Yaml) => ctx.printer.yaml(&document(&rows))?,
-        _ if rows.is_empty() && !args.watch => ctx.printer.note(format!(
+    if args.watch {
+        return watch(
+            ctx,
+            &overrides,
+            &args,
+            &view,
+            &world,
+            fallback.as_ref(),
+            rows,
+        )
+        .await;
+    }
+    if rows.is_empty() && missing.is_empty() && view.is_table() {
+        ctx.printer.note(format!(
             "No ModulePullOverrides on context {:?}.",
             overrides.cluster.context
-        )),
-        _ => {
-            print_table(&ctx.printer, &rows, wide, true);
-            print_causes(&ctx.printer, &rows);
-        }
-    }
-    if args.watch {
-        watch(ctx, &overrides, &args, &world, fallback.as_ref()).await?;
+        ));
+    } else if !rows.is_empty() || !view.is_table() {
+        view.print(&ctx.printer, &rows, true)?;
     }
     let looked_up: Vec<&Row> = rows.iter().filter(|r| r.source.is_some()).collect();
     if !args.offline
         && !looked_up.is_empty()
         && looked_up.iter().all(|r| r.registry_digest.is_none())
     {
+        for err in missing {
+            ctx.printer.error(&err);
+        }
         return Err(Error::runtime(format!(
             "no registry lookup succeeded ({} tried); the table shows the cluster side only",
             looked_up.len()
         ))
         .with_hint("the causes are under the table; run with --offline to skip the registry"));
     }
-    Ok(Outcome::Success)
+    finish(ctx, missing, Outcome::Success)
+}
+
+/// Ends with the NotFound errors of names that do not exist, after the others were
+/// shown (as `kubectl get a b`).
+fn finish(ctx: &Ctx, mut missing: Vec<Error>, outcome: Outcome) -> Result<Outcome> {
+    let Some(last) = missing.pop() else {
+        return Ok(outcome);
+    };
+    for err in &missing {
+        ctx.printer.error(err);
+    }
+    Err(last)
+}
+
+/// How the rows are shown: the flags `-o`, `--no-headers`, `--show-labels`,
+/// `--sort-by`, checked before any request.
+struct View {
+    format: Option<ListFormat>,
+    headers: bool,
+    labels: bool,
+    sort_by: Option<jsonpath::Template>,
+    template: Option<jsonpath::Template>,
+    columns: Option<Vec<(String, jsonpath::Template)>>,
+}
+
+impl View {
+    fn of(args: &StatusArgs) -> Result<Self> {
+        let bad = |flag: &str, err: String| {
+            Error::usage(format!("{flag}: {err}"))
+                .with_hint("see the fields with: kubectl mpo status -o json")
+        };
+        let template = match &args.output {
+            Some(ListFormat::JsonPath(text)) => {
+                Some(jsonpath::Template::parse(text).map_err(|e| bad("-o jsonpath", e))?)
+            }
+            _ => None,
+        };
+        let columns = match &args.output {
+            Some(ListFormat::CustomColumns(spec)) => {
+                Some(jsonpath::custom_columns(spec).map_err(|e| bad("-o custom-columns", e))?)
+            }
+            _ => None,
+        };
+        let sort_by = args
+            .sort_by
+            .as_deref()
+            .map(|text| jsonpath::Template::expression(text).map_err(|e| bad("--sort-by", e)))
+            .transpose()?;
+        Ok(View {
+            format: args.output.clone(),
+            headers: !args.no_headers,
+            labels: args.show_labels,
+            sort_by,
+            template,
+            columns,
+        })
+    }
+
+    fn is_table(&self) -> bool {
+        matches!(self.format, None | Some(ListFormat::Wide))
+    }
+
+    fn sort(&self, rows: &mut [Row]) {
+        let Some(sort_by) = &self.sort_by else {
+            return;
+        };
+        let keyed: Vec<(Option<serde_json::Value>, Row)> = rows
+            .iter()
+            .map(|row| {
+                let value = serde_json::to_value(row).unwrap_or_default();
+                let key = sort_by
+                    .values(&value)
+                    .ok()
+                    .and_then(|v| v.first().map(|v| (*v).clone()));
+                (key, row.clone())
+            })
+            .collect();
+        let mut keyed = keyed;
+        keyed.sort_by(|(a, _), (b, _)| jsonpath::compare(a.as_ref(), b.as_ref()));
+        for (slot, (_, row)) in rows.iter_mut().zip(keyed) {
+            *slot = row;
+        }
+    }
+
+    /// Prints the rows; `header` is false for rows appended under an earlier table.
+    fn print(&self, printer: &Printer, rows: &[Row], header: bool) -> Result<()> {
+        match &self.format {
+            Some(ListFormat::Json) => printer.json(&document(rows)),
+            Some(ListFormat::Yaml) => printer.yaml(&document(rows)),
+            Some(ListFormat::Name) => {
+                for row in rows {
+                    printer.line(name_of(&row.name));
+                }
+                Ok(())
+            }
+            Some(ListFormat::JsonPath(_)) => {
+                let value = serde_json::to_value(document(rows))
+                    .map_err(|err| Error::runtime(format!("cannot render JSON: {err}")))?;
+                let text = self
+                    .template
+                    .as_ref()
+                    .map(|t| t.render(&value))
+                    .transpose()
+                    .map_err(|err| Error::usage(format!("-o jsonpath: {err}")))?
+                    .unwrap_or_default();
+                // As kubectl: no newline added; control characters from the cluster
+                // are escaped, the template's own newlines kept.
+                let safe = crate::output::sanitize(&text, crate::output::Layout::Block);
+                printer.raw(safe.as_bytes());
+                Ok(())
+            }
+            Some(ListFormat::CustomColumns(_)) => {
+                let columns = self.columns.as_deref().unwrap_or_default();
+                let headers: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
+                let mut cells = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let value = serde_json::to_value(row).unwrap_or_default();
+                    let mut line = Vec::with_capacity(columns.len());
+                    for (_, template) in columns {
+                        let found = template
+                            .values(&value)
+                            .map_err(|err| Error::usage(format!("-o custom-columns: {err}")))?;
+                        let text = if found.is_empty() {
+                            "<none>".to_string()
+                        } else {
+                            found
+                                .into_iter()
+                                .map(jsonpath::text_of)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        };
+                        line.push((text, Tone::Plain));
+                    }
+                    cells.push(line);
+                }
+                if header && self.headers {
+                    printer.table(&headers, &cells);
+                } else {
+                    printer.table_rows(&headers, &cells);
+                }
+                Ok(())
+            }
+            None | Some(ListFormat::Wide) => {
+                let wide = self.format == Some(ListFormat::Wide);
+                print_table(printer, rows, wide, self.labels, header && self.headers);
+                if header {
+                    print_causes(printer, rows);
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 fn document(rows: &[Row]) -> Document<'_> {
@@ -203,6 +369,7 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup, module: Option<ModuleHealt
         source: lookup.source,
         cause,
         module,
+        labels: mpo.metadata.labels.clone().unwrap_or_default(),
     }
 }
 
@@ -292,12 +459,33 @@ fn module_cell(row: &Row) -> (String, Tone) {
 }
 
 /// The table, with its header unless rows are appended under an earlier one.
-pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, header: bool) {
+pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, labels: bool, header: bool) {
     let mut headers = HEADERS.to_vec();
     if wide {
         headers.push("SOURCE");
     }
-    let cells: Vec<Vec<(String, Tone)>> = rows.iter().map(|r| table_row(r, wide)).collect();
+    if labels {
+        headers.push("LABELS");
+    }
+    let cells: Vec<Vec<(String, Tone)>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = table_row(r, wide);
+            if labels {
+                let text = if r.labels.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    r.labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                cells.push((text, Tone::Plain));
+            }
+            cells
+        })
+        .collect();
     if header {
         printer.table(&headers, &cells);
     } else {
@@ -340,26 +528,64 @@ pub fn print_causes(printer: &Printer, rows: &[Row]) {
 /// How long `--watch` rides out a failing watch before it gives up on the API server.
 const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(10);
 
-/// Prints a row each time an override changes, like `kubectl get -w`.
+/// `--watch`: on a terminal the table is redrawn in place as overrides change; off a
+/// terminal each changed row is appended (as `kubectl get -w`), an unchanged row is not
+/// repeated; with `-o json|yaml` each changed row is printed as its own object. Ctrl-C
+/// ends it with exit 130.
 async fn watch(
     ctx: &Ctx,
     overrides: &Overrides,
     args: &StatusArgs,
+    view: &View,
     world: &World,
     fallback: Option<&RegistryTarget>,
-) -> Result<()> {
+    initial: Vec<Row>,
+) -> Result<Outcome> {
     let names: Vec<String> = args.modules.iter().map(|m| m.to_string()).collect();
-    let stream = watcher(
-        overrides.api.clone(),
-        wait::watch_config(&overrides.cluster),
-    );
+    let objects = matches!(view.format, Some(ListFormat::Json | ListFormat::Yaml));
+    let redraw = !objects && ctx.printer.stdout_is_terminal();
+    let print_object = |row: &Row| -> Result<()> {
+        match view.format {
+            Some(ListFormat::Yaml) => {
+                ctx.printer.raw(b"---\n");
+                ctx.printer.yaml(row)
+            }
+            _ => ctx.printer.json(row),
+        }
+    };
+    let mut shown: std::collections::BTreeMap<String, Row> = initial
+        .iter()
+        .map(|row| (row.name.clone(), row.clone()))
+        .collect();
+    let draw_all = |shown: &std::collections::BTreeMap<String, Row>| -> Result<()> {
+        let mut rows: Vec<Row> = shown.values().cloned().collect();
+        view.sort(&mut rows);
+        // Home and clear, then the whole table: a redraw, not appended rows.
+        ctx.printer.raw(b"\x1b[H\x1b[2J");
+        view.print(&ctx.printer, &rows, true)
+    };
+    if objects {
+        for row in &initial {
+            print_object(row)?;
+        }
+    } else if redraw {
+        draw_all(&shown)?;
+    } else {
+        view.print(&ctx.printer, &initial, true)?;
+    }
+
+    let mut config = wait::watch_config(&overrides.cluster);
+    if let Some(selector) = &args.selector {
+        config = config.labels(selector);
+    }
+    let stream = watcher(overrides.api.clone(), config);
     let mut stream = std::pin::pin!(stream);
     let mut seen_initial = false;
     let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         let event = tokio::select! {
             event = stream.try_next() => event,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(Outcome::Interrupted),
         };
         let event = match event {
             Ok(event) => {
@@ -395,7 +621,13 @@ async fn watch(
             Some(watcher::Event::Apply(object)) if seen_initial => object,
             Some(watcher::Event::Delete(object)) if seen_initial => {
                 let name = object.metadata.name.unwrap_or_default();
-                if names.is_empty() || names.contains(&name) {
+                if !names.is_empty() && !names.contains(&name) {
+                    continue;
+                }
+                shown.remove(&name);
+                if redraw {
+                    draw_all(&shown)?;
+                } else if !objects {
                     ctx.printer.line(format!(
                         "{}   (deleted)",
                         ctx.printer.paint(&name, Tone::Bold)
@@ -404,26 +636,35 @@ async fn watch(
                 continue;
             }
             Some(_) => continue,
-            None => return Ok(()),
+            None => return Ok(Outcome::Success),
         };
         let name = changed.metadata.name.clone().unwrap_or_default();
         if !names.is_empty() && !names.contains(&name) {
             continue;
         }
-        let rows = rows(
+        let Some(row) = rows(
             world,
             fallback,
             std::slice::from_ref(&changed),
             args.offline,
             args.registry_timeout,
         )
-        .await;
-        print_table(
-            &ctx.printer,
-            &rows,
-            args.output == Some(ListFormat::Wide),
-            false,
-        );
+        .await
+        .pop() else {
+            continue;
+        };
+        if shown.get(&name) == Some(&row) {
+            // Only metadata changed (an annotation): the row reads the same.
+            continue;
+        }
+        shown.insert(name, row.clone());
+        if objects {
+            print_object(&row)?;
+        } else if redraw {
+            draw_all(&shown)?;
+        } else {
+            view.print(&ctx.printer, std::slice::from_ref(&row), false)?;
+        }
     }
 }
 
@@ -451,12 +692,13 @@ mod tests {
             source: Some("test".into()),
             cause: cause.map(str::to_string),
             module: None,
+            labels: Default::default(),
         }
     }
 
     fn rendered(rows: &[Row], wide: bool) -> String {
         let (printer, out, _) = Printer::capture(false, 0);
-        print_table(&printer, rows, wide, true);
+        print_table(&printer, rows, wide, false, true);
         print_causes(&printer, rows);
         out.text()
     }

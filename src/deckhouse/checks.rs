@@ -115,7 +115,8 @@ pub fn is_ready(object: &ModulePullOverride) -> bool {
     }
 }
 
-fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
+/// The candidate a typo most likely meant ("did you mean"), if one is close.
+pub fn closest<'n>(name: &str, candidates: &'n [String]) -> Option<&'n str> {
     candidates
         .iter()
         .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
@@ -139,14 +140,32 @@ pub fn check_module_exists<'a>(facts: &ClusterFacts<'a>) -> Check<&'a Module> {
             ));
         if let Some(guess) = closest(name, facts.module_names) {
             step = step.fix(format!(
-                "kubectl mpo create {guess} --tag TAG    # did you mean {guess}?"
+                "kubectl mpo explain {guess}    # did you mean {guess}?"
             ));
         }
-        step = step
-            .fix("kubectl get modules    # the module names the cluster knows".to_string())
-            .fix(format!(
-                "kubectl mpo registry modules    # is {name} in the source's catalog?"
-            ));
+        step = step.fix("kubectl get modules    # the module names the cluster knows".to_string());
+        // `registry modules` needs --source when there are several.
+        let sources: Vec<&str> = facts
+            .sources
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.metadata.name.as_deref())
+            .collect();
+        match sources.as_slice() {
+            [] => {}
+            [_] => {
+                step = step.fix(format!(
+                    "kubectl mpo registry modules    # is {name} in the source's catalog?"
+                ))
+            }
+            several => {
+                for source in several {
+                    step = step.fix(format!(
+                        "kubectl mpo registry modules --source {source}    # is {name} in {source}'s catalog?"
+                    ));
+                }
+            }
+        }
         return Err(step);
     };
     Ok((
@@ -460,7 +479,7 @@ pub fn registry_step(
         RegistryErrorKind::NotFound => step
             .because(format!("tag {tag} does not exist in {}/{name}", source.spec.registry.repo))
             .fix(format!("kubectl mpo registry tags {name}    # the tags that exist"))
-            .fix(format!("kubectl mpo edit {name} --tag <tag>")),
+            .fix(format!("kubectl mpo edit {name} --tag TAG")),
         RegistryErrorKind::Unreachable | RegistryErrorKind::Timeout => step
             .because(format!("the registry {host} cannot be reached from here (the cluster may still reach it)"))
             .fix(format!("curl -sI https://{host}/v2/    # check the network path")),

@@ -4,6 +4,7 @@
 //! stderr for the process, buffers in tests), decides colour per stream, and makes
 //! text from outside safe for a terminal ([`sanitize`]).
 
+pub mod jsonpath;
 mod sanitize;
 mod steps;
 pub mod table;
@@ -286,7 +287,10 @@ impl Printer {
     /// Reports an error on stderr: `error:` line, `hint:` line; with `-v` the detail
     /// and the chain of causes.
     pub fn error(&self, err: &Error) {
-        let label = self.paint("error:", Tone::Bad);
+        let label = match err.server_reason {
+            Some(reason) => self.paint(&format!("Error from server ({reason}):"), Tone::Bad),
+            None => self.paint("error:", Tone::Bad),
+        };
         self.note(format!("{label} {}", err.message));
         if let Some(hint) = &err.hint {
             let label = self.paint("hint:", Tone::Warn);

@@ -23,7 +23,7 @@ fn create_waits_for_ready_with_the_registry_digest() {
     assert_eq!(mpo_field(&name, ".spec.rollback"), "false");
 
     let again = mpo(&["create", &name, "--tag", "v1"]);
-    again.assert_code(2);
+    again.assert_code(1);
     assert!(
         again.stderr.contains("already exists") && again.stderr.contains("kubectl mpo edit"),
         "{again:?}"

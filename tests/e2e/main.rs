@@ -7,6 +7,7 @@ mod support;
 mod backpressure;
 mod cli;
 mod completion;
+mod conventions;
 mod diagnose;
 mod faults;
 mod health;
