@@ -11,12 +11,26 @@ pub struct State {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub api_server: String,
+    /// The controller generation the simulator plays (`A`…`D`, docs/deckhouse-real.md §1).
+    #[serde(default = "default_generation")]
+    pub generation: String,
+    /// `child` or `index` (§3.1).
+    #[serde(default = "default_digest_rule")]
+    pub digest_rule: String,
     pub contexts: Contexts,
     pub ca_file: PathBuf,
     pub registries: BTreeMap<String, Registry>,
     /// The OpenID Connect provider and its kubeconfig-generator client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<Oidc>,
+}
+
+fn default_generation() -> String {
+    "C".into()
+}
+
+fn default_digest_rule() -> String {
+    "child".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
