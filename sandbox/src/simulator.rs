@@ -906,7 +906,7 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
                 (None, several) if several.contains(&"deckhouse") => {
                     ("deckhouse".to_string(), "Ready")
                 }
-                (None, _) => (current.to_string(), "Conflict"),
+                (None, _) => (String::new(), "Conflict"),
             }
         };
         // The listed object is current unless this pass changed it: one GET per module
