@@ -123,7 +123,7 @@ impl Settings {
             },
             restart_pause: Duration::from_millis(number(
                 "restartPauseMillis",
-                if generation == Generation::D { 1500 } else { 0 },
+                if generation == Generation::D { 1000 } else { 0 },
             )),
             edition: data
                 .get("edition")

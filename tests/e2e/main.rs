@@ -9,6 +9,7 @@ mod cli;
 mod completion;
 mod diagnose;
 mod faults;
+mod generations;
 mod hostile_images;
 mod hostile_text;
 mod kubeconfig;
