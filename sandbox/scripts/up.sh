@@ -336,4 +336,45 @@ log "controller generation $GEN, digest rule $DIGEST_RULE"
   --generation "$GEN" --digest-rule "$DIGEST_RULE"
 start simulator "$SANDBOX_BIN" simulate --state "$SANDBOX_DIR/state.json"
 wait_for simulator 30 grep -q "simulator ready" "$LOGS/simulator.log"
+
+# --- ModuleConfig admission webhook (docs/deckhouse-real.md §3.17) ---------------------------
+# HTTPS on 127.0.0.1 with the sandbox server certificate; the API server calls it by URL
+# and trusts it through caBundle (the sandbox CA). Registered after seeding, as Deckhouse
+# registers it once it runs.
+WEBHOOK_PORT=$(free_port)
+log "starting the ModuleConfig webhook on https://127.0.0.1:$WEBHOOK_PORT"
+start webhook "$SANDBOX_BIN" webhook --listen "127.0.0.1:$WEBHOOK_PORT" \
+  --cert "$PKI/server.crt" --key "$PKI/server.key" --state "$SANDBOX_DIR/state.json"
+wait_for webhook 30 grep -q "webhook listening" "$LOGS/webhook.log"
+kubectl apply -f - >/dev/null <<EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: d8-deckhouse-validating-webhook-handler
+  labels: {heritage: deckhouse}
+webhooks:
+- name: moduleconfigs.deckhouse-webhook.deckhouse.io
+  clientConfig:
+    url: https://127.0.0.1:$WEBHOOK_PORT/validate-moduleconfig
+    caBundle: $(b64 "$PKI/ca.crt")
+  rules:
+  - apiGroups: [deckhouse.io]
+    apiVersions: ["*"]
+    operations: [CREATE, UPDATE, DELETE]
+    resources: [moduleconfigs]
+    scope: Cluster
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  timeoutSeconds: 10
+EOF
+# The API server reaches the webhook: a dry run with a forbidden source is rejected by it.
+webhook_rejects() {
+  local answer
+  answer=$(printf '%s\n' 'apiVersion: deckhouse.io/v1alpha1' 'kind: ModuleConfig' \
+    'metadata: {name: webhook-probe}' 'spec: {source: Embedded}' |
+    kubectl apply --dry-run=server -f - 2>&1 || true)
+  [[ "$answer" == *"'Embedded' is a forbidden source"* ]]
+}
+wait_for "the API server to reach the webhook" 30 webhook_rejects
 log "up: source $SANDBOX_DIR/env.sh"

@@ -12,6 +12,7 @@ pub mod seed;
 pub mod simulator;
 pub mod state;
 pub mod token_server;
+pub mod webhook;
 
 pub use state::State;
 

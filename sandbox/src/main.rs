@@ -40,6 +40,8 @@ enum Command {
     },
     /// Serve registry Bearer tokens.
     TokenServer(token_server::Args),
+    /// Serve the ModuleConfig validating admission webhook over HTTPS.
+    Webhook(mpo_sandbox::webhook::Args),
     /// Create COUNT modules with images and Ready overrides (bench-000...), for the benchmark.
     BenchSetup {
         #[arg(long)]
@@ -138,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,
+        Command::Webhook(args) => mpo_sandbox::webhook::run(args).await,
         Command::BenchSetup {
             state,
             count,

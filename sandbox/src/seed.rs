@@ -420,7 +420,7 @@ fn module_object(name: &str, sources: &[&str], extra: Value) -> Value {
     let mut properties = json!({
         "availableSources": sources,
         "weight": 900,
-        "stage": "Experimental",
+        "stage": "General Availability",
         "releaseChannel": "Alpha",
         "version": "",
     });

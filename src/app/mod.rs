@@ -4,6 +4,7 @@
 //! asking it (`sources`). Commands in `cmd/` depend on these and never on each other.
 
 pub mod diagnose;
+pub mod generation;
 pub mod images;
 pub mod overrides;
 pub mod sources;

@@ -514,6 +514,14 @@ fn module_config_without_enabled_disables_and_deletion_is_unknown() {
         mpo_field(&name, ".status.message") == expected
             && (!gen_a() || !mpo_field(&name, ".status.imageDigest").is_empty())
     });
+    // The admission webhook refuses to delete the ModuleConfig under an override (§3.17).
+    kubectl(&[
+        "delete",
+        "modulepulloverrides.deckhouse.io",
+        &name,
+        "--wait",
+    ])
+    .assert_code(0);
     kubectl(&["delete", "moduleconfigs.deckhouse.io", &name]).assert_code(0);
     eventually(10, "EnabledByModuleConfig=Unknown", || {
         module_condition(&name, "EnabledByModuleConfig").0 == "Unknown"
@@ -602,4 +610,62 @@ fn multi_arch_digest_follows_the_rule() {
         child
     };
     eventually(30, "the multi-arch deploy", || ready_on(&name, &expected));
+}
+
+/// `version` shows the server side as kubectl does: Kubernetes version, Deckhouse
+/// version and the controller generation (§1); where B, C and D cannot be told apart it
+/// says so; `--client` does not ask the cluster.
+#[test]
+fn version_shows_the_server_and_the_generation() {
+    let run = mpo(&["version", "-o", "json"]);
+    run.assert_code(0);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("version JSON");
+    let server = &doc["server"];
+    assert!(
+        server["kubernetesVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.")),
+        "{doc}"
+    );
+    let (version, expected) = match generation() {
+        'A' => ("v1.66", "A"),
+        'B' => ("v1.76", "B"),
+        'C' => ("v1.78", "C or D"),
+        _ => ("v1.80", "C or D"),
+    };
+    assert!(
+        server["deckhouseVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with(version)),
+        "{doc}"
+    );
+    assert_eq!(server["generation"], expected, "{doc}");
+    assert_eq!(server["edition"], "ce", "{doc}");
+    let text = mpo(&["version"]);
+    text.assert_code(0);
+    assert!(
+        text.stdout
+            .contains(&format!("Controller generation: {expected} (")),
+        "{text:?}"
+    );
+
+    // A user who cannot read the deckhouse Deployment: the APIs alone decide.
+    let readonly = mpo(&[
+        "--context",
+        &state().contexts.readonly,
+        "version",
+        "-o",
+        "json",
+    ]);
+    readonly.assert_code(0);
+    let doc: Value = serde_json::from_str(&readonly.stdout).expect("version JSON");
+    let expected = if gen_a() { "A" } else { "B, C or D" };
+    assert_eq!(doc["server"]["generation"], expected, "{doc}");
+
+    // --client never contacts the cluster.
+    let mut offline = crate::support::command(&["version", "--client", "-o", "json"]);
+    offline.env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let offline = crate::support::run(offline);
+    offline.assert_code(0);
+    assert!(!offline.stdout.contains("\"server\""), "{offline:?}");
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admission;
 mod backpressure;
 mod cli;
 mod completion;
