@@ -648,6 +648,17 @@ fn version_shows_the_server_and_the_generation() {
             .contains(&format!("Controller generation: {expected} (")),
         "{text:?}"
     );
+    // explain names it too, in its report and its JSON.
+    let explain = mpo(&["explain", "token-module"]);
+    assert!(
+        explain
+            .stdout
+            .contains(&format!("Controller generation: {expected} (")),
+        "{explain:?}"
+    );
+    let explain = mpo(&["explain", "token-module", "-o", "json"]);
+    let report: Value = serde_json::from_str(&explain.stdout).expect("explain JSON");
+    assert_eq!(report["controller"]["generation"], expected, "{report}");
 
     // A user who cannot read the deckhouse Deployment: the APIs alone decide.
     let readonly = mpo(&[
