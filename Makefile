@@ -10,8 +10,9 @@ build:
 release:
 	$(CARGO) build --release --bin kubectl-mpo
 
+# GEN=A|B|C|D: the Deckhouse controller generation (docs/deckhouse-real.md §1), default C.
 sandbox-up:
-	sandbox/scripts/up.sh
+	GEN=$(GEN) sandbox/scripts/up.sh
 
 sandbox-down:
 	sandbox/scripts/down.sh

@@ -22,6 +22,6 @@ trap 'rm -rf "$KREW_ROOT"' EXIT
 "$BIN/krew" install --manifest=dist/mpo.yaml --archive="$archive" >/dev/null 2>&1
 export PATH="$KREW_ROOT/bin:$PATH"
 kubectl plugin list 2>/dev/null | grep -q "$KREW_ROOT/bin/kubectl-mpo" || { echo "kubectl plugin list does not find kubectl-mpo" >&2; exit 1; }
-kubectl mpo version | grep -q "^kubectl-mpo " || { echo "kubectl mpo version failed" >&2; exit 1; }
+kubectl mpo version --client | grep -q "^kubectl-mpo " || { echo "kubectl mpo version failed" >&2; exit 1; }
 test -x "$KREW_ROOT/store/mpo/"*/kubectl_complete-mpo
-echo "krew install ok: $(kubectl mpo version)"
+echo "krew install ok: $(kubectl mpo version --client)"

@@ -124,8 +124,10 @@ pub enum Command {
     )]
     Completion(CompletionArgs),
 
-    /// Print the version
-    #[command(after_help = "Examples:\n  kubectl mpo version\n  kubectl mpo version -o json")]
+    /// Print the plugin's version and the cluster's: Kubernetes, Deckhouse and its controller generation
+    #[command(
+        after_help = "Examples:\n  kubectl mpo version\n  kubectl mpo version --client\n  kubectl mpo version -o json"
+    )]
     Version(VersionArgs),
 }
 
@@ -697,6 +699,9 @@ pub struct VersionArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ReportFormat>,
+    /// Only the plugin's own version: do not ask the cluster
+    #[arg(long)]
+    pub client: bool,
 }
 
 impl From<&ImageLimitArgs> for crate::registry::ImageLimits {

@@ -2,6 +2,11 @@
 # Starts the sandbox: etcd + kube-apiserver (built from the Kubernetes Go module),
 # three docker-registry variants, a Bearer token service and the Deckhouse controller
 # simulator, all on 127.0.0.1, then seeds it and writes env.sh and state.json.
+#
+# GEN=A|B|C|D picks the Deckhouse controller generation the simulator plays
+# (docs/deckhouse-real.md §1; default C, the newest confirmed in a DKP release);
+# DIGEST_RULE=child|index which digest of a multi-arch tag it records (§3.1).
+# MPO_SANDBOX_MPO_VERSION=v1alpha1 (older spelling) means GEN=A.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -18,6 +23,15 @@ DATA="$SANDBOX_DIR/data"
 
 log() { printf '[sandbox] %s\n' "$*" >&2; }
 die() { printf '[sandbox] error: %s\n' "$*" >&2; exit 1; }
+
+GEN="${GEN:-${MPO_SANDBOX_GEN:-}}"
+if [[ -z "$GEN" ]]; then
+  if [[ "${MPO_SANDBOX_MPO_VERSION:-}" == v1alpha1 ]]; then GEN=A; else GEN=C; fi
+fi
+GEN="${GEN^^}"
+[[ "$GEN" =~ ^[ABCD]$ ]] || die "GEN must be A, B, C or D (got '$GEN')"
+DIGEST_RULE="${DIGEST_RULE:-child}"
+[[ "$DIGEST_RULE" == child || "$DIGEST_RULE" == index ]] || die "DIGEST_RULE must be child or index"
 
 alive() { [[ -f "$PIDS/$1.pid" ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
 
@@ -302,6 +316,8 @@ cat >"$SANDBOX_DIR/state.json" <<EOF
   "dir": "$SANDBOX_DIR",
   "kubeconfig": "$KUBECONFIG_FILE",
   "api_server": "$API",
+  "generation": "$GEN",
+  "digest_rule": "$DIGEST_RULE",
   "contexts": { "admin": "sandbox", "cert": "sandbox-cert", "readonly": "sandbox-readonly", "developer": "sandbox-developer", "throttled": "sandbox-throttled" },
   "ca_file": "$PKI/ca.crt",
   "kubelet": { "port": $KUBELET_PORT, "dir": "$KUBELET_DIR" },
@@ -327,13 +343,56 @@ export MPO_REGISTRY_TLS="127.0.0.1:$TLS_PORT"
 export MPO_REGISTRY_TOKEN="127.0.0.1:$TOKEN_REGISTRY_PORT"
 export MPO_REGISTRY_HTTP="127.0.0.1:$HTTP_PORT"
 export MPO_OIDC_KUBECONFIG="$OIDC_KUBECONFIG"
+export MPO_SANDBOX_GEN="$GEN"
 export PATH="$TARGET_DIR/debug:\$PATH"
 EOF
 
 # --- seed + simulator ------------------------------------------------------------------------
 log "applying CRDs and seeding"
+log "controller generation $GEN, digest rule $DIGEST_RULE"
 "$SANDBOX_BIN" seed --state "$SANDBOX_DIR/state.json" --crds "$ROOT/sandbox/crds" \
-  --mpo-version "${MPO_SANDBOX_MPO_VERSION:-v1alpha2}"
+  --generation "$GEN" --digest-rule "$DIGEST_RULE"
 start simulator "$SANDBOX_BIN" simulate --state "$SANDBOX_DIR/state.json"
 wait_for simulator 30 grep -q "simulator ready" "$LOGS/simulator.log"
+
+# --- ModuleConfig admission webhook (docs/deckhouse-real.md §3.17) ---------------------------
+# HTTPS on 127.0.0.1 with the sandbox server certificate; the API server calls it by URL
+# and trusts it through caBundle (the sandbox CA). Registered after seeding, as Deckhouse
+# registers it once it runs.
+WEBHOOK_PORT=$(free_port)
+log "starting the ModuleConfig webhook on https://127.0.0.1:$WEBHOOK_PORT"
+start webhook "$SANDBOX_BIN" webhook --listen "127.0.0.1:$WEBHOOK_PORT" \
+  --cert "$PKI/server.crt" --key "$PKI/server.key" --state "$SANDBOX_DIR/state.json"
+wait_for webhook 30 grep -q "webhook listening" "$LOGS/webhook.log"
+kubectl apply -f - >/dev/null <<EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: d8-deckhouse-validating-webhook-handler
+  labels: {heritage: deckhouse}
+webhooks:
+- name: moduleconfigs.deckhouse-webhook.deckhouse.io
+  clientConfig:
+    url: https://127.0.0.1:$WEBHOOK_PORT/validate-moduleconfig
+    caBundle: $(b64 "$PKI/ca.crt")
+  rules:
+  - apiGroups: [deckhouse.io]
+    apiVersions: ["*"]
+    operations: [CREATE, UPDATE, DELETE]
+    resources: [moduleconfigs]
+    scope: Cluster
+  failurePolicy: Fail
+  sideEffects: None
+  admissionReviewVersions: [v1]
+  timeoutSeconds: 10
+EOF
+# The API server reaches the webhook: a dry run with a forbidden source is rejected by it.
+webhook_rejects() {
+  local answer
+  answer=$(printf '%s\n' 'apiVersion: deckhouse.io/v1alpha1' 'kind: ModuleConfig' \
+    'metadata: {name: webhook-probe}' 'spec: {source: Embedded}' |
+    kubectl apply --dry-run=server -f - 2>&1 || true)
+  [[ "$answer" == *"'Embedded' is a forbidden source"* ]]
+}
+wait_for "the API server to reach the webhook" 30 webhook_rejects
 log "up: source $SANDBOX_DIR/env.sh"

@@ -361,7 +361,7 @@ async fn run_module(
 
     let files = ModuleRegistry::from_source(source)
         .map_err(|error| anyhow::anyhow!("{error}"))?
-        .download_files(module, digest)
+        .download(module, digest)
         .await
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     for (path, content) in files.iter().filter(|(path, _)| path.starts_with("hooks/")) {

@@ -14,6 +14,7 @@ pub mod seed;
 pub mod simulator;
 pub mod state;
 pub mod token_server;
+pub mod webhook;
 
 pub use state::State;
 

@@ -22,9 +22,16 @@ enum Command {
         state: PathBuf,
         #[arg(long)]
         crds: PathBuf,
-        /// ModulePullOverride versions to serve: v1alpha2 (current) or v1alpha1 (old cluster)
-        #[arg(long, default_value = "v1alpha2")]
-        mpo_version: String,
+        /// ModulePullOverride versions to serve: v1alpha2 (current) or v1alpha1 (old
+        /// cluster); implied by --generation when not given
+        #[arg(long)]
+        mpo_version: Option<String>,
+        /// Controller generation (docs/deckhouse-real.md §1): A, B, C or D
+        #[arg(long, default_value = "C")]
+        generation: String,
+        /// Which digest of a multi-arch tag the controller records: child or index (§3.1)
+        #[arg(long, default_value = "child")]
+        digest_rule: String,
     },
     /// Run the Deckhouse controller simulator until killed.
     Simulate {
@@ -35,6 +42,8 @@ enum Command {
     TokenServer(token_server::Args),
     /// Serve container logs as a kubelet does, for the API server's pods/log.
     Kubelet(kubelet::Args),
+    /// Serve the ModuleConfig validating admission webhook over HTTPS.
+    Webhook(mpo_sandbox::webhook::Args),
     /// Create COUNT modules with images and Ready overrides (bench-000...), for the benchmark.
     BenchSetup {
         #[arg(long)]
@@ -100,10 +109,41 @@ async fn main() -> anyhow::Result<()> {
             state,
             crds,
             mpo_version,
-        } => seed::run(&load(&state)?, &crds, &mpo_version).await,
+            generation,
+            digest_rule,
+        } => {
+            let generation = simulator::Generation::parse(&generation)
+                .context("--generation must be A, B, C or D")?;
+            anyhow::ensure!(
+                matches!(digest_rule.as_str(), "child" | "index"),
+                "--digest-rule must be child or index"
+            );
+            let mpo_version = mpo_version.unwrap_or_else(|| {
+                if generation == simulator::Generation::A {
+                    "v1alpha1"
+                } else {
+                    "v1alpha2"
+                }
+                .to_string()
+            });
+            let generation = if mpo_version == "v1alpha1" {
+                simulator::Generation::A
+            } else {
+                generation
+            };
+            seed::run(
+                &load(&state)?,
+                &crds,
+                &mpo_version,
+                generation,
+                &digest_rule,
+            )
+            .await
+        }
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,
         Command::Kubelet(args) => kubelet::run(args).await,
+        Command::Webhook(args) => mpo_sandbox::webhook::run(args).await,
         Command::BenchSetup {
             state,
             count,

@@ -54,6 +54,20 @@ pub struct ModuleRegistry {
 impl ModuleRegistry {
     /// `spec` is the ModuleSource object (its `spec.registry` is read).
     pub fn from_source(source: &Value) -> Result<Self, RegistryFailure> {
+        Self::build(source, None)
+    }
+
+    /// As the controller builds its client for one module: credential errors name
+    /// `<repo>/<module>` and read as cr's (docs/deckhouse-real.md §3.7).
+    pub fn from_source_for(source: &Value, module: &str) -> Result<Self, RegistryFailure> {
+        Self::build(source, Some(module)).map_err(|error| {
+            failure(format!(
+                "build registry client: get registry client: read auth config: {error}"
+            ))
+        })
+    }
+
+    fn build(source: &Value, module: Option<&str>) -> Result<Self, RegistryFailure> {
         let registry = source
             .pointer("/spec/registry")
             .ok_or_else(|| failure("the ModuleSource has no spec.registry"))?;
@@ -65,7 +79,11 @@ impl ModuleRegistry {
         };
         let repo = text("repo").trim_end_matches('/').to_string();
         let host = repo.split('/').next().unwrap_or_default().to_string();
-        let auth = credentials(text("dockerCfg"), &repo, &host)?;
+        let label = match module {
+            Some(module) => format!("{repo}/{module}"),
+            None => repo.clone(),
+        };
+        let auth = credentials(text("dockerCfg"), &label, &host)?;
         let protocol = if text("scheme").eq_ignore_ascii_case("http") {
             ClientProtocol::Http
         } else {
@@ -102,21 +120,33 @@ impl ModuleRegistry {
             .map_err(|error| failure(format!("parse reference {text}: {error}")))
     }
 
+    /// The digest the controller compares with `status.imageDigest`: the linux/amd64
+    /// child of an index (svc-A), as before.
     pub async fn module_digest(&self, module: &str, tag: &str) -> Result<String, RegistryFailure> {
+        self.module_digest_by(module, tag, DigestRule::Child).await
+    }
+
+    /// The tag's digest by `rule` (docs/deckhouse-real.md §3.1: svc-A takes the
+    /// linux/amd64 child of an index, svc-B with the `remote.Get` cr the index digest).
+    /// Errors read as the ggcr-backed service's (`get manifest: …`, §3.7).
+    pub async fn module_digest_by(
+        &self,
+        module: &str,
+        tag: &str,
+        rule: DigestRule,
+    ) -> Result<String, RegistryFailure> {
         let reference = self.reference(module, tag)?;
         let accepted = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
         let (body, _) = self
             .client
             .pull_manifest_raw(&reference, &self.auth, &accepted)
             .await
-            .map_err(|error| {
-                failure(format!(
-                    "fetch the image digest {reference}: {}",
-                    chain(&error)
-                ))
-            })?;
+            .map_err(|error| failure(format!("get manifest: {reference}: {}", chain(&error))))?;
         let manifest: Value = serde_json::from_slice(&body)
-            .map_err(|error| failure(format!("parse the manifest of {reference}: {error}")))?;
+            .map_err(|error| failure(format!("get manifest: parse {reference}: {error}")))?;
+        if rule == DigestRule::Index {
+            return Ok(sha256_digest(&body));
+        }
         if let Some(children) = manifest.get("manifests").and_then(Value::as_array) {
             return children
                 .iter()
@@ -129,7 +159,11 @@ impl ModuleRegistry {
                 })
                 .and_then(|child| child.get("digest").and_then(Value::as_str))
                 .map(str::to_string)
-                .ok_or_else(|| failure(format!("{reference}: no linux/amd64 image in the index")));
+                .ok_or_else(|| {
+                    failure(format!(
+                        "get manifest: {reference}: no child with platform linux/amd64 in index"
+                    ))
+                });
         }
         Ok(sha256_digest(&body))
     }
@@ -140,29 +174,49 @@ impl ModuleRegistry {
         module: &str,
         digest: &str,
     ) -> Result<(), RegistryFailure> {
-        let tree = self.download_files(module, digest).await?;
-        if let Some(schema) = tree.get("openapi/config-values.yaml") {
-            let text = String::from_utf8_lossy(schema);
-            serde_saphyr::from_str::<Value>(&text)
-                .map_err(|error| failure(format!("parse openapi/config-values.yaml: {error}")))?;
-        }
-        Ok(())
+        let tree = self.download(module, digest).await?;
+        validate(&tree, None).map_err(failure)
     }
 
-    /// The image's files: its layers applied in order.
-    pub async fn download_files(
+    /// Pulls `module` by tag or digest (an index by its linux/amd64 child) and returns
+    /// its files with the layers applied in order.
+    pub async fn download(
         &self,
         module: &str,
-        digest: &str,
+        tag_or_digest: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, RegistryFailure> {
-        let reference = self.reference(module, digest)?;
+        let reference = self.reference(module, tag_or_digest)?;
+        let accepted = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
         let (body, _) = self
             .client
-            .pull_manifest_raw(&reference, &self.auth, &[OCI_MANIFEST, DOCKER_MANIFEST])
+            .pull_manifest_raw(&reference, &self.auth, &accepted)
             .await
             .map_err(|error| failure(format!("download {reference}: {}", chain(&error))))?;
-        let manifest: Value = serde_json::from_slice(&body)
+        let mut manifest: Value = serde_json::from_slice(&body)
             .map_err(|error| failure(format!("parse manifest: {error}")))?;
+        if let Some(child) = manifest
+            .get("manifests")
+            .and_then(Value::as_array)
+            .and_then(|children| {
+                children.iter().find(|child| {
+                    child
+                        .pointer("/platform/architecture")
+                        .and_then(Value::as_str)
+                        == Some("amd64")
+                })
+            })
+            .and_then(|child| child.get("digest").and_then(Value::as_str))
+            .map(str::to_string)
+        {
+            let child_ref = self.reference(module, &child)?;
+            let (body, _) = self
+                .client
+                .pull_manifest_raw(&child_ref, &self.auth, &[OCI_MANIFEST, DOCKER_MANIFEST])
+                .await
+                .map_err(|error| failure(format!("download {child_ref}: {}", chain(&error))))?;
+            manifest = serde_json::from_slice(&body)
+                .map_err(|error| failure(format!("parse manifest: {error}")))?;
+        }
         let mut tree: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for layer in manifest
             .get("layers")
@@ -184,10 +238,121 @@ impl ModuleRegistry {
             apply_layer(&mut tree, &blob)
                 .map_err(|error| failure(format!("unpack layer {layer_digest}: {error}")))?;
         }
-        if tree.is_empty() {
-            return Err(failure("the image has no files"));
-        }
         Ok(tree)
+    }
+}
+
+/// Which digest of a multi-arch tag the controller records (docs/deckhouse-real.md §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestRule {
+    /// The linux/amd64 child (svc-A).
+    Child,
+    /// The index itself, as `crane digest` (svc-B with the `remote.Get` cr).
+    Index,
+}
+
+/// The module definition and its values, as Deckhouse validates a downloaded module
+/// (docs/deckhouse-real.md §3.11): the files must be there, the values schema must
+/// parse, and `values` (the running values, else the ModuleConfig's `settings`) must
+/// satisfy it. The error is the text after `Validation error: `.
+pub fn validate(tree: &BTreeMap<String, Vec<u8>>, values: Option<&Value>) -> Result<(), String> {
+    if tree.is_empty() {
+        return Err("the image has no files".into());
+    }
+    let Some(schema) = tree.get("openapi/config-values.yaml") else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(schema);
+    let schema: Value = serde_saphyr::from_str(&text)
+        .map_err(|error| format!("parse openapi/config-values.yaml: {error}"))?;
+    match values {
+        Some(values) => check_values(&schema, values, ""),
+        None => Ok(()),
+    }
+}
+
+/// A small OpenAPI v3 subset (type, properties, required, enum, additionalProperties,
+/// minimum, maximum, items), with go-openapi's wording (`<path> in body must be …`).
+fn check_values(schema: &Value, value: &Value, path: &str) -> Result<(), String> {
+    let at = if path.is_empty() { "settings" } else { path };
+    if let Some(kind) = schema.get("type").and_then(Value::as_str) {
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let fits = actual == kind || (kind == "number" && actual == "integer");
+        if !fits {
+            return Err(format!("{at} in body must be of type {kind}: \"{actual}\""));
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        return Err(format!(
+            "{at} in body should be one of {}",
+            Value::Array(allowed.clone())
+        ));
+    }
+    if let Some(number) = value.as_f64() {
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+            && number < min
+        {
+            return Err(format!(
+                "{at} in body should be greater than or equal to {min}"
+            ));
+        }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+            && number > max
+        {
+            return Err(format!(
+                "{at} in body should be less than or equal to {max}"
+            ));
+        }
+    }
+    if let Some(object) = value.as_object() {
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for required in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = required.as_str().unwrap_or_default();
+            if !object.contains_key(key) {
+                return Err(format!("{} in body is required", join(path, key)));
+            }
+        }
+        for (key, child) in object {
+            match properties.and_then(|p| p.get(key)) {
+                Some(sub) => check_values(sub, child, &join(path, key))?,
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    return Err(format!(
+                        "{} in body is a forbidden property",
+                        join(path, key)
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (index, child) in array.iter().enumerate() {
+            check_values(items, child, &format!("{at}.{index}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
     }
 }
 

@@ -263,7 +263,13 @@ async fn push_echo_extras(pusher: &Pusher) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(state: &State, crds: &Path, mpo_version: &str) -> anyhow::Result<()> {
+pub async fn run(
+    state: &State,
+    crds: &Path,
+    mpo_version: &str,
+    generation: crate::simulator::Generation,
+    digest_rule: &str,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         matches!(mpo_version, "v1alpha1" | "v1alpha2"),
         "--mpo-version must be v1alpha1 or v1alpha2"
@@ -276,7 +282,10 @@ pub async fn run(state: &State, crds: &Path, mpo_version: &str) -> anyhow::Resul
     let map = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": crate::simulator::SETTINGS_NAME, "namespace": "default"},
-        "data": {"renewStyle": "modern", "dkpVersion": "1.78", "recheckSeconds": "60", "sourceRescanSeconds": "180"},
+        "data": {
+            "generation": generation.name(), "digestRule": digest_rule, "edition": "ce",
+            "recheckSeconds": "60", "sourceRescanSeconds": "180",
+        },
     });
     settings
         .patch(
@@ -286,11 +295,62 @@ pub async fn run(state: &State, crds: &Path, mpo_version: &str) -> anyhow::Resul
         )
         .await?;
 
+    deckhouse_deployment(&client, generation).await?;
     push_images(state).await?;
     create_objects(state, &client, mpo_version).await?;
     // Module health (docs/deckhouse-real.md §4): no overrides seeded, users create them.
     crate::fixtures::module_with_failing_hook(state, "failing-hook", "v1.0.0").await?;
     crate::fixtures::module_with_bad_settings(state, "bad-settings", "v1.0.0").await?;
+    Ok(())
+}
+
+/// The `deckhouse` Deployment in `d8-system`, as a cluster of this generation runs it:
+/// the image tag and the `core.deckhouse.io/version` and `core.deckhouse.io/edition`
+/// annotations carry the Deckhouse version and edition (no controller runs its pods).
+async fn deckhouse_deployment(
+    client: &kube::Client,
+    generation: crate::simulator::Generation,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            "d8-system",
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d8-system"}}),
+            ),
+        )
+        .await?;
+    let version = generation.dkp_version();
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": "deckhouse", "namespace": "d8-system",
+            "labels": {"app": "deckhouse", "heritage": "deckhouse"},
+            "annotations": {"core.deckhouse.io/version": version, "core.deckhouse.io/edition": "ce"},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "deckhouse"}},
+            "template": {
+                "metadata": {"labels": {"app": "deckhouse"}},
+                "spec": {"containers": [{
+                    "name": "deckhouse",
+                    "image": format!("registry.deckhouse.io/deckhouse/ce:{version}"),
+                }]},
+            },
+        },
+    });
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "d8-system");
+    deployments
+        .patch(
+            "deckhouse",
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(deployment),
+        )
+        .await?;
     Ok(())
 }
 
@@ -364,7 +424,7 @@ fn module_object(name: &str, sources: &[&str], extra: Value) -> Value {
     let mut properties = json!({
         "availableSources": sources,
         "weight": 900,
-        "stage": "Experimental",
+        "stage": "General Availability",
         "releaseChannel": "Alpha",
         "version": "",
     });

@@ -13,7 +13,7 @@ use kube::api::{
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use crate::registry::{ModuleRegistry, RegistryFailure};
+use crate::registry::{DigestRule, ModuleRegistry, RegistryFailure};
 use crate::state::State;
 
 pub const FINALIZER: &str = "modules.deckhouse.io/mpo-finalizer";
@@ -22,12 +22,64 @@ pub const RENEW_LEGACY: &str = "renew";
 pub const DEPLOYED_ON: &str = "modules.deckhouse.io/deployed-on";
 pub const SETTINGS_NAME: &str = "deckhouse-simulator";
 
+/// The ModulePullOverride controller generation (docs/deckhouse-real.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// DKP < 1.67: MPO v1alpha1 only, `spec.source`, empty message on success.
+    A,
+    /// DKP 1.67–1.76: Module/ModuleConfig checks, no bundle fallback.
+    B,
+    /// DKP 1.77+: bundle/edition fallback, `imageDigest` cleared when disabled.
+    C,
+    /// PR #22716: `modules.deckhouse.io/renew: "true"` forces a redeploy and a restart.
+    D,
+}
+
+impl Generation {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "A" => Some(Generation::A),
+            "B" => Some(Generation::B),
+            "C" => Some(Generation::C),
+            "D" => Some(Generation::D),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Generation::A => "A",
+            Generation::B => "B",
+            Generation::C => "C",
+            Generation::D => "D",
+        }
+    }
+
+    /// The Deckhouse version the sandbox reports for this generation (§1; gen D's DKP
+    /// release is unconfirmed, the sandbox says 1.80).
+    pub fn dkp_version(self) -> &'static str {
+        match self {
+            Generation::A => "v1.66.4",
+            Generation::B => "v1.76.2",
+            Generation::C => "v1.78.1",
+            Generation::D => "v1.80.0",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    pub generation: Generation,
     pub renew_modern: bool,
     pub dkp_minor: u32,
     pub recheck: Duration,
     pub source_rescan: Duration,
+    /// §3.1: which digest of a multi-arch tag is recorded.
+    pub digest_rule: DigestRule,
+    /// §3.2: how long the Deckhouse restart after a deploy holds the controller.
+    pub restart_pause: Duration,
+    /// §3.6: the cluster edition (`ce`, `ee`, ...).
+    pub edition: String,
 }
 
 impl Settings {
@@ -37,26 +89,58 @@ impl Settings {
                 .and_then(|value| value.trim().parse::<u64>().ok())
                 .unwrap_or(default)
         };
+        let generation = data
+            .get("generation")
+            .and_then(|text| Generation::parse(text))
+            .unwrap_or(Generation::C);
+        let minor = |version: &str| {
+            version
+                .trim()
+                .trim_start_matches('v')
+                .split('.')
+                .nth(1)?
+                .parse()
+                .ok()
+        };
         let dkp_minor = data
             .get("dkpVersion")
-            .and_then(|version| {
-                version
-                    .trim()
-                    .trim_start_matches('v')
-                    .split('.')
-                    .nth(1)?
-                    .parse()
-                    .ok()
-            })
+            .and_then(|version| minor(version))
+            .or_else(|| minor(generation.dkp_version()))
             .unwrap_or(78);
         Settings {
-            renew_modern: data
-                .get("renewStyle")
-                .is_none_or(|style| style.trim() != "legacy"),
+            generation,
+            renew_modern: match data.get("renewStyle").map(|style| style.trim()) {
+                Some("legacy") => false,
+                Some("modern") => true,
+                _ => generation == Generation::D,
+            },
             dkp_minor,
             recheck: Duration::from_secs(number("recheckSeconds", 60)),
             source_rescan: Duration::from_secs(number("sourceRescanSeconds", 180)),
+            digest_rule: match data.get("digestRule").map(|rule| rule.trim()) {
+                Some("index") => DigestRule::Index,
+                _ => DigestRule::Child,
+            },
+            restart_pause: Duration::from_millis(number(
+                "restartPauseMillis",
+                if generation == Generation::D { 1000 } else { 0 },
+            )),
+            edition: data
+                .get("edition")
+                .map(|edition| edition.trim().to_string())
+                .filter(|edition| !edition.is_empty())
+                .unwrap_or_else(|| "ce".to_string()),
         }
+    }
+
+    /// Reconciles at once: one on gen D (§3.2); 8 elsewhere, so that the default
+    /// generation's suite is not held up by the stalled-registry tests (§3.0 says one
+    /// for B–D as well: set `workers: "1"` to see it).
+    fn workers(data: &BTreeMap<String, String>, generation: Generation) -> usize {
+        data.get("workers")
+            .and_then(|value| value.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(if generation == Generation::D { 1 } else { 8 })
     }
 }
 
@@ -72,6 +156,8 @@ struct Apis {
     source: Api<DynamicObject>,
     config: Api<DynamicObject>,
     release: Api<DynamicObject>,
+    /// The API server serves MPO v1alpha1 only: the gen-A controller (§1, §3.3).
+    gen_a: bool,
 }
 
 impl Apis {
@@ -89,18 +175,33 @@ impl Apis {
             source: api("v1alpha1", "ModuleSource", "modulesources"),
             config: api("v1alpha1", "ModuleConfig", "moduleconfigs"),
             release: api("v1alpha1", "ModuleRelease", "modulereleases"),
+            gen_a: mpo_version == "v1alpha1",
             client,
         })
     }
 
-    async fn settings(&self) -> Settings {
+    async fn settings_data(&self) -> BTreeMap<String, String> {
         let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(self.client.clone(), "default");
-        let data = match maps.get_opt(SETTINGS_NAME).await {
+        match maps.get_opt(SETTINGS_NAME).await {
             Ok(Some(map)) => map.data.unwrap_or_default(),
             _ => BTreeMap::new(),
-        };
-        Settings::from_data(&data)
+        }
+    }
+
+    async fn settings(&self) -> Settings {
+        Settings::from_data(&self.settings_data().await)
+    }
+
+    /// The cluster bundle: ModuleConfig `deckhouse` `spec.settings.bundle`, default
+    /// `Default` (§3.6).
+    async fn bundle(&self) -> String {
+        match self.config.get_opt("deckhouse").await {
+            Ok(Some(config)) => Some(str_at(&config.data, "/spec/settings/bundle").to_string())
+                .filter(|bundle| !bundle.is_empty())
+                .unwrap_or_else(|| "Default".to_string()),
+            _ => "Default".to_string(),
+        }
     }
 }
 
@@ -143,10 +244,6 @@ pub async fn run(state: &State) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // ModulePullOverride controller (docs/deckhouse-facts.md §2, §3)
 
-/// Reconciles of different overrides run at once (controller-runtime has several
-/// workers), so one override whose registry stalls does not hold up the others.
-const WORKERS: usize = 8;
-
 struct Tracked {
     generation: i64,
     annotations: BTreeMap<String, String>,
@@ -161,7 +258,11 @@ async fn override_controller(apis: Apis) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let (done_tx, mut done_rx) =
         tokio::sync::mpsc::unbounded_channel::<(String, Option<Duration>)>();
-    let workers = std::sync::Arc::new(tokio::sync::Semaphore::new(WORKERS));
+    let data = apis.settings_data().await;
+    let generation = Settings::from_data(&data).generation;
+    let workers = std::sync::Arc::new(tokio::sync::Semaphore::new(Settings::workers(
+        &data, generation,
+    )));
     let mut announced = false;
     loop {
         tokio::select! {
@@ -270,6 +371,8 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+/// `spec.scanInterval` as Go's `time.ParseDuration` reads the CRD's pattern. `0s` and
+/// `""` (both admitted by the pattern) give `None`: never re-scanned (§3.13).
 fn parse_interval(text: &str) -> Option<Duration> {
     let mut total = 0u64;
     let mut number = String::new();
@@ -302,6 +405,7 @@ async fn set_mpo_status(apis: &Apis, name: &str, status: Value) -> anyhow::Resul
 }
 
 /// Writes the message when it changed; blocked overrides are re-checked periodically.
+/// Every status write sets `updatedAt` (§3.12).
 async fn block(
     apis: &Apis,
     mpo: &DynamicObject,
@@ -309,11 +413,20 @@ async fn block(
     extra: Value,
 ) -> anyhow::Result<()> {
     let current = str_at(&mpo.data, "/status/message");
-    let mut status = json!({ "message": message });
+    let has_message = mpo.data.pointer("/status/message").is_some();
+    let mut status = json!({ "message": message, "updatedAt": now_rfc3339() });
     if let (Some(status), Some(extra)) = (status.as_object_mut(), extra.as_object()) {
         status.extend(extra.clone());
     }
-    if current != message || !extra.as_object().is_none_or(|map| map.is_empty()) {
+    let extra_changes = extra.as_object().is_some_and(|map| {
+        map.iter().any(|(key, value)| {
+            mpo.data
+                .pointer(&format!("/status/{key}"))
+                .unwrap_or(&Value::Null)
+                != value
+        })
+    });
+    if current != message || !has_message || extra_changes {
         let name = mpo.metadata.name.clone().unwrap_or_default();
         set_mpo_status(apis, &name, status).await?;
     }
@@ -373,18 +486,19 @@ async fn set_module_condition(
     Ok(true)
 }
 
-/// §2 step 3: is the module enabled?
-fn module_enabled(module: &DynamicObject, settings: &Settings) -> bool {
+/// §3.0 step 3: is the module enabled? Only `EnabledByModuleConfig=True` on gen B; gen
+/// C and D fall back to the bundle when the condition is absent or Unknown (§3.6).
+fn module_enabled(module: &DynamicObject, settings: &Settings, bundle: &str) -> bool {
     match condition(module, "EnabledByModuleConfig").map(|c| str_at(c, "/status")) {
         Some("True") => true,
         Some("False") => false,
-        // No ModuleConfig: before 1.77 the module stays disabled; since 1.77 the bundle
-        // default decides.
-        _ => settings.dkp_minor >= 77 && enabled_in_default_bundle(module),
+        _ => settings.dkp_minor >= 77 && enabled_by_bundle(module, &settings.edition, bundle),
     }
 }
 
-fn enabled_in_default_bundle(module: &DynamicObject) -> bool {
+/// `Module.IsEnabledByBundle` (§3.6): the cluster edition's entry, else `_default`'s,
+/// lists the cluster bundle; no `accessibility` means no.
+fn enabled_by_bundle(module: &DynamicObject, edition: &str, bundle: &str) -> bool {
     let Some(editions) = module
         .data
         .pointer("/properties/accessibility/editions")
@@ -392,26 +506,25 @@ fn enabled_in_default_bundle(module: &DynamicObject) -> bool {
     else {
         return false;
     };
-    let edition = editions.get("ce").or_else(|| editions.get("_default"));
-    edition
-        .and_then(|edition| edition.get("enabledInBundles"))
+    let entry = editions.get(edition).or_else(|| editions.get("_default"));
+    entry
+        .and_then(|entry| entry.get("enabledInBundles"))
         .and_then(Value::as_array)
-        .is_some_and(|bundles| {
-            bundles
-                .iter()
-                .any(|bundle| bundle.as_str() == Some("Default"))
-        })
+        .is_some_and(|bundles| bundles.iter().any(|b| b.as_str() == Some(bundle)))
 }
 
 async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> {
     let Some(mpo) = apis.mpo.get_opt(name).await? else {
         return Ok(None);
     };
+    let settings = apis.settings().await;
+    if apis.gen_a {
+        return reconcile_gen_a(apis, &mpo, &settings).await;
+    }
     if mpo.metadata.deletion_timestamp.is_some() {
         finalize(apis, &mpo).await?;
         return Ok(None);
     }
-    let settings = apis.settings().await;
     let recheck = Some(settings.recheck);
     crate::deckhouse_pod::log(
         "debug",
@@ -430,8 +543,8 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
         block(apis, &mpo, "The module is embedded", json!({})).await?;
         return Ok(recheck);
     }
-    // 3. It is enabled.
-    if !module_enabled(&module, &settings) {
+    // 3. It is enabled (gen C clears imageDigest here).
+    if !module_enabled(&module, &settings, &apis.bundle().await) {
         let extra = if settings.dkp_minor >= 77 {
             json!({ "imageDigest": null })
         } else {
@@ -467,39 +580,57 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
                 } })),
             )
             .await?;
-        return Ok(Some(Duration::ZERO));
+        return Ok(Some(Duration::from_millis(500)));
     }
     // 6. The ModuleSource exists.
     let Some(source) = apis.source.get_opt(&source_name).await? else {
         block(apis, &mpo, "The source not found", json!({})).await?;
         return Ok(recheck);
     };
-    let scan_interval =
-        parse_interval(str_at(&mpo.data, "/spec/scanInterval")).unwrap_or(Duration::from_secs(15));
+    // §3.13: `0s` (or "") never re-scans; only annotation and spec changes wake it.
+    let scan_interval = parse_interval(str_at(&mpo.data, "/spec/scanInterval"));
     let tag = str_at(&mpo.data, "/spec/imageTag").to_string();
 
-    // 7. Resolve the digest.
-    let registry = match ModuleRegistry::from_source(&source.data) {
+    // 7. Resolve the digest (§3.1 rule); failures keep the old digest (§3.7 texts).
+    let registry = match ModuleRegistry::from_source_for(&source.data, name) {
         Ok(registry) => registry,
-        Err(failure) => return download_failed(apis, name, &failure, scan_interval).await,
+        Err(failure) => return download_failed(apis, &mpo, &failure, scan_interval).await,
     };
-    let resolved = match registry.module_digest(name, &tag).await {
+    let resolved = match registry
+        .module_digest_by(name, &tag, settings.digest_rule)
+        .await
+    {
         Ok(digest) => digest,
-        Err(failure) => return download_failed(apis, name, &failure, scan_interval).await,
+        Err(failure) => return download_failed(apis, &mpo, &failure, scan_interval).await,
     };
-    // 8. Unchanged digest: nothing to deploy, unless a modern renew forces it.
+    // 8. Unchanged digest: nothing to deploy, unless a modern renew forces it (§3.2).
     let annotations = mpo.metadata.annotations.clone().unwrap_or_default();
     let forced =
         settings.renew_modern && annotations.get(RENEW_MODERN).map(String::as_str) == Some("true");
     if resolved == str_at(&mpo.data, "/status/imageDigest") && !forced {
         block(apis, &mpo, "Ready", json!({})).await?;
-        return Ok(Some(scan_interval));
+        return Ok(scan_interval);
     }
-    // 9. Download, validate, install.
-    if let Err(failure) = registry.download_and_validate(name, &resolved).await {
-        let status = json!({ "message": format!("Validation error: {failure}"), "updatedAt": now_rfc3339() });
+    // 9. Download by tag, validate, install. A failed download writes no status and
+    // backs off: the override stays Ready on its old digest (§3.11).
+    let tree = match registry.download(name, &tag).await {
+        Ok(tree) => tree,
+        Err(failure) => {
+            eprintln!("download {name}:{tag}: {failure}");
+            return Ok(Some(scan_interval.unwrap_or(Duration::from_secs(15))));
+        }
+    };
+    // Values: the running values, else the ModuleConfig's settings (§3.11).
+    let values = apis
+        .config
+        .get_opt(name)
+        .await?
+        .and_then(|config| config.data.pointer("/spec/settings").cloned());
+    if let Err(error) = crate::registry::validate(&tree, values.as_ref()) {
+        let status =
+            json!({ "message": format!("Validation error: {error}"), "updatedAt": now_rfc3339() });
         set_mpo_status(apis, name, status).await?;
-        return Ok(Some(scan_interval));
+        return Ok(scan_interval);
     }
     // Module `properties.version` is written by Deckhouse's start-up after the restart
     // (deckhouse-real §4): deckhouse_pod.rs.
@@ -509,7 +640,8 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
         json!({ "message": "Ready", "imageDigest": resolved, "updatedAt": now_rfc3339() }),
     )
     .await?;
-    // The renew annotation is consumed by a successful redeploy.
+    // The renew annotation is consumed by a successful redeploy: gen D removes only the
+    // modern key, gen A–C only the bare one (§3.2).
     let consumed = if settings.renew_modern {
         RENEW_MODERN
     } else {
@@ -533,20 +665,124 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
         json!({"module": name, "logger": "controller.module-pull-override", "version": tag, "digest": resolved}),
     );
     crate::deckhouse_pod::deployed(name, &tag, &resolved, &source);
-    Ok(Some(scan_interval))
+    // Deckhouse restarts after a deploy (SIGUSR2); the single worker waits for it (§3.2).
+    if !settings.restart_pause.is_zero() {
+        println!("restarting deckhouse after {name}");
+        tokio::time::sleep(settings.restart_pause).await;
+    }
+    Ok(scan_interval)
 }
 
 async fn download_failed(
     apis: &Apis,
-    name: &str,
+    mpo: &DynamicObject,
     failure: &RegistryFailure,
-    scan_interval: Duration,
+    scan_interval: Option<Duration>,
 ) -> anyhow::Result<Option<Duration>> {
-    // The old digest is kept; updatedAt refreshes on every failed scan.
+    // The old digest is kept; updatedAt refreshes on every failed scan (§3.12).
+    let name = mpo.metadata.name.clone().unwrap_or_default();
     let status =
         json!({ "message": format!("Download error: {failure}"), "updatedAt": now_rfc3339() });
-    set_mpo_status(apis, name, status).await?;
-    Ok(Some(scan_interval))
+    set_mpo_status(apis, &name, status).await?;
+    Ok(scan_interval)
+}
+
+/// Gen A (ovr-A, docs/deckhouse-real.md §1, §3.3): reads MPO v1alpha1 `spec.source` and
+/// `imageTag`, that ModuleSource only (no Module or ModuleConfig checks), labels the
+/// override `module=<name>`, `source=<spec.source>`, writes `message: ""` with the
+/// digest and weight on success, the raw registry error or `validation failed: <err>`
+/// otherwise; a bare `renew` is removed after a redeploy.
+async fn reconcile_gen_a(
+    apis: &Apis,
+    mpo: &DynamicObject,
+    settings: &Settings,
+) -> anyhow::Result<Option<Duration>> {
+    if mpo.metadata.deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    let name = mpo.metadata.name.clone().unwrap_or_default();
+    let source_name = str_at(&mpo.data, "/spec/source").to_string();
+    let tag = str_at(&mpo.data, "/spec/imageTag").to_string();
+    let scan_interval = parse_interval(str_at(&mpo.data, "/spec/scanInterval"));
+    let labels = mpo.metadata.labels.clone().unwrap_or_default();
+    if labels.get("module") != Some(&name) || labels.get("source") != Some(&source_name) {
+        apis.mpo
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({ "metadata": { "labels": { "module": name, "source": source_name } } }),
+                ),
+            )
+            .await?;
+    }
+    let Some(source) = apis.source.get_opt(&source_name).await? else {
+        let message = format!("ModuleSource \"{source_name}\" not found");
+        block(apis, mpo, &message, json!({})).await?;
+        return Ok(Some(settings.recheck));
+    };
+    let raw_failure = |failure: RegistryFailure| async move {
+        block(apis, mpo, &failure.to_string(), json!({})).await?;
+        anyhow::Ok(scan_interval)
+    };
+    let registry = match ModuleRegistry::from_source(&source.data) {
+        Ok(registry) => registry,
+        Err(failure) => return raw_failure(failure).await,
+    };
+    let resolved = match registry
+        .module_digest_by(&name, &tag, settings.digest_rule)
+        .await
+    {
+        Ok(digest) => digest,
+        Err(failure) => return raw_failure(failure).await,
+    };
+    if resolved == str_at(&mpo.data, "/status/imageDigest") {
+        block(apis, mpo, "", json!({})).await?;
+        return Ok(scan_interval);
+    }
+    let tree = match registry.download(&name, &tag).await {
+        Ok(tree) => tree,
+        Err(failure) => return raw_failure(failure).await,
+    };
+    if let Err(error) = crate::registry::validate(&tree, None) {
+        block(apis, mpo, &format!("validation failed: {error}"), json!({})).await?;
+        return Ok(scan_interval);
+    }
+    let module = apis.module.get_opt(&name).await?;
+    let weight = module
+        .as_ref()
+        .and_then(|module| module.data.pointer("/properties/weight"))
+        .and_then(Value::as_i64)
+        .unwrap_or(900);
+    if module.is_some() {
+        apis.module
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "properties": { "version": tag } })),
+            )
+            .await?;
+    }
+    set_mpo_status(
+        apis,
+        &name,
+        json!({ "message": "", "imageDigest": resolved, "weight": weight, "updatedAt": now_rfc3339() }),
+    )
+    .await?;
+    let annotations = mpo.metadata.annotations.clone().unwrap_or_default();
+    let mut metadata = json!({ "annotations": { DEPLOYED_ON: "sandbox-node" } });
+    if annotations.contains_key(RENEW_LEGACY) {
+        metadata["annotations"][RENEW_LEGACY] = Value::Null;
+    }
+    apis.mpo
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": metadata })),
+        )
+        .await?;
+    println!("deployed {name}:{tag} {resolved}");
+    Ok(scan_interval)
 }
 
 async fn finalize(apis: &Apis, mpo: &DynamicObject) -> anyhow::Result<()> {
@@ -604,6 +840,8 @@ async fn module_manager(apis: Apis) {
 }
 
 async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
+    let settings = apis.settings().await;
+    let bundle = apis.bundle().await;
     let configs: HashMap<String, DynamicObject> = apis
         .config
         .list(&ListParams::default())
@@ -623,26 +861,29 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
             continue;
         }
         let config = configs.get(&name);
-        // Whether this pass changed the object since it was listed.
-        let changed = match config
-            .and_then(|config| config.data.pointer("/spec/enabled"))
-            .and_then(Value::as_bool)
-        {
+        // cfg (§3.4, §3.5): True when `spec.enabled: true`; False, with empty reason and
+        // message, for any other ModuleConfig (`enabled` unset included); Unknown once
+        // the ModuleConfig is deleted; absent when there never was one.
+        let enabled_by_config = config.map(|config| {
+            config
+                .data
+                .pointer("/spec/enabled")
+                .and_then(Value::as_bool)
+                == Some(true)
+        });
+        let changed = match enabled_by_config {
             Some(true) => {
                 set_module_condition(apis, &module, "EnabledByModuleConfig", "True", "", "").await?
             }
             Some(false) => {
-                set_module_condition(
-                    apis,
-                    &module,
-                    "EnabledByModuleConfig",
-                    "False",
-                    "TurnedOffByModuleConfig",
-                    "turned off by module config",
-                )
-                .await?
+                set_module_condition(apis, &module, "EnabledByModuleConfig", "False", "", "")
+                    .await?
             }
-            None => remove_module_condition(apis, &module, "EnabledByModuleConfig").await?,
+            None if condition(&module, "EnabledByModuleConfig").is_some() => {
+                set_module_condition(apis, &module, "EnabledByModuleConfig", "Unknown", "", "")
+                    .await?
+            }
+            None => false,
         };
         let available: Vec<&str> = properties
             .get("availableSources")
@@ -652,15 +893,34 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
         let chosen = config
             .map(|config| str_at(&config.data, "/spec/source"))
             .filter(|source| !source.is_empty());
-        let (source, phase) = match (chosen, available.as_slice()) {
-            (Some(chosen), _) => (chosen.to_string(), "Ready"),
-            (None, [single]) => ((*single).to_string(), "Ready"),
-            (None, []) => (String::new(), "Available"),
-            (None, _) => (String::new(), "Conflict"),
+        // §3.15: the source is chosen for an enabled ModuleConfig (newer src: also for a
+        // bundle-enabled module, gen C/D); a source named `deckhouse` wins.
+        let enabled = enabled_by_config == Some(true)
+            || (enabled_by_config.is_none()
+                && settings.dkp_minor >= 77
+                && enabled_by_bundle(&module, &settings.edition, &bundle));
+        let current = str_at(properties, "/source");
+        let (source, phase) = if !enabled {
+            let phase = if available.is_empty() {
+                "Available"
+            } else {
+                "Downloaded"
+            };
+            (current.to_string(), phase)
+        } else {
+            match (chosen, available.as_slice()) {
+                (Some(chosen), _) => (chosen.to_string(), "Ready"),
+                (None, [single]) => ((*single).to_string(), "Ready"),
+                (None, []) => (String::new(), "Available"),
+                (None, several) if several.contains(&"deckhouse") => {
+                    ("deckhouse".to_string(), "Ready")
+                }
+                (None, _) => (String::new(), "Conflict"),
+            }
         };
         // The listed object is current unless this pass changed it: one GET per module
         // per pass made a pass over a hundred modules take seconds.
-        let module = if str_at(properties, "/source") != source {
+        let module = if current != source {
             apis.module
                 .patch(
                     &name,
@@ -673,20 +933,20 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
         } else {
             module
         };
+        // Several sources and no choice: IsReady=False, reason Conflict (§3.15).
         if phase == "Conflict" {
             set_module_condition(
                 apis,
                 &module,
-                "EnabledByModuleManager",
+                "IsReady",
                 "False",
                 "Conflict",
                 "several available sources",
             )
             .await?;
-        } else if condition(&module, "EnabledByModuleManager")
-            .is_some_and(|existing| str_at(existing, "/reason") == "Conflict")
+        } else if condition(&module, "IsReady").is_some_and(|c| str_at(c, "/reason") == "Conflict")
         {
-            remove_module_condition(apis, &module, "EnabledByModuleManager").await?;
+            remove_module_condition(apis, &module, "IsReady").await?;
         }
         // After a deploy the module's run owns its phase (deckhouse_pod.rs, §4).
         let run_owns_phase = phase == "Ready" && condition(&module, "IsReady").is_some();
@@ -743,6 +1003,9 @@ async fn source_controller(apis: Apis) {
     }
 }
 
+/// §3.16: each rescan recomputes `overridden` (an MPO exists); overridden entries keep
+/// their old `version` and `checksum`; `policy` is the ModuleConfig's `updatePolicy`,
+/// else Deckhouse's (empty here).
 async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
     let overrides: Vec<String> = apis
         .mpo
@@ -752,11 +1015,27 @@ async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|mpo| mpo.metadata.name)
         .collect();
+    let configs: HashMap<String, DynamicObject> = apis
+        .config
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|config| Some((config.metadata.name.clone()?, config)))
+        .collect();
     let modules = apis.module.list(&ListParams::default()).await?.items;
     for source in apis.source.list(&ListParams::default()).await?.items {
         let Some(source_name) = source.metadata.name.clone() else {
             continue;
         };
+        let previous: HashMap<String, Value> = source
+            .data
+            .pointer("/status/modules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| Some((entry.get("name")?.as_str()?.to_string(), entry.clone())))
+            .collect();
         let mut listed = Vec::new();
         for module in &modules {
             let Some(module_name) = module.metadata.name.as_deref() else {
@@ -770,14 +1049,27 @@ async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
                     list.iter()
                         .any(|entry| entry.as_str() == Some(&source_name))
                 });
-            if offered {
-                listed.push(json!({
-                    "name": module_name,
-                    "version": str_at(&module.data, "/properties/version"),
-                    "policy": if source_name == "test" { "test-alpha" } else { "" },
-                    "overridden": overrides.iter().any(|name| name == module_name),
-                }));
+            if !offered {
+                continue;
             }
+            let overridden = overrides.iter().any(|name| name == module_name);
+            let policy = configs
+                .get(module_name)
+                .map(|config| str_at(&config.data, "/spec/updatePolicy"))
+                .unwrap_or_default();
+            let mut entry = json!({
+                "name": module_name,
+                "version": str_at(&module.data, "/properties/version"),
+                "policy": policy,
+                "overridden": overridden,
+            });
+            if overridden && let Some(old) = previous.get(module_name) {
+                entry["version"] = json!(str_at(old, "/version"));
+                if let Some(checksum) = old.get("checksum") {
+                    entry["checksum"] = checksum.clone();
+                }
+            }
+            listed.push(entry);
         }
         let status = json!({ "status": {
             "modules": listed,
@@ -809,8 +1101,14 @@ mod tests {
     #[test]
     fn settings_defaults_and_overrides() {
         let defaults = Settings::from_data(&BTreeMap::new());
-        assert!(defaults.renew_modern);
+        assert_eq!(defaults.generation, Generation::C);
+        assert!(!defaults.renew_modern);
         assert_eq!(defaults.dkp_minor, 78);
+        assert_eq!(defaults.digest_rule, DigestRule::Child);
+        let d = Settings::from_data(&[("generation".to_string(), "d".to_string())].into());
+        assert!(d.renew_modern);
+        assert_eq!(d.dkp_minor, 80);
+        assert!(!d.restart_pause.is_zero());
         let data: BTreeMap<String, String> = [
             ("renewStyle", "legacy"),
             ("dkpVersion", "1.76"),

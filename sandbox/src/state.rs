@@ -11,6 +11,12 @@ pub struct State {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub api_server: String,
+    /// The controller generation the simulator plays (`A`…`D`, docs/deckhouse-real.md §1).
+    #[serde(default = "default_generation")]
+    pub generation: String,
+    /// `child` or `index` (§3.1).
+    #[serde(default = "default_digest_rule")]
+    pub digest_rule: String,
     pub contexts: Contexts,
     pub ca_file: PathBuf,
     pub registries: BTreeMap<String, Registry>,
@@ -28,6 +34,14 @@ pub struct Kubelet {
     pub port: u16,
     /// Container logs: `<namespace>/<pod>/<container>.log`
     pub dir: PathBuf,
+}
+
+fn default_generation() -> String {
+    "C".into()
+}
+
+fn default_digest_rule() -> String {
+    "child".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

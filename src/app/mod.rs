@@ -5,6 +5,7 @@
 
 pub mod diagnose;
 pub mod health;
+pub mod generation;
 pub mod images;
 pub mod logs;
 pub mod overrides;

@@ -41,6 +41,8 @@ struct Report {
     sync: SyncState,
     stale: Option<String>,
     healthy: bool,
+    /// The controller generation the cluster runs (docs/deckhouse-real.md §1).
+    controller: crate::app::generation::Generation,
 }
 
 pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
@@ -54,14 +56,16 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         .or_else(|| existing.as_ref().map(|o| o.spec.image_tag.clone()));
 
     let spinner = ctx.printer.spinner(format!("checking {name}"));
-    let diagnosis = diagnose::diagnose(
-        &overrides.cluster,
-        name,
-        tag.as_deref(),
-        args.offline,
-        REGISTRY_TIMEOUT,
-    )
-    .await;
+    let (diagnosis, controller) = tokio::join!(
+        diagnose::diagnose(
+            &overrides.cluster,
+            name,
+            tag.as_deref(),
+            args.offline,
+            REGISTRY_TIMEOUT,
+        ),
+        crate::app::generation::detect(&overrides.cluster)
+    );
     drop(spinner);
     let diagnosis = diagnosis?;
     let mut steps = diagnosis.steps.clone();
@@ -143,6 +147,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         sync,
         stale,
         healthy,
+        controller,
     };
     match args.output {
         Some(ReportFormat::Json) => ctx.printer.json(&report)?,
@@ -167,6 +172,10 @@ fn print_report(printer: &Printer, context: &str, report: &Report) {
         ),
     };
     printer.line(format!("Checks for {heading} on context {context:?}:"));
+    printer.line(format!(
+        "Controller generation: {} ({})",
+        report.controller.generation, report.controller.basis
+    ));
     print_steps(printer, &report.steps, To::Out);
     printer.line(printer.paint(
         &summary(report),
@@ -291,6 +300,14 @@ mod tests {
             sync: SyncState::Unknown,
             stale: None,
             healthy: false,
+            controller: crate::app::generation::Generation {
+                generation: "C or D".into(),
+                basis: "ModulePullOverride v1alpha2 and Deckhouse 1.78".into(),
+                mpo_versions: vec!["v1alpha2".into()],
+                deckhouse_version: Some("v1.78.1".into()),
+                edition: Some("ce".into()),
+                future_module_api: false,
+            },
         };
         let (printer, out, _) = Printer::capture(false, 0);
         print_report(&printer, "sandbox", &report);

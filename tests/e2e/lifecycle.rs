@@ -181,6 +181,8 @@ fn renew_works_with_both_controller_styles() {
         )
         .is_empty()
     });
+    // Back to the sandbox generation's own renew behaviour.
+    set_simulator("renewStyle", "");
 }
 
 #[test]
@@ -290,7 +292,7 @@ fn renew_wait_reports_unchanged_on_a_legacy_controller() {
     mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
     set_simulator("renewStyle", "legacy");
     let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
-    set_simulator("renewStyle", "modern");
+    set_simulator("renewStyle", "");
     run.assert_code(0);
     assert!(run.stdout.contains("unchanged"), "{run:?}");
     assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admission;
 mod backpressure;
 mod cli;
 mod completion;
@@ -11,6 +12,7 @@ mod conventions;
 mod diagnose;
 mod faults;
 mod health;
+mod generations;
 mod hostile_images;
 mod hostile_text;
 mod kubeconfig;

@@ -108,10 +108,14 @@ fn simulator_writes_each_documented_message() {
         ("orphan-module", "The module does not have an active source"),
         ("two-sources", "The module does not have an active source"),
         ("lost-source", "The source not found"),
-        ("missing-tag", "Download error: "),
+        ("missing-tag", "Download error: get manifest: "),
         ("bad-creds-module", "Download error: "),
         ("no-ca-module", "Download error: "),
-        ("wrong-host-module", "Download error: \""),
+        // cr's wording (docs/deckhouse-real.md §3.7), naming `<repo>/<module>`.
+        (
+            "wrong-host-module",
+            "Download error: build registry client: get registry client: read auth config: \"",
+        ),
         ("token-module", "Ready"),
         ("plain-module", "Ready"),
     ];
