@@ -108,6 +108,18 @@ pub enum Command {
     )]
     Registry(RegistryCommand),
 
+    /// List the tags the plugin set on an override (kept in an annotation, last 10)
+    #[command(
+        after_help = "Examples:\n  kubectl mpo history echo\n  kubectl mpo history echo -o json"
+    )]
+    History(HistoryArgs),
+
+    /// Set an override's earlier tag back (the previous one, or --to-revision N)
+    #[command(
+        after_help = "Examples:\n  kubectl mpo undo echo\n  kubectl mpo undo echo --to-revision 2 --wait"
+    )]
+    Undo(UndoArgs),
+
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  source <(kubectl mpo completion bash)\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\""
@@ -242,6 +254,39 @@ pub struct EditArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ObjectFormat>,
+
+    /// Change the tag even if the image checks fail (schema, requirements, stage)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Module name
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ReportFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// Module name
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
+
+    /// The revision to set back (see kubectl mpo history); default: the one before the current
+    #[arg(long, value_name = "N")]
+    pub to_revision: Option<u32>,
+
+    /// Set it back even if the image checks fail
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -458,11 +503,36 @@ pub struct RegistryTagsArgs {
     /// Include application-image (hash) tags
     #[arg(long)]
     pub all: bool,
+    /// Order: newest first (created) or by name
+    #[arg(long, value_enum, default_value = "created")]
+    pub sort: TagSort,
+    /// Only tags matching this regular expression
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub include: Option<regex::Regex>,
     #[command(flatten)]
     pub common: RegistryArgs,
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<NamesFormat>,
+    pub output: Option<TagsFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TagSort {
+    Created,
+    Name,
+}
+
+/// `-o` for `registry tags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TagsFormat {
+    Json,
+    Yaml,
+    Name,
+    Wide,
+}
+
+fn parse_regex(text: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(text).map_err(|err| format!("not a regular expression: {err}"))
 }
 
 #[derive(Debug, Args)]

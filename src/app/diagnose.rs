@@ -177,6 +177,7 @@ pub async fn diagnose(
     tag: Option<&str>,
     offline: bool,
     timeout: Duration,
+    inspect_image: bool,
 ) -> Result<Diagnosis> {
     let world = World::load_one(cluster, name).await?;
     let verdict = checks::cluster_checks(&world.facts(name));
@@ -185,17 +186,27 @@ pub async fn diagnose(
     let mut registry = None;
     if let (Some(source), Some(tag), false) = (&source, tag, offline) {
         let target = RegistryTarget::from_source(source);
-        let (image, result) = match SourceRegistry::new(&target, &RegistryOptions { timeout }) {
+        let client = SourceRegistry::new(&target, &RegistryOptions { timeout });
+        let (image, result) = match &client {
             Ok(client) => (
                 client.image_name(name, tag),
                 client.module_digest(name, tag).await,
             ),
             Err(err) => (
                 format!("{}/{name}:{tag}", source.spec.registry.repo),
-                Err(err),
+                Err(err.clone()),
             ),
         };
         steps.push(checks::registry_step(name, tag, source, &image, &result));
+        if let (true, Ok(_), Ok(client)) = (inspect_image, &result, &client) {
+            let settings = world
+                .configs
+                .get(name)
+                .and_then(|config| config.spec.settings.as_ref());
+            steps.extend(
+                super::image_preflight::image_steps(cluster, client, name, tag, settings).await,
+            );
+        }
         registry = Some(result);
     }
     Ok(Diagnosis {
@@ -209,6 +220,8 @@ pub async fn diagnose(
 /// which source, with which digest. Problems are printed on stderr.
 pub struct Preflight {
     pub ok: bool,
+    /// The image's own checks failed (settings schema, requirements, stage).
+    pub image_failed: bool,
     pub source: Option<String>,
     pub registry_digest: Option<String>,
 }
@@ -226,6 +239,7 @@ pub async fn preflight(
         Some(tag),
         false,
         sources::REGISTRY_TIMEOUT,
+        true,
     )
     .await;
     drop(spinner);
@@ -235,8 +249,20 @@ pub async fn preflight(
             .note(format!("{module}:{tag} would not become Ready:"));
         print_steps(&ctx.printer, &diagnosis.problems(), To::Err);
     }
+    // An image without the files the checks read passes, and says so.
+    for step in diagnosis.steps.iter().filter(|s| {
+        s.id.starts_with("image-")
+            && s.state == StepState::Passed
+            && s.summary.contains("not checked")
+    }) {
+        ctx.printer.note(&step.summary);
+    }
     Ok(Preflight {
         ok: !diagnosis.blocked(),
+        image_failed: diagnosis
+            .steps
+            .iter()
+            .any(|s| s.id.starts_with("image-") && s.state == StepState::Failed),
         registry_digest: diagnosis.registry_digest().map(|d| d.digest.clone()),
         source: diagnosis.source.and_then(|s| s.metadata.name),
     })
@@ -254,6 +280,7 @@ pub async fn explain_failure(ctx: &Ctx, overrides: &Overrides, object: &ModulePu
         Some(&tag),
         false,
         sources::REGISTRY_TIMEOUT,
+        false,
     )
     .await
     {

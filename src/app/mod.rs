@@ -4,9 +4,12 @@
 //! asking it (`sources`). Commands in `cmd/` depend on these and never on each other.
 
 pub mod diagnose;
+pub mod history;
+pub mod image_preflight;
 pub mod images;
 pub mod overrides;
 pub mod sources;
+pub mod tags;
 pub mod wait;
 
 use crate::cli::GlobalArgs;

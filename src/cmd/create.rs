@@ -1,6 +1,7 @@
 //! `kubectl mpo create MODULE --tag TAG`
 
 use crate::app::diagnose;
+use crate::app::history;
 use crate::app::overrides::{self, CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
 use crate::app::sources;
 use crate::app::wait::{self, deleted_while_waiting, has_verdict};
@@ -67,6 +68,19 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         kind: Some("ModulePullOverride".into()),
         metadata: kube::api::ObjectMeta {
             name: Some(module.clone()),
+            annotations: Some(
+                [(
+                    history::HISTORY_ANNOTATION.to_string(),
+                    history::record(
+                        None,
+                        &tag,
+                        checks.registry_digest.as_deref(),
+                        "create",
+                        &jiff::Timestamp::now().to_string(),
+                    ),
+                )]
+                .into(),
+            ),
             ..Default::default()
         },
         spec: MpoSpec {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::app::diagnose;
+use crate::app::history;
 use crate::app::overrides::{CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
 use crate::app::sources;
 use crate::app::wait::{self, deleted_while_waiting, new_verdict_since};
@@ -63,13 +64,29 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         ctx.printer.line(format!("{} unchanged", name_of(&module)));
         return Ok(Outcome::Success);
     }
+    let mut history_value = None;
     if let Some(tag) = &changes.tag {
         let checks = diagnose::preflight(ctx, &overrides, &module, tag).await?;
+        if checks.image_failed && !args.force {
+            return Err(Error::condition(format!(
+                "the image {module}:{tag} does not fit this cluster (see above); nothing was changed"
+            ))
+            .with_hint(format!(
+                "fix the problem above, or change the tag anyway with: kubectl mpo edit {module} --tag {tag} --force"
+            )));
+        }
         if !checks.ok {
             ctx.printer.warn(format!(
                 "with tag {tag} the override will not become Ready until the problem above is fixed"
             ));
         }
+        history_value = Some(history::record(
+            Some(&original),
+            tag,
+            checks.registry_digest.as_deref(),
+            "edit",
+            &jiff::Timestamp::now().to_string(),
+        ));
     }
 
     if args.dry_run == DryRun::Client {
@@ -88,6 +105,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         &overrides,
         &original,
         &changes,
+        history_value.as_deref(),
         args.dry_run == DryRun::Server,
     )
     .await?;
@@ -225,15 +243,19 @@ async fn write(
     overrides: &Overrides,
     original: &ModulePullOverride,
     changes: &Changes,
+    history_value: Option<&str>,
     dry_run: bool,
 ) -> Result<ModulePullOverride> {
     let name = original.metadata.name.clone().unwrap_or_default();
     let mut resource_version = original.metadata.resource_version.clone();
     for _ in 0..MAX_CONFLICT_RETRIES {
-        let patch = json!({
+        let mut patch = json!({
             "metadata": { "resourceVersion": resource_version },
             "spec": changes.spec_patch(),
         });
+        if let Some(value) = history_value {
+            patch["metadata"]["annotations"] = json!({ history::HISTORY_ANNOTATION: value });
+        }
         match overrides
             .guarded_merge_patch(&name, &patch, dry_run, "patch")
             .await?

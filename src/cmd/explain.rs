@@ -59,6 +59,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         tag.as_deref(),
         args.offline,
         REGISTRY_TIMEOUT,
+        !args.offline,
     )
     .await;
     drop(spinner);

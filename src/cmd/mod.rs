@@ -7,9 +7,11 @@ mod delete;
 mod diff;
 mod edit;
 mod explain;
+mod history;
 mod registry;
 mod renew;
 mod status;
+mod undo;
 mod version;
 
 use crate::app::{Ctx, Outcome};
@@ -44,6 +46,8 @@ async fn dispatch(ctx: Ctx, command: Command) -> Result<Outcome> {
         Command::Explain(args) => explain::run(&ctx, args).await,
         Command::Diff(args) => diff::run(&ctx, args).await,
         Command::Registry(args) => registry::run(&ctx, args).await,
+        Command::History(args) => history::run(&ctx, args).await,
+        Command::Undo(args) => undo::run(&ctx, args).await,
         Command::Completion(args) => completion::run(&ctx, args),
         Command::Version(args) => version::run(&ctx, &args),
     }

@@ -2,5 +2,6 @@
 //! (`checks`), and the registry layout Deckhouse uses (`layout`).
 
 pub mod checks;
+pub mod image_checks;
 pub mod layout;
 pub mod resources;

@@ -326,6 +326,9 @@ pub struct ModuleConfigSpec {
     /// and not needed for any verdict, so any number is kept as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<Number>,
+    /// The module's settings, checked against the image's `openapi/config-values.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
 }
 
 /// A release of a module delivered through its update policy.
