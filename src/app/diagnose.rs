@@ -149,6 +149,8 @@ pub struct Diagnosis {
     pub steps: Vec<Step>,
     pub source: Option<ModuleSource>,
     pub registry: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+    /// The registry client the diagnosis used (for further reads of the same image).
+    pub client: Option<SourceRegistry>,
 }
 
 impl Diagnosis {
@@ -184,6 +186,7 @@ pub async fn diagnose(
     let mut steps = verdict.steps;
     let source = verdict.source.cloned();
     let mut registry = None;
+    let mut kept_client = None;
     if let (Some(source), Some(tag), false) = (&source, tag, offline) {
         let target = RegistryTarget::from_source(source);
         let client = SourceRegistry::new(&target, &RegistryOptions { timeout });
@@ -208,11 +211,13 @@ pub async fn diagnose(
             );
         }
         registry = Some(result);
+        kept_client = client.ok();
     }
     Ok(Diagnosis {
         steps,
         source,
         registry,
+        client: kept_client,
     })
 }
 

@@ -291,6 +291,8 @@ pub struct Lookup {
     pub source: Option<String>,
     /// `None`: not asked (offline, or no readable source).
     pub result: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+    /// Which commit runs and which the registry has, when asked for (`status -o wide`).
+    pub provenance: Option<super::tags::ProvenancePair>,
 }
 
 /// The registry digest of each override's tag, concurrently, with one client per
@@ -302,6 +304,7 @@ pub async fn lookup_all(
     items: &[ModulePullOverride],
     offline: bool,
     timeout: Duration,
+    with_provenance: bool,
 ) -> Vec<Lookup> {
     let options = RegistryOptions { timeout };
     let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
@@ -344,12 +347,23 @@ pub async fn lookup_all(
                 Some(Err(err)) => Some(Err(err.clone())),
                 None => None,
             };
+            let provenance = match (client.as_deref(), &result, with_provenance) {
+                (Some(Ok(client)), Some(Ok(_)), true) => tokio::time::timeout(
+                    timeout,
+                    super::tags::provenance(client, name, &mpo.spec.image_tag, mpo.image_digest()),
+                )
+                .await
+                .ok()
+                .filter(|p| !p.is_empty()),
+                _ => None,
+            };
             (
                 index,
                 Lookup {
                     cluster_cause,
                     source,
                     result,
+                    provenance,
                 },
             )
         })
@@ -369,7 +383,7 @@ pub async fn registry_digests(
     let Ok(world) = World::load_all(&overrides.cluster).await else {
         return vec![None; items.len()];
     };
-    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT)
+    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT, false)
         .await
         .into_iter()
         .map(|lookup| lookup.result.and_then(|r| r.ok()).map(|d| d.digest))

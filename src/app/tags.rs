@@ -82,6 +82,58 @@ impl Provenance {
     }
 }
 
+/// Which commit runs in the cluster (`deployed` digest) and which the tag holds in the
+/// registry, from their OCI annotations or labels; `None` where an image cannot be read.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvenancePair {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Provenance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Provenance>,
+}
+
+impl ProvenancePair {
+    pub fn is_empty(&self) -> bool {
+        self.cluster.as_ref().is_none_or(Provenance::is_empty)
+            && self.registry.as_ref().is_none_or(Provenance::is_empty)
+    }
+
+    /// One line per side, for the human reports.
+    pub fn lines(&self) -> Vec<String> {
+        let side = |p: &Option<Provenance>| {
+            p.as_ref()
+                .and_then(Provenance::short)
+                .unwrap_or_else(|| "no provenance annotations".into())
+        };
+        vec![
+            format!("cluster runs:  {}", side(&self.cluster)),
+            format!("registry has:  {}", side(&self.registry)),
+        ]
+    }
+}
+
+/// Reads both sides concurrently (manifests and configs only).
+pub async fn provenance(
+    client: &SourceRegistry,
+    module: &str,
+    tag: &str,
+    deployed: Option<&str>,
+) -> ProvenancePair {
+    let registry = client.image_info(module, tag);
+    let cluster = async {
+        match deployed {
+            Some(digest) => client.image_info(module, digest).await.ok(),
+            None => None,
+        }
+    };
+    let (registry, cluster) = tokio::join!(registry, cluster);
+    ProvenancePair {
+        cluster: cluster.as_ref().map(Provenance::of),
+        registry: registry.ok().as_ref().map(Provenance::of),
+    }
+}
+
 pub fn kind_of(tag: &str) -> &'static str {
     if is_hash_tag(tag) {
         "app-image"

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::app::diagnose;
 use crate::app::overrides::Overrides;
 use crate::app::sources::REGISTRY_TIMEOUT;
+use crate::app::tags::ProvenancePair;
 use crate::app::{Ctx, Outcome};
 use crate::cli::{ExplainArgs, ReportFormat};
 use crate::deckhouse::checks::{self, Step, StepState, SyncState, is_ready};
@@ -40,6 +41,9 @@ struct Report {
     sync: SyncState,
     stale: Option<String>,
     healthy: bool,
+    /// Which commit runs and which the registry has (OCI annotations or labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<ProvenancePair>,
 }
 
 pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
@@ -76,6 +80,16 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
             sync = SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref());
         }
+        let tag_gone = tag.as_deref() == Some(mpo.spec.image_tag.as_str())
+            && matches!(&diagnosis.registry, Some(Err(err)) if err.kind == crate::registry::RegistryErrorKind::NotFound);
+        if tag_gone {
+            steps.push(crate::deckhouse::image_checks::missing_tag_step(
+                name,
+                &mpo.spec.image_tag,
+                mpo.image_digest(),
+                mpo.spec.scan_interval.as_deref().unwrap_or("15s"),
+            ));
+        }
         stale = checks::staleness(mpo, predicted.as_deref());
         steps.push(checks::override_step(
             name,
@@ -98,6 +112,14 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
             .as_ref()
             .is_none_or(|o| is_ready(o) && sync != SyncState::Behind);
 
+    let provenance = match (&diagnosis.client, &tag, diagnosis.registry_digest()) {
+        (Some(client), Some(tag), Some(_)) => {
+            let deployed = existing.as_ref().and_then(|o| o.image_digest());
+            Some(crate::app::tags::provenance(client, name, tag, deployed).await)
+                .filter(|p| !p.is_empty())
+        }
+        _ => None,
+    };
     let report = Report {
         module: name.to_string(),
         tag: tag.clone(),
@@ -123,6 +145,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         sync,
         stale,
         healthy,
+        provenance,
     };
     match args.output {
         Some(ReportFormat::Json) => ctx.printer.json(&report)?,
@@ -148,6 +171,12 @@ fn print_report(printer: &Printer, context: &str, report: &Report) {
     };
     printer.line(format!("Checks for {heading} on context {context:?}:"));
     print_steps(printer, &report.steps, To::Out);
+    if let Some(provenance) = &report.provenance {
+        printer.line("Provenance (OCI annotations):");
+        for line in provenance.lines() {
+            printer.line(format!("  {line}"));
+        }
+    }
     printer.line(printer.paint(
         &summary(report),
         if report.healthy {
@@ -243,6 +272,7 @@ mod tests {
             sync: SyncState::Unknown,
             stale: None,
             healthy: false,
+            provenance: None,
         };
         let (printer, out, _) = Printer::capture(false, 0);
         print_report(&printer, "sandbox", &report);

@@ -40,6 +40,9 @@ pub struct Row {
     /// Why the override is not Ready, or why the registry digest is unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     cause: Option<String>,
+    /// Which commit runs and which the registry has (`-o wide` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<crate::app::tags::ProvenancePair>,
 }
 
 #[derive(Serialize)]
@@ -96,6 +99,7 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
         &items,
         args.offline,
         args.registry_timeout,
+        args.output == Some(ListFormat::Wide),
     )
     .await;
     drop(spinner);
@@ -144,8 +148,9 @@ async fn rows(
     items: &[ModulePullOverride],
     offline: bool,
     timeout: Duration,
+    provenance: bool,
 ) -> Vec<Row> {
-    let lookups = sources::lookup_all(world, fallback, items, offline, timeout).await;
+    let lookups = sources::lookup_all(world, fallback, items, offline, timeout, provenance).await;
     items
         .iter()
         .zip(lookups)
@@ -160,6 +165,17 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup) -> Row {
     let cluster_digest = mpo.image_digest().map(str::to_string);
     let (registry_digest, index_digest, registry_error) = match lookup.result {
         Some(Ok(resolved)) => (Some(resolved.digest), resolved.index_digest, None),
+        // A tag that no longer exists: say what the controller will do about it.
+        Some(Err(err)) if err.kind == crate::registry::RegistryErrorKind::NotFound => (
+            None,
+            None,
+            Some(crate::deckhouse::image_checks::missing_tag_text(
+                mpo.metadata.name.as_deref().unwrap_or_default(),
+                &mpo.spec.image_tag,
+                mpo.image_digest(),
+                mpo.spec.scan_interval.as_deref().unwrap_or("15s"),
+            )),
+        ),
         Some(Err(err)) => (None, None, Some(err.message)),
         None => (None, None, None),
     };
@@ -191,6 +207,7 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup) -> Row {
         updated_at: mpo.updated_at().map(str::to_string),
         source: lookup.source,
         cause,
+        provenance: lookup.provenance,
     }
 }
 
@@ -234,6 +251,20 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
             row.source.clone().unwrap_or_else(|| "-".into()),
             Tone::Plain,
         ));
+        let revision = |p: Option<&crate::app::tags::Provenance>| {
+            p.and_then(|p| p.revision.as_deref())
+                .map(|r| r.chars().take(12).collect::<String>())
+                .unwrap_or_else(|| "-".into())
+        };
+        let pair = row.provenance.as_ref();
+        cells.push((
+            format!(
+                "{} -> {}",
+                revision(pair.and_then(|p| p.cluster.as_ref())),
+                revision(pair.and_then(|p| p.registry.as_ref()))
+            ),
+            Tone::Plain,
+        ));
     }
     cells
 }
@@ -247,6 +278,7 @@ pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, header: bool) {
     let mut headers = HEADERS.to_vec();
     if wide {
         headers.push("SOURCE");
+        headers.push("COMMIT (CLUSTER -> REGISTRY)");
     }
     let cells: Vec<Vec<(String, Tone)>> = rows.iter().map(|r| table_row(r, wide)).collect();
     if header {
@@ -362,6 +394,7 @@ async fn watch(
             std::slice::from_ref(&changed),
             args.offline,
             args.registry_timeout,
+            args.output == Some(ListFormat::Wide),
         )
         .await;
         print_table(
@@ -396,6 +429,7 @@ mod tests {
             updated_at: None,
             source: Some("test".into()),
             cause: cause.map(str::to_string),
+            provenance: None,
         }
     }
 

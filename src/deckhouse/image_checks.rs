@@ -423,6 +423,48 @@ pub fn required_modules(definition_raw: Option<&[u8]>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What the controller does about an override whose tag the registry no longer has
+/// (CI cleanup): its next digest lookup fails, it writes `Download error: …`, keeps
+/// `imageDigest` and requeues after `scanInterval` (docs/deckhouse-real.md §3.0 step 7).
+pub fn missing_tag_text(
+    name: &str,
+    tag: &str,
+    deployed: Option<&str>,
+    scan_interval: &str,
+) -> String {
+    let keeps = match deployed {
+        Some(digest) => {
+            format!("keeps imageDigest {digest}, so the module keeps running that build")
+        }
+        None => "has nothing deployed to fall back to".to_string(),
+    };
+    format!(
+        "tag {tag} no longer exists in the registry (deleted, e.g. by CI cleanup): at its next scan (every {scan_interval}) the controller writes \"Download error: …\", {keeps}, and retries every {scan_interval}; set a tag that exists with kubectl mpo edit {name} --tag TAG or kubectl mpo undo {name}"
+    )
+}
+
+/// `missing_tag_text` as an `explain` step.
+pub fn missing_tag_step(
+    name: &str,
+    tag: &str,
+    deployed: Option<&str>,
+    scan_interval: &str,
+) -> Step {
+    let mut s = step(
+        "missing-tag",
+        StepState::Failed,
+        format!("the override's tag {tag} is gone from the registry"),
+    );
+    s.cause = Some(missing_tag_text(name, tag, deployed, scan_interval));
+    s.controller_message = Some("Download error".into());
+    s.fix.push(format!(
+        "kubectl mpo registry tags {name}    # the tags that exist"
+    ));
+    s.fix
+        .push(format!("kubectl mpo undo {name}    # the previous tag"));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ mod diagnose;
 mod faults;
 mod hostile_images;
 mod hostile_text;
+mod image_workflow;
 mod kubeconfig;
 mod lifecycle;
 mod login;

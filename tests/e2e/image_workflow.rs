@@ -1,0 +1,306 @@
+//! The image-aware workflow: preflight against the image (settings schema,
+//! requirements, stage), tags with kind/digest/date, history and undo.
+
+use serde_json::json;
+
+use crate::support::{block_on, kubectl, module_with_images, mpo, mpo_field, state, unique};
+use crate::validation::mpo_exists;
+
+fn push(module: &str, tag: &str, files: &[(&str, &str)], created: &str) -> String {
+    push_annotated(module, tag, files, created, json!({}))
+}
+
+fn push_annotated(
+    module: &str,
+    tag: &str,
+    files: &[(&str, &str)],
+    created: &str,
+    annotations: serde_json::Value,
+) -> String {
+    block_on(mpo_sandbox::fixtures::push_module_image(
+        state(),
+        module,
+        tag,
+        files,
+        created,
+        annotations,
+    ))
+    .unwrap_or_else(|err| panic!("pushing {module}:{tag}: {err:#}"))
+}
+
+fn settings(module: &str, value: serde_json::Value) {
+    block_on(mpo_sandbox::fixtures::set_module_settings(
+        state(),
+        module,
+        value,
+    ))
+    .unwrap_or_else(|err| panic!("settings of {module}: {err:#}"));
+}
+
+const STRICT: &str = "type: object\nproperties:\n  replicas:\n    type: string\n";
+
+#[test]
+fn preflight_refuses_settings_the_image_schema_rejects() {
+    let name = unique("img-schema");
+    module_with_images(&name, true, &["v1"]);
+    push(
+        &name,
+        "strict",
+        &[("openapi/config-values.yaml", STRICT)],
+        "2026-01-02T00:00:00Z",
+    );
+    settings(&name, json!({"replicas": 2}));
+
+    let refused = mpo(&["create", &name, "--tag", "strict"]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("spec.settings.replicas"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.stderr.contains("/properties/replicas/type"),
+        "names the schema rule: {refused:?}"
+    );
+    assert!(
+        refused.stderr.contains("kubectl edit moduleconfig"),
+        "{refused:?}"
+    );
+    assert!(!mpo_exists(&name));
+
+    let explain = mpo(&["explain", &name, "--tag", "strict"]);
+    explain.assert_code(1);
+    assert!(
+        explain
+            .all()
+            .contains("Validation error: spec.settings.replicas"),
+        "{explain:?}"
+    );
+
+    mpo(&["create", &name, "--tag", "v1"]).assert_code(0);
+    let edit = mpo(&["edit", &name, "--tag", "strict"]);
+    edit.assert_code(1);
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v1");
+    mpo(&["edit", &name, "--tag", "strict", "--force"]).assert_code(0);
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "strict");
+}
+
+#[test]
+fn preflight_checks_requirements_and_stage() {
+    let name = unique("img-req");
+    module_with_images(&name, true, &["v1"]);
+    push(
+        &name,
+        "needs",
+        &[(
+            "module.yaml",
+            "name: x\nrequirements:\n  kubernetes: '>= 99.0'\n  modules:\n    no-such-module: '>= 0.0.0'\n",
+        )],
+        "2026-01-02T00:00:00Z",
+    );
+    push(
+        &name,
+        "exp",
+        &[("module.yaml", "name: x\nstage: Experimental\n")],
+        "2026-01-03T00:00:00Z",
+    );
+
+    let needs = mpo(&["create", &name, "--tag", "needs"]);
+    needs.assert_code(1);
+    assert!(needs.stderr.contains("Kubernetes >= 99.0"), "{needs:?}");
+    assert!(needs.stderr.contains("no-such-module"), "{needs:?}");
+
+    let experimental = mpo(&["create", &name, "--tag", "exp"]);
+    experimental.assert_code(1);
+    assert!(
+        experimental
+            .stderr
+            .contains("allowExperimentalModules: true"),
+        "{experimental:?}"
+    );
+    assert!(!mpo_exists(&name));
+    mpo(&["create", &name, "--tag", "exp", "--force"]).assert_code(0);
+}
+
+#[test]
+fn an_image_without_the_files_passes_and_says_so() {
+    let name = unique("img-bare");
+    module_with_images(&name, true, &["v1"]);
+    push(
+        &name,
+        "bare",
+        &[("openapi/config-values.yaml", ""), ("module.yaml", "")],
+        "2026-01-02T00:00:00Z",
+    );
+    settings(&name, json!({"anything": true}));
+    let run = mpo(&["create", &name, "--tag", "bare"]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("settings not checked"), "{run:?}");
+    assert!(
+        run.stderr.contains("requirements and stage not checked"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn registry_tags_show_kind_digest_creation_and_size_newest_first() {
+    let name = unique("img-tags");
+    module_with_images(&name, true, &[]);
+    let older = push(&name, "older", &[], "2026-01-01T00:00:00Z");
+    let newer = push_annotated(
+        &name,
+        "newer",
+        &[],
+        "2026-03-01T00:00:00Z",
+        json!({"org.opencontainers.image.revision": "abcdef1234567890", "org.opencontainers.image.source": "https://git.example.com/m"}),
+    );
+    push(&name, "v1.2.3", &[], "2026-02-01T00:00:00Z");
+    mpo(&["create", &name, "--tag", "older"]).assert_code(0);
+
+    let run = mpo(&["registry", "tags", &name, "-o", "json"]);
+    run.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let order: Vec<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(order, ["newer", "v1.2.3", "older"], "{run:?}");
+    let details = doc["details"].as_array().expect("details");
+    assert_eq!(details[0]["digest"], newer);
+    assert_eq!(details[0]["kind"], "build");
+    assert_eq!(details[0]["created"], "2026-03-01T00:00:00Z");
+    assert_eq!(details[0]["provenance"]["revision"], "abcdef1234567890");
+    assert!(details[0]["size"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(details[1]["kind"], "release");
+    assert_eq!(details[2]["digest"], older);
+    assert_eq!(details[2]["current"], true);
+
+    let by_name = mpo(&["registry", "tags", &name, "--sort", "name", "-o", "name"]);
+    assert_eq!(
+        by_name.stdout.lines().collect::<Vec<_>>(),
+        ["newer", "older", "v1.2.3"]
+    );
+    let only = mpo(&["registry", "tags", &name, "--include", "^new"]);
+    only.assert_code(0);
+    assert!(
+        only.stdout.contains("newer") && !only.stdout.contains("older"),
+        "{only:?}"
+    );
+    assert!(
+        only.stdout.contains("CREATED") && only.stdout.contains("SIZE"),
+        "{only:?}"
+    );
+    let table = mpo(&["registry", "tags", &name]);
+    assert!(table.stdout.contains("older (current)"), "{table:?}");
+    let wide = mpo(&["registry", "tags", &name, "-o", "wide"]);
+    assert!(
+        wide.stdout.contains("abcdef1234567890") && wide.stdout.contains(&newer),
+        "{wide:?}"
+    );
+    let all = mpo(&["registry", "tags", &name, "--all", "-o", "json"]);
+    assert!(all.stdout.contains("\"app-image\""), "{all:?}");
+    mpo(&["registry", "tags", &name, "--include", "("]).assert_code(2);
+}
+
+#[test]
+fn history_records_changes_and_undo_sets_them_back() {
+    let name = unique("img-undo");
+    let digests = module_with_images(&name, true, &["v1", "v2", "v3"]);
+    mpo(&["create", &name, "--tag", "v1", "--wait", "--timeout", "60s"]).assert_code(0);
+    mpo(&["edit", &name, "--tag", "v2"]).assert_code(0);
+    kubectl(&[
+        "patch",
+        "modulepulloverrides.deckhouse.io",
+        &name,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"imageTag":"v3"}}"#,
+    ])
+    .assert_code(0);
+
+    let history = mpo(&["history", &name, "-o", "json"]);
+    history.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&history.stdout).expect("JSON");
+    let revisions = doc["revisions"].as_array().expect("revisions");
+    let tags: Vec<&str> = revisions.iter().filter_map(|r| r["tag"].as_str()).collect();
+    assert_eq!(tags, ["v1", "v2", "v3"], "{history:?}");
+    assert_eq!(revisions[0]["by"], "create");
+    assert_eq!(revisions[0]["digest"], digests[0]);
+    assert_eq!(revisions[2]["by"], "changed outside kubectl mpo");
+    let table = mpo(&["history", &name]);
+    assert!(
+        table.stdout.contains("changed outside kubectl mpo"),
+        "{table:?}"
+    );
+
+    let undo = mpo(&["undo", &name]);
+    undo.assert_code(0);
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
+
+    // v1 now points to another build than the one recorded.
+    crate::support::push_module(&name, "v1", "rebuilt");
+    let back = mpo(&[
+        "undo",
+        &name,
+        "--to-revision",
+        "1",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    back.assert_code(0);
+    assert!(back.stderr.contains("now points to"), "{back:?}");
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "v1");
+    let after = mpo(&["history", &name, "-o", "json"]);
+    assert!(after.stdout.contains("\"undo\""), "{after:?}");
+    mpo(&["undo", &name, "--to-revision", "99"]).assert_code(2);
+}
+
+#[test]
+fn status_and_explain_flag_a_tag_deleted_from_the_registry() {
+    let name = unique("img-gone");
+    module_with_images(&name, true, &["v1"]);
+    let digest = push(&name, "ci-build", &[], "2026-01-02T00:00:00Z");
+    mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "ci-build",
+        "--wait",
+        "--timeout",
+        "60s",
+    ])
+    .assert_code(0);
+    block_on(mpo_sandbox::fixtures::delete_manifest(
+        state(),
+        &name,
+        &digest,
+    ))
+    .unwrap_or_else(|err| panic!("deleting {name}@{digest}: {err:#}"));
+
+    let status = mpo(&["status", &name]);
+    assert!(
+        status.all().contains("no longer exists in the registry"),
+        "{status:?}"
+    );
+    assert!(status.all().contains("Download error"), "{status:?}");
+    assert!(
+        status
+            .all()
+            .contains(&format!("keeps imageDigest {digest}")),
+        "{status:?}"
+    );
+
+    let explain = mpo(&["explain", &name]);
+    explain.assert_code(1);
+    assert!(
+        explain.all().contains("is gone from the registry"),
+        "{explain:?}"
+    );
+    assert!(
+        explain.all().contains(&format!("kubectl mpo undo {name}")),
+        "{explain:?}"
+    );
+}
