@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
 
     let tag = match &args.tag {
         Some(tag) => tag.to_string(),
-        None => sources::pick_tag(ctx, &overrides, &module).await?,
+        None => sources::pick_tag(ctx, &overrides, &module, None).await?,
     };
 
     let checks = diagnose::preflight(ctx, &overrides, &module, &tag).await?;

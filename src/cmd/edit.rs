@@ -53,7 +53,8 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             }
         }
     } else {
-        let tag = sources::pick_tag(ctx, &overrides, &module).await?;
+        let tag =
+            sources::pick_tag(ctx, &overrides, &module, Some(&original.spec.image_tag)).await?;
         Changes {
             tag: Some(tag),
             ..Changes::default()

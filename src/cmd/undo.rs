@@ -64,25 +64,39 @@ pub async fn run(ctx: &Ctx, args: UndoArgs) -> Result<Outcome> {
         )),
         _ => {}
     }
-    let value = history::record(
-        Some(&original),
-        &tag,
-        checks.registry_digest.as_deref(),
-        "undo",
-        &jiff::Timestamp::now().to_string(),
-    );
-    let patch = json!({
-        "metadata": {
-            "resourceVersion": original.metadata.resource_version,
-            "annotations": { history::HISTORY_ANNOTATION: value },
-        },
-        "spec": { "imageTag": tag },
-    });
-    if overrides
-        .guarded_merge_patch(&module, &patch, false, "patch")
-        .await?
-        .is_none()
-    {
+    // The controller writes the status meanwhile: re-read and retry while the tag
+    // itself is unchanged; a tag someone else changed stops the undo.
+    let mut current = original.clone();
+    let mut written = false;
+    for _ in 0..5 {
+        let value = history::record(
+            Some(&current),
+            &tag,
+            checks.registry_digest.as_deref(),
+            "undo",
+            &jiff::Timestamp::now().to_string(),
+        );
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": current.metadata.resource_version,
+                "annotations": { history::HISTORY_ANNOTATION: value },
+            },
+            "spec": { "imageTag": tag },
+        });
+        if overrides
+            .guarded_merge_patch(&module, &patch, false, "patch")
+            .await?
+            .is_some()
+        {
+            written = true;
+            break;
+        }
+        current = overrides.require(&module).await?;
+        if current.spec.image_tag != original.spec.image_tag {
+            break;
+        }
+    }
+    if !written {
         return Err(Error::runtime(format!(
             "modulepulloverride {module:?} changed while undoing; nothing was changed"
         ))

@@ -286,6 +286,10 @@ impl Printer {
     /// Reports an error on stderr: `error:` line, `hint:` line; with `-v` the detail
     /// and the chain of causes.
     pub fn error(&self, err: &Error) {
+        // Already said (a cancelled prompt): nothing more to print.
+        if err.message.is_empty() {
+            return;
+        }
         let label = self.paint("error:", Tone::Bad);
         self.note(format!("{label} {}", err.message));
         if let Some(hint) = &err.hint {

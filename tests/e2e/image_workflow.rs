@@ -304,3 +304,133 @@ fn status_and_explain_flag_a_tag_deleted_from_the_registry() {
         "{explain:?}"
     );
 }
+
+#[test]
+fn explain_diff_and_status_wide_show_which_commit_runs_and_which_is_pushed() {
+    let name = unique("img-prov");
+    module_with_images(&name, true, &[]);
+    let revision = |r: &str| json!({"org.opencontainers.image.revision": r, "org.opencontainers.image.source": "https://git.example.com/m"});
+    push_annotated(
+        &name,
+        "main",
+        &[],
+        "2026-01-01T00:00:00Z",
+        revision("aaaaaaaaaaaa1111"),
+    );
+    mpo(&[
+        "create",
+        &name,
+        "--tag",
+        "main",
+        "--wait",
+        "--timeout",
+        "60s",
+    ])
+    .assert_code(0);
+    push_annotated(
+        &name,
+        "main",
+        &[],
+        "2026-01-02T00:00:00Z",
+        revision("bbbbbbbbbbbb2222"),
+    );
+
+    let explain = mpo(&["explain", &name]);
+    assert!(
+        explain
+            .stdout
+            .contains("cluster runs:  https://git.example.com/m@aaaaaaaaaaaa"),
+        "{explain:?}"
+    );
+    assert!(
+        explain
+            .stdout
+            .contains("registry has:  https://git.example.com/m@bbbbbbbbbbbb"),
+        "{explain:?}"
+    );
+    let diff = mpo(&["diff", &name, "-o", "json"]);
+    diff.assert_code(1);
+    let doc: serde_json::Value = serde_json::from_str(&diff.stdout).expect("JSON");
+    assert_eq!(
+        doc["provenance"]["cluster"]["revision"], "aaaaaaaaaaaa1111",
+        "{diff:?}"
+    );
+    assert_eq!(
+        doc["provenance"]["registry"]["revision"], "bbbbbbbbbbbb2222",
+        "{diff:?}"
+    );
+    let status = mpo(&["status", &name, "-o", "wide"]);
+    assert!(
+        status.stdout.contains("aaaaaaaaaaaa -> bbbbbbbbbbbb"),
+        "{status:?}"
+    );
+    let plain = mpo(&["status", &name]);
+    assert!(!plain.stdout.contains("aaaaaaaaaaaa"), "{plain:?}");
+}
+
+#[test]
+fn the_tag_picker_lists_newest_first_marks_the_current_tag_and_cancels_quietly() {
+    let name = unique("img-pick");
+    module_with_images(&name, true, &[]);
+    push(&name, "alpha-old", &[], "2026-01-01T00:00:00Z");
+    push(&name, "zulu-new", &[], "2026-03-01T00:00:00Z");
+    mpo(&["create", &name, "--tag", "alpha-old"]).assert_code(0);
+
+    let cancelled = crate::support::on_terminal(&["edit", &name], &["\x1b"]);
+    assert_eq!(cancelled.code, 130, "{cancelled:?}");
+    assert!(
+        cancelled.all().contains("Esc cancel"),
+        "key help: {cancelled:?}"
+    );
+    assert!(cancelled.all().contains("(current)"), "{cancelled:?}");
+    assert!(
+        !cancelled.all().contains("error:"),
+        "a quiet cancel: {cancelled:?}"
+    );
+    assert!(
+        cancelled.all().contains("nothing was changed"),
+        "{cancelled:?}"
+    );
+
+    let interrupted = crate::support::on_terminal(&["edit", &name], &["\x03"]);
+    assert_eq!(interrupted.code, 130, "{interrupted:?}");
+    assert!(
+        interrupted.all().contains("\x1b8\x1b[J"),
+        "clears the picker: {interrupted:?}"
+    );
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "alpha-old");
+
+    // Enter takes the first line: the newest build, not the alphabetically first.
+    let chosen = crate::support::on_terminal(&["edit", &name], &["\r"]);
+    assert!(chosen.all().contains("zulu-new"), "{chosen:?}");
+    assert_eq!(mpo_field(&name, ".spec.imageTag"), "zulu-new");
+}
+
+#[test]
+fn the_sandbox_seeds_the_image_workflow() {
+    let tags = mpo(&["registry", "tags", "preflight-demo", "--all", "-o", "json"]);
+    tags.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&tags.stdout).expect("JSON");
+    let details = doc["details"].as_array().expect("details");
+    assert_eq!(details[0]["tag"], "main-2", "{tags:?}");
+    assert_eq!(
+        details[0]["provenance"]["revision"],
+        "2222222222222222222222222222222222222222"
+    );
+    assert!(details.iter().any(|d| d["kind"] == "app-image"), "{tags:?}");
+    assert!(!details.iter().any(|d| d["tag"] == "cleaned"), "{tags:?}");
+
+    mpo(&["explain", "preflight-demo", "--tag", "strict-schema"]).assert_code(1);
+    let needs = mpo(&["explain", "preflight-demo", "--tag", "needs-newer-cluster"]);
+    assert!(needs.stdout.contains("Kubernetes >= 99.0"), "{needs:?}");
+    let experimental = mpo(&["explain", "preflight-demo", "--tag", "experimental"]);
+    assert!(
+        experimental.stdout.contains("allowExperimentalModules"),
+        "{experimental:?}"
+    );
+    let status = mpo(&["status", "preflight-demo"]);
+    assert!(
+        status.all().contains("no longer exists in the registry"),
+        "{status:?}"
+    );
+}
