@@ -256,13 +256,15 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
                 .map(|r| r.chars().take(12).collect::<String>())
                 .unwrap_or_else(|| "-".into())
         };
-        let pair = row.provenance.as_ref();
         cells.push((
-            format!(
-                "{} -> {}",
-                revision(pair.and_then(|p| p.cluster.as_ref())),
-                revision(pair.and_then(|p| p.registry.as_ref()))
-            ),
+            match row.provenance.as_ref() {
+                Some(pair) => format!(
+                    "{} -> {}",
+                    revision(pair.cluster.as_ref()),
+                    revision(pair.registry.as_ref())
+                ),
+                None => "-".into(),
+            },
             Tone::Plain,
         ));
     }
