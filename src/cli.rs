@@ -217,6 +217,10 @@ pub struct CreateArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Do not read the image (settings schema, requirements, stage): one registry request less
+    #[arg(long)]
+    pub skip_image_checks: bool,
+
     /// Print the object (client) or have the API server validate it (server) without persisting
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
     pub dry_run: DryRun,
@@ -298,6 +302,10 @@ pub struct RenewArgs {
     /// Renew every override
     #[arg(long)]
     pub all: bool,
+
+    /// Renew even if the registry's new image fails the image checks
+    #[arg(long)]
+    pub force: bool,
 
     #[command(flatten)]
     pub wait: WaitArgs,

@@ -236,6 +236,7 @@ pub async fn preflight(
     overrides: &Overrides,
     module: &str,
     tag: &str,
+    inspect_image: bool,
 ) -> Result<Preflight> {
     let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
     let diagnosis = diagnose(
@@ -244,7 +245,7 @@ pub async fn preflight(
         Some(tag),
         false,
         sources::REGISTRY_TIMEOUT,
-        true,
+        inspect_image,
     )
     .await;
     drop(spinner);

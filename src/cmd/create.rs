@@ -31,7 +31,8 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         None => sources::pick_tag(ctx, &overrides, &module, None).await?,
     };
 
-    let checks = diagnose::preflight(ctx, &overrides, &module, &tag).await?;
+    let checks =
+        diagnose::preflight(ctx, &overrides, &module, &tag, !args.skip_image_checks).await?;
     if !checks.ok {
         if args.force {
             ctx.printer.warn("creating anyway (--force): the override will not become Ready until the problem above is fixed");

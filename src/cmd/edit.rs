@@ -67,7 +67,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     }
     let mut history_value = None;
     if let Some(tag) = &changes.tag {
-        let checks = diagnose::preflight(ctx, &overrides, &module, tag).await?;
+        let checks = diagnose::preflight(ctx, &overrides, &module, tag, true).await?;
         if checks.image_failed && !args.force {
             return Err(Error::condition(format!(
                 "the image {module}:{tag} does not fit this cluster (see above); nothing was changed"

@@ -90,7 +90,10 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
                 mpo.spec.scan_interval.as_deref().unwrap_or("15s"),
             ));
         }
-        stale = checks::staleness(mpo, predicted.as_deref());
+        // Only the override's own tag says whether its message is stale.
+        if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
+            stale = checks::staleness(mpo, predicted.as_deref());
+        }
         steps.push(checks::override_step(
             name,
             mpo,

@@ -434,3 +434,38 @@ fn the_sandbox_seeds_the_image_workflow() {
         "{status:?}"
     );
 }
+
+#[test]
+fn renew_checks_a_new_image_before_asking_for_it_and_records_it() {
+    let name = unique("img-renew");
+    module_with_images(&name, true, &["v1"]);
+    settings(&name, json!({"replicas": 2}));
+    mpo(&["create", &name, "--tag", "v1", "--wait", "--timeout", "60s"]).assert_code(0);
+    // CI pushed a build under the same tag whose schema rejects the settings.
+    push(
+        &name,
+        "v1",
+        &[("openapi/config-values.yaml", STRICT)],
+        "2026-01-02T00:00:00Z",
+    );
+
+    let refused = mpo(&["renew", &name]);
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("spec.settings.replicas"),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains("not renewed"), "{refused:?}");
+    assert_eq!(
+        mpo_field(
+            &name,
+            ".metadata.annotations.modules\\.deckhouse\\.io/renew"
+        ),
+        "",
+        "nothing was asked of the controller"
+    );
+
+    mpo(&["renew", &name, "--force"]).assert_code(0);
+    let history = mpo(&["history", &name, "-o", "json"]);
+    assert!(history.stdout.contains("\"renew\""), "{history:?}");
+}
