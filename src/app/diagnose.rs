@@ -190,25 +190,35 @@ pub async fn diagnose(
     if let (Some(source), Some(tag), false) = (&source, tag, offline) {
         let target = RegistryTarget::from_source(source);
         let client = SourceRegistry::new(&target, &RegistryOptions { timeout });
-        let (image, result) = match &client {
-            Ok(client) => (
-                client.image_name(name, tag),
-                client.module_digest(name, tag).await,
-            ),
+        let settings = world
+            .configs
+            .get(name)
+            .and_then(|config| config.spec.settings.as_ref());
+        let (image, result, image_steps) = match &client {
+            Ok(client) => {
+                // The image is read while the digest is resolved: one round trip less;
+                // its steps count only when the tag resolved.
+                let image_steps = async {
+                    if inspect_image {
+                        super::image_preflight::image_steps(cluster, client, name, tag, settings)
+                            .await
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let (result, image_steps) =
+                    tokio::join!(client.module_digest(name, tag), image_steps);
+                (client.image_name(name, tag), result, image_steps)
+            }
             Err(err) => (
                 format!("{}/{name}:{tag}", source.spec.registry.repo),
                 Err(err.clone()),
+                Vec::new(),
             ),
         };
         steps.push(checks::registry_step(name, tag, source, &image, &result));
-        if let (true, Ok(_), Ok(client)) = (inspect_image, &result, &client) {
-            let settings = world
-                .configs
-                .get(name)
-                .and_then(|config| config.spec.settings.as_ref());
-            steps.extend(
-                super::image_preflight::image_steps(cluster, client, name, tag, settings).await,
-            );
+        if result.is_ok() {
+            steps.extend(image_steps);
         }
         registry = Some(result);
         kept_client = client.ok();

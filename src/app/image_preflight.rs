@@ -27,7 +27,12 @@ pub async fn image_steps(
         ..ImageLimits::default()
     };
     let plan = ReadPlan::keep([MODULE_YAML, CONFIG_VALUES]);
-    let tree = match client.image_tree(module, tag, &limits, &plan).await {
+    // The cluster's side is read while the image is.
+    let (tree, env) = tokio::join!(
+        client.image_tree(module, tag, &limits, &plan),
+        cluster_env(cluster)
+    );
+    let tree = match tree {
         Ok(tree) => tree,
         Err(err) => {
             return vec![Step {
@@ -44,7 +49,13 @@ pub async fn image_steps(
     };
     let definition = tree.content(MODULE_YAML);
     let schema = tree.content(CONFIG_VALUES);
-    let env = cluster_env(cluster, &image_checks::required_modules(definition)).await;
+    let mut env = env;
+    required_modules(
+        cluster,
+        &image_checks::required_modules(definition),
+        &mut env,
+    )
+    .await;
     image_checks::image_steps(module, tag, definition, schema, settings, &env)
 }
 
@@ -58,14 +69,14 @@ fn enabled(config: &ModuleConfig) -> bool {
 
 /// Versions and ModuleConfigs the requirement and stage checks read; what cannot be
 /// read is unknown, never an error.
-async fn cluster_env(cluster: &Cluster, required: &[String]) -> ClusterEnv {
+async fn cluster_env(cluster: &Cluster) -> ClusterEnv {
     let configs = cluster.module_configs();
     let kubernetes = cluster.client.apiserver_version();
     let deckhouse = deckhouse_version(cluster);
     let deckhouse_config = decode::get_opt(&configs, "deckhouse");
     let (kubernetes, deckhouse, deckhouse_config) =
         tokio::join!(kubernetes, deckhouse, deckhouse_config);
-    let mut env = ClusterEnv {
+    ClusterEnv {
         kubernetes_version: kubernetes.ok().map(|info| info.git_version),
         deckhouse_version: deckhouse,
         allow_experimental: match deckhouse_config {
@@ -78,7 +89,12 @@ async fn cluster_env(cluster: &Cluster, required: &[String]) -> ClusterEnv {
             Err(_) => None,
         },
         ..Default::default()
-    };
+    }
+}
+
+/// Whether each module `module.yaml` requires is enabled (by its ModuleConfig).
+async fn required_modules(cluster: &Cluster, required: &[String], env: &mut ClusterEnv) {
+    let configs = cluster.module_configs();
     for name in required {
         let state = match decode::get_opt(&configs, name).await {
             Ok(config) => Some(config.as_ref().is_some_and(enabled)),
@@ -86,7 +102,6 @@ async fn cluster_env(cluster: &Cluster, required: &[String]) -> ClusterEnv {
         };
         env.module_enabled.insert(name.clone(), state);
     }
-    env
 }
 
 /// The tag of the `deckhouse` container image of `d8-system/deckhouse` (`v1.78.3`), when
