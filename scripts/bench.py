@@ -34,6 +34,10 @@ Environment:
   MPO_BENCH_MERGE=1           keep figures of an earlier results.json this run does not
                               measure (a long run in parts)
   MPO_BENCH_KEEP=1            leave the sandbox running
+  MPO_BENCH_PREFLIGHT=1       also time `create --dry-run=server` with the image preflight
+                              against `--skip-image-checks` (target <= 1.3x); quick, on
+                              its own: MPO_BENCH_PREFLIGHT=1 MPO_BENCH_COUNTS=1
+                              MPO_BENCH_STATUS=0 MPO_BENCH_WATCH=0 MPO_BENCH_IMAGE_MIB=0
 """
 import base64
 import http.client
@@ -62,6 +66,7 @@ WATCH_COUNT = 1000
 WATCH = os.environ.get("MPO_BENCH_WATCH", "1") != "0"
 MERGE = os.environ.get("MPO_BENCH_MERGE", "") not in ("", "0")
 STATUS = os.environ.get("MPO_BENCH_STATUS", "1") != "0"
+PREFLIGHT = os.environ.get("MPO_BENCH_PREFLIGHT", "") not in ("", "0")
 CACHE = os.environ.get("MPO_CACHE_DIR", os.path.expanduser("~/.cache/kubectl-mpo"))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SANDBOX = os.environ.get("SANDBOX_DIR", os.path.join(ROOT, "target", "sandbox-bench"))
@@ -587,6 +592,29 @@ def create_wait_figures(api, env, runs):
             "createWaitTotalSeconds": median(totals)}
 
 
+def preflight_figures(env, runs):
+    """`create --dry-run=server` with the image preflight (one image read: module.yaml and
+    openapi/config-values.yaml) against `--skip-image-checks`, alternating which goes
+    first; the ratio is the median of the per-round ratios."""
+    sandbox_tool("bench-setup", "--prefix", "pre", "--count", "1", "--without-overrides")
+    time.sleep(3)  # the module manager picks the source
+    base = [BIN, "create", "pre-000", "--tag", "dev", "--dry-run=server"]
+    with_checks, without, ratios = [], [], []
+    for i in range(max(runs, 5)):
+        pair = [base, base + ["--skip-image-checks"]]
+        if i % 2:
+            pair.reverse()
+        walls = {tuple(args): timed(args, env)["wall"] for args in pair}
+        checked, skipped = walls[tuple(base)], walls[tuple(base + ["--skip-image-checks"])]
+        with_checks.append(checked)
+        without.append(skipped)
+        ratios.append(checked / skipped)
+    return {"preflightMs": median(with_checks) * 1000,
+            "withoutPreflightMs": median(without) * 1000,
+            "preflightRatio": median(ratios),
+            "preflightRatioOfMedians": median(with_checks) / median(without)}
+
+
 # --- image reads -----------------------------------------------------------------------------
 
 def crane_exports(crane_bin, refs, env):
@@ -698,6 +726,9 @@ def verdicts(results):
         for key in ("diffContent", "registryFiles", "registryCat"):
             checks.append((f"{key} peak RSS MiB", image[f"{key}PeakRssMiB"], "<", TARGETS["imagePeakRssMiB"]))
             checks.append((f"{key}/crane export", image[f"{key}ToCraneExport"], "<=", TARGETS["imageToCraneExport"]))
+    preflight = results.get("preflight")
+    if preflight:
+        checks.append(("create preflight / without", preflight["preflightRatio"], "<=", 1.3))
     out = {}
     for label, value, op, limit in checks:
         ok = value <= limit if op == "<=" else value < limit
@@ -786,7 +817,12 @@ def run():
             results["image"] = image_figures(state, env)
             save(results)
             remove_other_overrides(api, count)
-    for key in ("watch", "createWait", "image"):
+    if PREFLIGHT:
+        simulator("CONT")
+        log("create with the image preflight vs --skip-image-checks")
+        results["preflight"] = preflight_figures(env, RUNS)
+        save(results)
+    for key in ("watch", "createWait", "image", "preflight"):
         if key not in results and key in earlier:
             results[key] = earlier[key]
     measured = {s["overrides"] for s in results["sizes"]}
@@ -836,6 +872,11 @@ def report(r):
         c = r["createWait"]
         print(f"  create --wait: exits {c['createWaitAfterReadyMs']:.0f} ms after the verdict"
               f" (max {c['createWaitAfterReadyMaxMs']:.0f} ms; whole command {c['createWaitTotalSeconds']:.2f} s)")
+    if "preflight" in r:
+        p = r["preflight"]
+        print(f"  create --dry-run=server: {p['preflightMs']:.0f} ms with the image preflight,"
+              f" {p['withoutPreflightMs']:.0f} ms with --skip-image-checks:"
+              f" {p['preflightRatio']:.2f}x ({p['preflightRatioOfMedians']:.2f}x of medians; target <= 1.3x)")
     if "image" in r:
         i = r["image"]
         print(f"  {i['imageMiB']} MiB image: diff --content {i['diffContentSeconds']:.2f} s vs 2x crane export"

@@ -118,6 +118,18 @@ pub enum Command {
     )]
     Registry(RegistryCommand),
 
+    /// List the tags the plugin set on an override (kept in an annotation, last 10)
+    #[command(
+        after_help = "Examples:\n  kubectl mpo history echo\n  kubectl mpo history echo -o json"
+    )]
+    History(HistoryArgs),
+
+    /// Set an override's earlier tag back (the previous one, or --to-revision N)
+    #[command(
+        after_help = "Examples:\n  kubectl mpo undo echo\n  kubectl mpo undo echo --to-revision 2 --wait"
+    )]
+    Undo(UndoArgs),
+
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  source <(kubectl mpo completion bash)\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\""
@@ -347,6 +359,9 @@ pub struct CreateArgs {
     /// Name of the manager recorded for the fields this writes
     #[arg(long, value_name = "NAME", default_value = "kubectl-mpo")]
     pub field_manager: String,
+    /// Do not read the image (settings schema, requirements, stage): one registry request less
+    #[arg(long)]
+    pub skip_image_checks: bool,
 
     /// Print the object (client) or have the API server validate it (server) without persisting
     #[arg(long, value_enum, default_value = "none", num_args = 0..=1, default_missing_value = "client", require_equals = true)]
@@ -375,7 +390,8 @@ pub struct EditArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub rollback: Option<bool>,
 
-    /// Change the tag even if the checks say the override could not become Ready with it
+    /// Change the tag even if the checks say the override could not become Ready with it,
+    /// or the image's own checks fail (settings schema, requirements, stage)
     #[arg(long)]
     pub force: bool,
 
@@ -396,6 +412,35 @@ pub struct EditArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Module name
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ReportFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// Module name
+    #[arg(value_parser = parse_module_name)]
+    pub module: ModuleName,
+
+    /// The revision to set back (see kubectl mpo history); default: the one before the current
+    #[arg(long, value_name = "N")]
+    pub to_revision: Option<u32>,
+
+    /// Set it back even if the image checks fail
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct RenewArgs {
     /// Modules to renew
     #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
@@ -404,6 +449,10 @@ pub struct RenewArgs {
     /// Renew every override
     #[arg(long)]
     pub all: bool,
+
+    /// Renew even if the registry's new image fails the image checks
+    #[arg(long)]
+    pub force: bool,
 
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -641,11 +690,36 @@ pub struct RegistryTagsArgs {
     /// Include application-image (hash) tags
     #[arg(long)]
     pub all: bool,
+    /// Order: newest first (created) or by name
+    #[arg(long, value_enum, default_value = "created")]
+    pub sort: TagSort,
+    /// Only tags matching this regular expression
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub include: Option<regex::Regex>,
     #[command(flatten)]
     pub common: RegistryArgs,
     /// Output format
     #[arg(short = 'o', long, value_enum)]
-    pub output: Option<NamesFormat>,
+    pub output: Option<TagsFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TagSort {
+    Created,
+    Name,
+}
+
+/// `-o` for `registry tags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TagsFormat {
+    Json,
+    Yaml,
+    Name,
+    Wide,
+}
+
+fn parse_regex(text: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(text).map_err(|err| format!("not a regular expression: {err}"))
 }
 
 #[derive(Debug, Args)]

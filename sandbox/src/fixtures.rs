@@ -196,3 +196,90 @@ pub async fn set_simulator(state: &State, key: &str, value: &str) -> anyhow::Res
     .await?;
     Ok(())
 }
+
+/// Pushes a module image to the `tls` registry with the standard files, `files`
+/// replacing or adding some (`module.yaml`, `openapi/config-values.yaml`...), a config
+/// `created` time, and OCI provenance annotations (`annotations`, on the manifest);
+/// returns its digest.
+pub async fn push_module_image(
+    state: &State,
+    module: &str,
+    tag: &str,
+    files: &[(&str, &str)],
+    created: &str,
+    annotations: serde_json::Value,
+) -> anyhow::Result<String> {
+    let pusher = Pusher::new(state, "tls")?;
+    let repository = format!("{}/{module}", repo_path("tls"));
+    let backend = push_app_image(&pusher, &repository, "backend", tag).await?;
+    let mut all = module_files(module, tag, &[("backend", &backend)], tag);
+    // An empty content removes the file.
+    for (path, content) in files {
+        all.retain(|(existing, _)| existing != path);
+        if !content.is_empty() {
+            all.push(((*path).to_string(), content.as_bytes().to_vec()));
+        }
+    }
+    let pushed = pusher
+        .push_annotated_image(
+            &repository,
+            tag,
+            &Layer::with_files(all),
+            created,
+            &json!({}),
+            &annotations,
+        )
+        .await?;
+    Ok(pushed.digest)
+}
+
+/// Deletes `<repo>/<module>@digest` (and so every tag on it) from the `tls` registry,
+/// as a CI cleanup job does, through the registry API (`storage.delete.enabled`).
+pub async fn delete_manifest(state: &State, module: &str, digest: &str) -> anyhow::Result<()> {
+    let registry = state.registry("tls")?;
+    let url = format!(
+        "https://{}/v2/{}/{module}/manifests/{digest}",
+        registry.host,
+        repo_path("tls")
+    );
+    let user = format!(
+        "{}:{}",
+        registry.username.clone().unwrap_or_default(),
+        registry.password.clone().unwrap_or_default()
+    );
+    let output = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "DELETE",
+        ])
+        .arg("--cacert")
+        .arg(&state.ca_file)
+        .args(["-u", &user, &url])
+        .output()
+        .await?;
+    let code = String::from_utf8_lossy(&output.stdout).to_string();
+    anyhow::ensure!(code == "202", "DELETE {url} answered {code}");
+    Ok(())
+}
+
+/// Sets `spec.settings` of a module's ModuleConfig.
+pub async fn set_module_settings(
+    state: &State,
+    module: &str,
+    settings: serde_json::Value,
+) -> anyhow::Result<()> {
+    let client = crate::client(state).await?;
+    deckhouse_api(&client, "v1alpha1", "ModuleConfig", "moduleconfigs")
+        .patch(
+            module,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "settings": settings } })),
+        )
+        .await?;
+    Ok(())
+}

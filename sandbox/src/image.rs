@@ -200,6 +200,40 @@ impl Pusher {
         self.push_manifest(&reference, manifest, OCI_MANIFEST).await
     }
 
+    /// Pushes a one-layer image whose config carries `created` and `labels`, and whose
+    /// manifest carries `annotations` (OCI provenance: source, revision, created, version).
+    pub async fn push_annotated_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        layer: &Layer,
+        created: &str,
+        labels: &serde_json::Value,
+        annotations: &serde_json::Value,
+    ) -> anyhow::Result<Pushed> {
+        let reference = self.reference(repository, tag)?;
+        let (tar, gz) = layer.archive()?;
+        let size = gz.len();
+        let layer_digest = self.push_blob(&reference, gz).await?;
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "created": created,
+            "config": {"Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&tar)]},
+        }))?;
+        let config_size = config.len();
+        let config_digest = self.push_blob(&reference, config).await?;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": size}],
+            "annotations": annotations,
+        }))?;
+        self.push_manifest(&reference, manifest, OCI_MANIFEST).await
+    }
+
     /// Pushes an OCI index over already pushed per-platform manifests.
     pub async fn push_index(
         &self,
@@ -306,7 +340,7 @@ pub fn module_files(
         (
             "module.yaml".to_string(),
             format!(
-                "name: {module}\nweight: 900\nstage: Experimental\ndescriptions:\n  en: {module} module for the kubectl-mpo sandbox\n"
+                "name: {module}\nweight: 900\nstage: General Availability\ndescriptions:\n  en: {module} module for the kubectl-mpo sandbox\n"
             ),
         ),
         (

@@ -301,7 +301,7 @@ pub async fn run(
     // Module health (docs/deckhouse-real.md §4): no overrides seeded, users create them.
     crate::fixtures::module_with_failing_hook(state, "failing-hook", "v1.0.0").await?;
     crate::fixtures::module_with_bad_settings(state, "bad-settings", "v1.0.0").await?;
-    Ok(())
+    seed_image_workflow(state, &client, mpo_version).await
 }
 
 /// The `deckhouse` Deployment in `d8-system`, as a cluster of this generation runs it:
@@ -352,6 +352,127 @@ async fn deckhouse_deployment(
         )
         .await?;
     Ok(())
+}
+
+/// Module `preflight-demo` for the image-aware workflow: builds with OCI provenance and
+/// distinct creation times, one whose schema rejects the ModuleConfig's settings, one
+/// with unmet requirements, an experimental one, application-image tags, and an
+/// override whose tag CI deleted after it was created.
+async fn seed_image_workflow(
+    state: &State,
+    client: &kube::Client,
+    mpo_version: &str,
+) -> anyhow::Result<()> {
+    use crate::fixtures::{delete_manifest, push_module_image};
+    let module = "preflight-demo";
+    let provenance = |revision: &str, created: &str| {
+        json!({
+            "org.opencontainers.image.source": "https://git.example.com/team/preflight-demo",
+            "org.opencontainers.image.revision": revision,
+            "org.opencontainers.image.created": created,
+            "org.opencontainers.image.version": "main",
+        })
+    };
+    push_module_image(
+        state,
+        module,
+        "main-1",
+        &[],
+        "2026-01-01T10:00:00Z",
+        provenance(
+            "1111111111111111111111111111111111111111",
+            "2026-01-01T10:00:00Z",
+        ),
+    )
+    .await?;
+    push_module_image(
+        state,
+        module,
+        "main-2",
+        &[],
+        "2026-02-01T10:00:00Z",
+        provenance(
+            "2222222222222222222222222222222222222222",
+            "2026-02-01T10:00:00Z",
+        ),
+    )
+    .await?;
+    push_module_image(
+        state,
+        module,
+        "strict-schema",
+        &[(
+            "openapi/config-values.yaml",
+            "type: object\nproperties:\n  replicas:\n    type: string\n",
+        )],
+        "2026-01-15T10:00:00Z",
+        json!({}),
+    )
+    .await?;
+    push_module_image(state, module, "needs-newer-cluster", &[(
+        "module.yaml",
+        "name: preflight-demo\nstage: General Availability\nrequirements:\n  kubernetes: '>= 99.0'\n  modules:\n    no-such-module: '>= 0.0.0'\n",
+    )], "2026-01-16T10:00:00Z", json!({})).await?;
+    push_module_image(
+        state,
+        module,
+        "experimental",
+        &[("module.yaml", "name: preflight-demo\nstage: Experimental\n")],
+        "2026-01-17T10:00:00Z",
+        json!({}),
+    )
+    .await?;
+    let cleaned = push_module_image(
+        state,
+        module,
+        "cleaned",
+        &[],
+        "2026-01-18T10:00:00Z",
+        json!({}),
+    )
+    .await?;
+    let catalog = Pusher::new(state, "tls")?;
+    catalog
+        .push_image(
+            repo_path("tls"),
+            module,
+            &[Layer::with_files([("module", module.as_bytes().to_vec())])],
+            "amd64",
+        )
+        .await?;
+    apply(
+        &deckhouse_api(client, "v1alpha1", "Module", "modules"),
+        module_object(module, &["test"], json!({})),
+    )
+    .await?;
+    apply(
+        &deckhouse_api(client, "v1alpha1", "ModuleConfig", "moduleconfigs"),
+        json!({
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
+            "metadata": {"name": module},
+            "spec": {"enabled": true, "version": 1, "settings": {"replicas": 2}},
+        }),
+    )
+    .await?;
+    let mut spec = json!({"imageTag": "cleaned", "scanInterval": "15s", "rollback": false});
+    if mpo_version == "v1alpha1" {
+        spec["source"] = json!("test");
+    }
+    apply(
+        &deckhouse_api(
+            client,
+            mpo_version,
+            "ModulePullOverride",
+            "modulepulloverrides",
+        ),
+        json!({
+            "apiVersion": format!("deckhouse.io/{mpo_version}"), "kind": "ModulePullOverride",
+            "metadata": {"name": module},
+            "spec": spec,
+        }),
+    )
+    .await?;
+    delete_manifest(state, module, &cleaned).await
 }
 
 async fn push_images(state: &State) -> anyhow::Result<()> {

@@ -156,6 +156,8 @@ pub struct Diagnosis {
     pub steps: Vec<Step>,
     pub source: Option<ModuleSource>,
     pub registry: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+    /// The registry client the diagnosis used (for further reads of the same image).
+    pub client: Option<SourceRegistry>,
 }
 
 impl Diagnosis {
@@ -184,31 +186,55 @@ pub async fn diagnose(
     tag: Option<&str>,
     offline: bool,
     timeout: Duration,
+    inspect_image: bool,
 ) -> Result<Diagnosis> {
     let world = World::load_one(cluster, name).await?;
     let verdict = checks::cluster_checks(&world.facts(name));
     let mut steps = verdict.steps;
     let source = verdict.source.cloned();
     let mut registry = None;
+    let mut kept_client = None;
     if let (Some(source), Some(tag), false) = (&source, tag, offline) {
         let target = RegistryTarget::from_source(source);
-        let (image, result) = match SourceRegistry::new(&target, &RegistryOptions { timeout }) {
-            Ok(client) => (
-                client.image_name(name, tag),
-                client.module_digest(name, tag).await,
-            ),
+        let client = SourceRegistry::new(&target, &RegistryOptions { timeout });
+        let settings = world
+            .configs
+            .get(name)
+            .and_then(|config| config.spec.settings.as_ref());
+        let (image, result, image_steps) = match &client {
+            Ok(client) => {
+                // The image is read while the digest is resolved: one round trip less;
+                // its steps count only when the tag resolved.
+                let image_steps = async {
+                    if inspect_image {
+                        super::image_preflight::image_steps(cluster, client, name, tag, settings)
+                            .await
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let (result, image_steps) =
+                    tokio::join!(client.module_digest(name, tag), image_steps);
+                (client.image_name(name, tag), result, image_steps)
+            }
             Err(err) => (
                 format!("{}/{name}:{tag}", source.spec.registry.repo),
-                Err(err),
+                Err(err.clone()),
+                Vec::new(),
             ),
         };
         steps.push(checks::registry_step(name, tag, source, &image, &result));
+        if result.is_ok() {
+            steps.extend(image_steps);
+        }
         registry = Some(result);
+        kept_client = client.ok();
     }
     Ok(Diagnosis {
         steps,
         source,
         registry,
+        client: kept_client,
     })
 }
 
@@ -216,6 +242,8 @@ pub async fn diagnose(
 /// which source, with which digest. Problems are printed on stderr.
 pub struct Preflight {
     pub ok: bool,
+    /// The image's own checks failed (settings schema, requirements, stage).
+    pub image_failed: bool,
     pub source: Option<String>,
     pub registry_digest: Option<String>,
     /// Set when the tag is a multi-arch index: the index's own digest.
@@ -223,12 +251,14 @@ pub struct Preflight {
 }
 
 /// `creating`: no override exists yet, so fixes say `create`, not `edit`.
+/// `inspect_image`: also read the image's settings schema and `module.yaml`.
 pub async fn preflight(
     ctx: &Ctx,
     overrides: &Overrides,
     module: &str,
     tag: &str,
     creating: bool,
+    inspect_image: bool,
 ) -> Result<Preflight> {
     let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
     let diagnosis = diagnose(
@@ -237,6 +267,7 @@ pub async fn preflight(
         Some(tag),
         false,
         sources::REGISTRY_TIMEOUT,
+        inspect_image,
     )
     .await;
     drop(spinner);
@@ -265,8 +296,20 @@ pub async fn preflight(
             .note(format!("{module}:{tag} would not become Ready:"));
         print_steps(&ctx.printer, &diagnosis.problems(), To::Err);
     }
+    // An image without the files the checks read passes, and says so.
+    for step in diagnosis.steps.iter().filter(|s| {
+        s.id.starts_with("image-")
+            && s.state == StepState::Passed
+            && s.summary.contains("not checked")
+    }) {
+        ctx.printer.note(&step.summary);
+    }
     Ok(Preflight {
         ok: !diagnosis.blocked(),
+        image_failed: diagnosis
+            .steps
+            .iter()
+            .any(|s| s.id.starts_with("image-") && s.state == StepState::Failed),
         registry_digest: diagnosis.registry_digest().map(|d| d.digest.clone()),
         registry_index_digest: diagnosis
             .registry_digest()
@@ -287,6 +330,7 @@ pub async fn explain_failure(ctx: &Ctx, overrides: &Overrides, object: &ModulePu
         Some(&tag),
         false,
         sources::REGISTRY_TIMEOUT,
+        false,
     )
     .await
     {

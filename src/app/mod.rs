@@ -6,10 +6,13 @@
 pub mod diagnose;
 pub mod health;
 pub mod generation;
+pub mod history;
+pub mod image_preflight;
 pub mod images;
 pub mod logs;
 pub mod overrides;
 pub mod sources;
+pub mod tags;
 pub mod wait;
 
 use crate::cli::GlobalArgs;

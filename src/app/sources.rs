@@ -276,39 +276,102 @@ pub fn registry_error(target: &RegistryTarget, module: Option<&str>, err: Regist
         .with_source(err)
 }
 
-/// The fuzzy tag picker (terminal only): the module's tags from its registry.
-pub async fn pick_tag(ctx: &Ctx, overrides: &Overrides, module: &str) -> Result<String> {
+/// Lines the picker shows at most (its list; the prompt and key help come on top).
+const PICKER_ROWS: usize = 10;
+
+/// The fuzzy tag picker (terminal only): the module's tags from its registry, newest
+/// first, each with kind, short digest and age, `current` (the override's tag) marked.
+/// Esc cancels quietly; Ctrl-C clears the picker before exiting.
+pub async fn pick_tag(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    module: &str,
+    current: Option<&str>,
+) -> Result<String> {
     let target = choose_target(ctx, &overrides.cluster, Some(module), None, None).await?;
     let client = client_for(&target, REGISTRY_TIMEOUT)?;
     let spinner = ctx
         .printer
         .spinner(format!("listing tags of {}/{module}", client.repo()));
     let tags = client.tags(module).await;
+    let tags: Vec<String> = match tags {
+        Ok(tags) => tags.into_iter().filter(|t| !is_hash_tag(t)).collect(),
+        Err(err) => {
+            drop(spinner);
+            return Err(registry_error(&target, Some(module), err));
+        }
+    };
+    let mut details = super::tags::details(&client, module, &tags, current).await;
     drop(spinner);
-    let tags: Vec<String> = tags
-        .map_err(|err| registry_error(&target, Some(module), err))?
-        .into_iter()
-        .filter(|t| !is_hash_tag(t))
-        .collect();
-    if tags.is_empty() {
+    if details.is_empty() {
         return Err(Error::runtime(format!(
             "{}/{module} has no tags",
             client.repo()
         )));
     }
-    let shown: Vec<String> = tags
+    super::tags::sort(&mut details, false);
+    let width = details
         .iter()
-        .map(|t| crate::output::inline(t).into_owned())
-        .collect();
+        .map(|d| d.tag.chars().count())
+        .max()
+        .unwrap_or(0);
+    let shown: Vec<String> = details.iter().map(|d| picker_line(d, width)).collect();
+    let prompt = format!(
+        "tag of {}/{module} (type to filter, \u{2191}\u{2193} move, Enter choose, Esc cancel; newest first)",
+        client.repo()
+    );
+    let term = dialoguer::console::Term::stderr();
+    // Room for the picker first, so that it never scrolls the screen and Ctrl-C can
+    // clear exactly what it drew (from the saved cursor down).
+    let reserve = PICKER_ROWS + 2;
+    let _ = term.write_str(&format!("{}\x1b[{reserve}A\x1b7", "\n".repeat(reserve)));
+    // Ctrl-C becomes an interrupted read instead of killing the process mid-drawing.
+    let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let chosen = FuzzySelect::new()
-        .with_prompt(format!("tag of {}/{module}", client.repo()))
+        .with_prompt(prompt)
         .items(&shown)
         .default(0)
-        .interact_opt()
-        .map_err(|err| Error::runtime(format!("tag picker: {err}")))?;
-    chosen
-        .map(|index| tags[index].clone())
-        .ok_or_else(|| Error::interrupted("no tag chosen; nothing was changed"))
+        .max_length(PICKER_ROWS)
+        .interact_on_opt(&term);
+    drop(sigint);
+    match chosen {
+        Ok(Some(index)) => Ok(details[index].tag.clone()),
+        Ok(None) => {
+            ctx.printer.note("no tag chosen; nothing was changed");
+            Err(Error::interrupted(String::new()))
+        }
+        Err(dialoguer::Error::IO(err)) if err.kind() == std::io::ErrorKind::Interrupted => {
+            let _ = term.write_str("\x1b8\x1b[J");
+            let _ = term.show_cursor();
+            Err(Error::interrupted(String::new()))
+        }
+        Err(err) => {
+            let _ = term.show_cursor();
+            Err(Error::runtime(format!("tag picker: {err}")))
+        }
+    }
+}
+
+/// `main-2   build  sha256:1234abcd  3d ago   (current)`.
+fn picker_line(detail: &super::tags::TagDetail, width: usize) -> String {
+    let tag = crate::output::inline(&detail.tag).into_owned();
+    let digest = detail
+        .digest
+        .as_deref()
+        .map(crate::output::short_digest)
+        .unwrap_or_else(|| "-".into());
+    let age = detail
+        .created
+        .as_deref()
+        .map(|c| format!("{} ago", crate::output::age_of(Some(c))))
+        .unwrap_or_else(|| "-".into());
+    let pad = width.saturating_sub(detail.tag.chars().count());
+    format!(
+        "{tag}{}  {:<9}  {digest}  {age}{}",
+        " ".repeat(pad),
+        detail.kind,
+        if detail.current { "  (current)" } else { "" }
+    )
 }
 
 /// One override's registry lookup and what stands in its way.
@@ -319,6 +382,8 @@ pub struct Lookup {
     pub source: Option<String>,
     /// `None`: not asked (offline, or no readable source).
     pub result: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+    /// Which commit runs and which the registry has, when asked for (`status -o wide`).
+    pub provenance: Option<super::tags::ProvenancePair>,
 }
 
 /// The registry digest of each override's tag, concurrently, with one client per
@@ -330,6 +395,7 @@ pub async fn lookup_all(
     items: &[ModulePullOverride],
     offline: bool,
     timeout: Duration,
+    with_provenance: bool,
 ) -> Vec<Lookup> {
     let options = RegistryOptions { timeout };
     let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
@@ -372,12 +438,23 @@ pub async fn lookup_all(
                 Some(Err(err)) => Some(Err(err.clone())),
                 None => None,
             };
+            let provenance = match (client.as_deref(), &result, with_provenance) {
+                (Some(Ok(client)), Some(Ok(_)), true) => tokio::time::timeout(
+                    timeout,
+                    super::tags::provenance(client, name, &mpo.spec.image_tag, mpo.image_digest()),
+                )
+                .await
+                .ok()
+                .filter(|p| !p.is_empty()),
+                _ => None,
+            };
             (
                 index,
                 Lookup {
                     cluster_cause,
                     source,
                     result,
+                    provenance,
                 },
             )
         })
@@ -397,7 +474,7 @@ pub async fn registry_digests(
     let Ok(world) = World::load_all(&overrides.cluster).await else {
         return vec![None; items.len()];
     };
-    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT)
+    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT, false)
         .await
         .into_iter()
         .map(|lookup| lookup.result.and_then(|r| r.ok()).map(|d| d.digest))

@@ -1,6 +1,7 @@
 //! `kubectl mpo create MODULE --tag TAG`
 
 use crate::app::diagnose;
+use crate::app::history;
 use crate::app::overrides::{self, CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
 use crate::app::sources;
 use crate::app::wait::{self, deleted_while_waiting, has_verdict};
@@ -29,10 +30,11 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
 
     let tag = match &args.tag {
         Some(tag) => tag.to_string(),
-        None => sources::pick_tag(ctx, &overrides, &module).await?,
+        None => sources::pick_tag(ctx, &overrides, &module, None).await?,
     };
 
-    let checks = diagnose::preflight(ctx, &overrides, &module, &tag, true).await?;
+    let checks =
+        diagnose::preflight(ctx, &overrides, &module, &tag, true, !args.skip_image_checks).await?;
     if !checks.ok {
         if args.force {
             ctx.printer.warn("creating anyway (--force): the override will not become Ready until the problem above is fixed");
@@ -69,6 +71,19 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         kind: Some("ModulePullOverride".into()),
         metadata: kube::api::ObjectMeta {
             name: Some(module.clone()),
+            annotations: Some(
+                [(
+                    history::HISTORY_ANNOTATION.to_string(),
+                    history::record(
+                        None,
+                        &tag,
+                        checks.registry_digest.as_deref(),
+                        "create",
+                        &jiff::Timestamp::now().to_string(),
+                    ),
+                )]
+                .into(),
+            ),
             ..Default::default()
         },
         spec: MpoSpec {

@@ -60,6 +60,9 @@ struct Report {
     same: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<ContentDiff>,
+    /// Which commit runs and which the registry has (OCI annotations or labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<crate::app::tags::ProvenancePair>,
 }
 
 pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
@@ -108,7 +111,11 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
         }
         _ => None,
     };
+    let provenance =
+        Some(crate::app::tags::provenance(&client, name, &tag, cluster_digest.as_deref()).await)
+            .filter(|p| !p.is_empty());
     let report = Report {
+        provenance,
         module: name.to_string(),
         tag,
         image,
@@ -282,6 +289,11 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
             .unwrap_or("<nothing deployed yet>")
     ));
     p.line(format!("registry: {}", report.registry_digest));
+    if let Some(provenance) = &report.provenance {
+        for line in provenance.lines() {
+            p.line(line);
+        }
+    }
     if let Some(index) = &report.index_digest {
         p.line(p.paint(
             &format!("          (the tag is a multi-arch index {index}; the controller deploys its linux/amd64 image, compared here)"),
@@ -464,6 +476,7 @@ mod tests {
     #[test]
     fn the_diff_report() {
         let report = Report {
+            provenance: None,
             module: "echo".into(),
             tag: "pr1".into(),
             image: "reg.io/modules/echo:pr1".into(),

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::app::diagnose;
+use crate::app::history;
 use crate::app::overrides::{CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
 use crate::app::sources;
 use crate::app::wait::{self, deleted_while_waiting, new_verdict_on};
@@ -54,7 +55,8 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             }
         }
     } else {
-        let tag = sources::pick_tag(ctx, &overrides, &module).await?;
+        let tag =
+            sources::pick_tag(ctx, &overrides, &module, Some(&original.spec.image_tag)).await?;
         Changes {
             tag: Some(tag),
             ..Changes::default()
@@ -68,10 +70,19 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     // The new tag is checked as `create` checks it: a tag the override could not
     // become Ready with is refused unless --force.
     let mut expected_digests = Vec::new();
+    let mut history_value = None;
     if let Some(tag) = &changes.tag {
-        let checks = diagnose::preflight(ctx, &overrides, &module, tag, false).await?;
+        let checks = diagnose::preflight(ctx, &overrides, &module, tag, false, true).await?;
         expected_digests.extend(checks.registry_digest.clone());
         expected_digests.extend(checks.registry_index_digest.clone());
+        if checks.image_failed && !args.force {
+            return Err(Error::condition(format!(
+                "the image {module}:{tag} does not fit this cluster (see above); nothing was changed"
+            ))
+            .with_hint(format!(
+                "fix the problem above, or change the tag anyway with: kubectl mpo edit {module} --tag {tag} --force"
+            )));
+        }
         if !checks.ok {
             if args.force {
                 ctx.printer.warn(format!(
@@ -86,6 +97,13 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
                 )));
             }
         }
+        history_value = Some(history::record(
+            Some(&original),
+            tag,
+            checks.registry_digest.as_deref(),
+            "edit",
+            &jiff::Timestamp::now().to_string(),
+        ));
     }
 
     if args.dry_run == DryRun::Client {
@@ -104,6 +122,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         &overrides,
         &original,
         &changes,
+        history_value.as_deref(),
         args.dry_run == DryRun::Server,
     )
     .await?;
@@ -256,15 +275,19 @@ async fn write(
     overrides: &Overrides,
     original: &ModulePullOverride,
     changes: &Changes,
+    history_value: Option<&str>,
     dry_run: bool,
 ) -> Result<ModulePullOverride> {
     let name = original.metadata.name.clone().unwrap_or_default();
     let mut resource_version = original.metadata.resource_version.clone();
     for _ in 0..MAX_CONFLICT_RETRIES {
-        let patch = json!({
+        let mut patch = json!({
             "metadata": { "resourceVersion": resource_version },
             "spec": changes.spec_patch(),
         });
+        if let Some(value) = history_value {
+            patch["metadata"]["annotations"] = json!({ history::HISTORY_ANNOTATION: value });
+        }
         match overrides
             .guarded_merge_patch(&name, &patch, dry_run, "patch")
             .await?

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::app::diagnose;
 use crate::app::overrides::Overrides;
 use crate::app::sources::REGISTRY_TIMEOUT;
+use crate::app::tags::ProvenancePair;
 use crate::app::{Ctx, Outcome};
 use crate::cli::{ExplainArgs, ReportFormat};
 use crate::deckhouse::checks::{self, Step, StepState, SyncState, is_ready};
@@ -43,6 +44,9 @@ struct Report {
     healthy: bool,
     /// The controller generation the cluster runs (docs/deckhouse-real.md §1).
     controller: crate::app::generation::Generation,
+    /// Which commit runs and which the registry has (OCI annotations or labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<ProvenancePair>,
 }
 
 pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
@@ -63,6 +67,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
             tag.as_deref(),
             args.offline,
             REGISTRY_TIMEOUT,
+            !args.offline,
         ),
         crate::app::generation::detect(&overrides.cluster)
     );
@@ -80,7 +85,17 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
             sync = SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref());
         }
-        // The prediction is about --tag: it says nothing of the override's own status.
+        let tag_gone = tag.as_deref() == Some(mpo.spec.image_tag.as_str())
+            && matches!(&diagnosis.registry, Some(Err(err)) if err.kind == crate::registry::RegistryErrorKind::NotFound);
+        if tag_gone {
+            steps.push(crate::deckhouse::image_checks::missing_tag_step(
+                name,
+                &mpo.spec.image_tag,
+                mpo.image_digest(),
+                mpo.spec.scan_interval.as_deref().unwrap_or("15s"),
+            ));
+        }
+        // Only the override's own tag says whether its message is stale.
         if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
             stale = checks::staleness(mpo, predicted.as_deref());
         }
@@ -122,6 +137,14 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
                 .as_ref()
                 .is_none_or(|o| is_ready(o) && sync != SyncState::Behind));
 
+    let provenance = match (&diagnosis.client, &tag, diagnosis.registry_digest()) {
+        (Some(client), Some(tag), Some(_)) => {
+            let deployed = existing.as_ref().and_then(|o| o.image_digest());
+            Some(crate::app::tags::provenance(client, name, tag, deployed).await)
+                .filter(|p| !p.is_empty())
+        }
+        _ => None,
+    };
     let report = Report {
         module: name.to_string(),
         tag: tag.clone(),
@@ -148,6 +171,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         stale,
         healthy,
         controller,
+        provenance,
     };
     match args.output {
         Some(ReportFormat::Json) => ctx.printer.json(&report)?,
@@ -177,6 +201,12 @@ fn print_report(printer: &Printer, context: &str, report: &Report) {
         report.controller.generation, report.controller.basis
     ));
     print_steps(printer, &report.steps, To::Out);
+    if let Some(provenance) = &report.provenance {
+        printer.line("Provenance (OCI annotations):");
+        for line in provenance.lines() {
+            printer.line(format!("  {line}"));
+        }
+    }
     printer.line(printer.paint(
         &summary(report),
         if report.healthy {
@@ -308,6 +338,7 @@ mod tests {
                 edition: Some("ce".into()),
                 future_module_api: false,
             },
+            provenance: None,
         };
         let (printer, out, _) = Printer::capture(false, 0);
         print_report(&printer, "sandbox", &report);

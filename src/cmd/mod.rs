@@ -8,9 +8,11 @@ mod diff;
 mod edit;
 mod explain;
 mod logs;
+mod history;
 mod registry;
 mod renew;
 mod status;
+mod undo;
 mod version;
 
 use crate::app::{Ctx, Outcome};
@@ -46,6 +48,8 @@ async fn dispatch(ctx: Ctx, command: Command) -> Result<Outcome> {
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Diff(args) => diff::run(&ctx, args).await,
         Command::Registry(args) => registry::run(&ctx, args).await,
+        Command::History(args) => history::run(&ctx, args).await,
+        Command::Undo(args) => undo::run(&ctx, args).await,
         Command::Completion(args) => completion::run(&ctx, args),
         Command::Version(args) => version::run(&ctx, &args),
     }

@@ -6,8 +6,11 @@ use serde::Serialize;
 use crate::app::images::{APP_IMAGES, app_images};
 use crate::app::overrides::Overrides;
 use crate::app::sources::{self, REGISTRY_TIMEOUT, registry_error};
+use crate::app::tags::{self as app_tags, TagDetail};
 use crate::app::{Ctx, Outcome};
-use crate::cli::{ImageArg, NamesFormat, RegistryArgs, RegistryCommand};
+use crate::cli::{
+    ImageArg, NamesFormat, RegistryArgs, RegistryCommand, RegistryTagsArgs, TagSort, TagsFormat,
+};
 use crate::deckhouse::layout::{self, CHANNELS, is_hash_tag};
 use crate::error::{Error, Result};
 use crate::output::Tone;
@@ -18,9 +21,7 @@ use crate::registry::{
 pub async fn run(ctx: &Ctx, command: RegistryCommand) -> Result<Outcome> {
     match command {
         RegistryCommand::Modules(args) => modules(ctx, &args.common, args.output).await,
-        RegistryCommand::Tags(args) => {
-            tags(ctx, &args.module, args.all, &args.common, args.output).await
-        }
+        RegistryCommand::Tags(args) => tags(ctx, &args).await,
         RegistryCommand::Files(args) => {
             let limits = ImageLimits::from(&args.limits);
             files(ctx, &args.image, &args.common, &limits, args.output).await
@@ -126,35 +127,123 @@ async fn modules(ctx: &Ctx, common: &RegistryArgs, output: Option<NamesFormat>) 
     Ok(Outcome::Success)
 }
 
-async fn tags(
-    ctx: &Ctx,
-    module: &str,
-    all: bool,
-    common: &RegistryArgs,
-    output: Option<NamesFormat>,
-) -> Result<Outcome> {
-    let target = target(ctx, Some(module), common).await?;
-    let tags: Vec<String> = target
+async fn tags(ctx: &Ctx, args: &RegistryTagsArgs) -> Result<Outcome> {
+    let module: &str = &args.module;
+    let target = target(ctx, Some(module), &args.common).await?;
+    let mut names: Vec<String> = target
         .client
         .tags(module)
         .await
         .map_err(|err| registry_error(&target.source, Some(module), err))?
         .into_iter()
-        .filter(|tag| all || !is_hash_tag(tag))
+        .filter(|tag| args.all || !is_hash_tag(tag))
+        .filter(|tag| args.include.as_ref().is_none_or(|re| re.is_match(tag)))
         .collect();
     #[derive(Serialize)]
     struct Doc<'a> {
         source: &'a str,
         repository: String,
         tags: &'a [String],
+        details: &'a [TagDetail],
     }
+    // Names only: no lookups (completion asks for these).
+    if args.output == Some(TagsFormat::Name) {
+        if args.sort == TagSort::Name {
+            names.sort();
+        }
+        for name in &names {
+            ctx.printer.line(crate::output::inline(name));
+        }
+        return Ok(Outcome::Success);
+    }
+    let current = target
+        .overrides
+        .get(module)
+        .await
+        .ok()
+        .flatten()
+        .map(|o| o.spec.image_tag);
+    let spinner = ctx.printer.spinner(format!(
+        "reading {} tags of {}/{module}",
+        names.len(),
+        target.client.repo()
+    ));
+    let mut details = app_tags::details(&target.client, module, &names, current.as_deref()).await;
+    drop(spinner);
+    app_tags::sort(&mut details, args.sort == TagSort::Name);
+    let ordered: Vec<String> = details.iter().map(|d| d.tag.clone()).collect();
     let doc = Doc {
         source: &target.source.name,
         repository: format!("{}/{module}", target.client.repo()),
-        tags: &tags,
+        tags: &ordered,
+        details: &details,
     };
-    print_list(ctx, output, "TAG", &tags, &doc)?;
+    match args.output {
+        Some(TagsFormat::Json) => ctx.printer.json(&doc)?,
+        Some(TagsFormat::Yaml) => ctx.printer.yaml(&doc)?,
+        Some(TagsFormat::Wide) => render_tags(&ctx.printer, &details, true),
+        Some(TagsFormat::Name) | None => render_tags(&ctx.printer, &details, false),
+    }
     Ok(Outcome::Success)
+}
+
+fn render_tags(printer: &crate::output::Printer, details: &[TagDetail], wide: bool) {
+    let mut headers = vec!["TAG", "KIND", "DIGEST", "CREATED", "SIZE"];
+    if wide {
+        headers.extend(["SOURCE", "REVISION"]);
+    }
+    let rows: Vec<Vec<(String, Tone)>> = details
+        .iter()
+        .map(|d| {
+            let tag = if d.current {
+                format!("{} (current)", d.tag)
+            } else {
+                d.tag.clone()
+            };
+            let digest = match (&d.digest, wide) {
+                (Some(digest), true) => digest.clone(),
+                (Some(digest), false) => crate::output::short_digest(digest),
+                (None, _) => d.error.clone().unwrap_or_else(|| "-".into()),
+            };
+            let mut row = vec![
+                (tag, if d.current { Tone::Good } else { Tone::Plain }),
+                (d.kind.to_string(), Tone::Plain),
+                (
+                    digest,
+                    if d.error.is_some() {
+                        Tone::Bad
+                    } else {
+                        Tone::Plain
+                    },
+                ),
+                (
+                    d.created
+                        .as_deref()
+                        .map(|c| format!("{c} ({} ago)", crate::output::age_of(Some(c))))
+                        .unwrap_or_else(|| "-".into()),
+                    Tone::Plain,
+                ),
+                (
+                    d.size
+                        .map(app_tags::size_text)
+                        .unwrap_or_else(|| "-".into()),
+                    Tone::Plain,
+                ),
+            ];
+            if wide {
+                row.push((
+                    d.provenance.source.clone().unwrap_or_else(|| "-".into()),
+                    Tone::Plain,
+                ));
+                row.push((
+                    d.provenance.revision.clone().unwrap_or_else(|| "-".into()),
+                    Tone::Plain,
+                ));
+            }
+            row
+        })
+        .collect();
+    printer.table(&headers, &rows);
 }
 
 /// `MODULE[:TAG]`; without a tag, the override's tag.

@@ -10,6 +10,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::app::diagnose;
+use crate::app::history;
 use crate::app::overrides::{Overrides, name_of};
 use crate::app::sources::registry_digests;
 use crate::app::wait::{self, deleted_while_waiting, renew_reacted};
@@ -40,28 +41,63 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
     };
 
     let stamp = jiff::Timestamp::now().to_string();
-    let patch = json!({ "metadata": { "annotations": {
-        RENEW_ANNOTATION: "true",
-        LEGACY_RENEW_ANNOTATION: stamp,
-    }}});
-    let patches = join_all(targets.iter().map(|target| async {
-        let name = target.metadata.name.clone().unwrap_or_default();
-        overrides
-            .merge_patch(&name, &patch, false, "patch")
-            .await
-            .map(|_| name)
-    }));
-    // With --wait, the registry's digest now says whether the controller must deploy
-    // a new image (wait for it) or only re-check the one it runs; asked while the
-    // patches are sent.
-    let lookups = async {
-        if args.wait.wait {
-            registry_digests(&overrides, &targets).await
-        } else {
-            vec![None; targets.len()]
+    // The registry's digest now says whether the controller will deploy a new image
+    // (then the image is checked first, as create and edit do) or only re-check the
+    // one it runs; with --wait it also says what to wait for.
+    let expected = registry_digests(&overrides, &targets).await;
+    let mut refused = vec![false; targets.len()];
+    for (index, (target, expected)) in targets.iter().zip(&expected).enumerate() {
+        let Some(expected) = expected else { continue };
+        if Some(expected.as_str()) == target.image_digest() {
+            continue;
         }
-    };
-    let (renewed, expected) = tokio::join!(patches, lookups);
+        let name = target.metadata.name.clone().unwrap_or_default();
+        let checks =
+            diagnose::preflight(ctx, &overrides, &name, &target.spec.image_tag, false, true).await?;
+        if checks.image_failed && !args.force {
+            ctx.printer.error(
+                &Error::condition(format!(
+                    "the new image of {name}:{} does not fit this cluster (see above); not renewed",
+                    target.spec.image_tag
+                ))
+                .with_hint(format!(
+                    "fix the problem above, or renew anyway with: kubectl mpo renew {name} --force"
+                )),
+            );
+            refused[index] = true;
+        }
+    }
+    let patches = join_all(
+        targets
+            .iter()
+            .zip(&expected)
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .map(|((target, expected), _)| {
+                let stamp = stamp.clone();
+                let overrides = &overrides;
+                async move {
+                    let name = target.metadata.name.clone().unwrap_or_default();
+                    let value = history::record(
+                        Some(target),
+                        &target.spec.image_tag,
+                        expected.as_deref(),
+                        "renew",
+                        &stamp,
+                    );
+                    let patch = json!({ "metadata": { "annotations": {
+                        RENEW_ANNOTATION: "true",
+                        LEGACY_RENEW_ANNOTATION: stamp,
+                        history::HISTORY_ANNOTATION: value,
+                    }}});
+                    overrides
+                        .merge_patch(&name, &patch, false, "patch")
+                        .await
+                        .map(|_| name)
+                }
+            }),
+    );
+    let renewed = patches.await;
     for result in &renewed {
         match result {
             Ok(name) => ctx
@@ -76,9 +112,23 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
             "not every override could be renewed (see above)",
         ));
     }
-    if !args.wait.wait {
-        return Ok(Outcome::Success);
+    if refused.iter().any(|r| *r) && renewed.is_empty() {
+        return Ok(Outcome::ConditionFailed);
     }
+    if !args.wait.wait {
+        return Ok(if refused.iter().any(|r| *r) {
+            Outcome::ConditionFailed
+        } else {
+            Outcome::Success
+        });
+    }
+    let (targets, expected): (Vec<_>, Vec<_>) = targets
+        .into_iter()
+        .zip(expected)
+        .zip(&refused)
+        .filter(|(_, refused)| !**refused)
+        .map(|(pair, _)| pair)
+        .unzip();
 
     let results =
         join_all(targets.iter().zip(expected).map(|(before, expected)| {
@@ -97,6 +147,9 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
             }
             Err(err) => return Err(err),
         }
+    }
+    if refused.iter().any(|r| *r) {
+        outcome = Outcome::ConditionFailed;
     }
     Ok(outcome)
 }
@@ -122,6 +175,7 @@ async fn wait_one(
         None,
         true,
         crate::app::sources::REGISTRY_TIMEOUT,
+        false,
     )
     .await
         && diagnosis.blocked()

@@ -46,6 +46,9 @@ pub struct Row {
     /// The override's labels (for `-l`, `--show-labels`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     labels: std::collections::BTreeMap<String, String>,
+    /// Which commit runs and which the registry has (`-o wide` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<crate::app::tags::ProvenancePair>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +108,7 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
         &items,
         args.offline,
         args.registry_timeout,
+        args.output == Some(ListFormat::Wide),
     )
     .await;
     drop(spinner);
@@ -313,8 +317,9 @@ async fn rows(
     items: &[ModulePullOverride],
     offline: bool,
     timeout: Duration,
+    provenance: bool,
 ) -> Vec<Row> {
-    let lookups = sources::lookup_all(world, fallback, items, offline, timeout).await;
+    let lookups = sources::lookup_all(world, fallback, items, offline, timeout, provenance).await;
     items
         .iter()
         .zip(lookups)
@@ -336,6 +341,17 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup, module: Option<ModuleHealt
     let cluster_digest = mpo.image_digest().map(str::to_string);
     let (registry_digest, index_digest, registry_error) = match lookup.result {
         Some(Ok(resolved)) => (Some(resolved.digest), resolved.index_digest, None),
+        // A tag that no longer exists: say what the controller will do about it.
+        Some(Err(err)) if err.kind == crate::registry::RegistryErrorKind::NotFound => (
+            None,
+            None,
+            Some(crate::deckhouse::image_checks::missing_tag_text(
+                mpo.metadata.name.as_deref().unwrap_or_default(),
+                &mpo.spec.image_tag,
+                mpo.image_digest(),
+                mpo.spec.scan_interval.as_deref().unwrap_or("15s"),
+            )),
+        ),
         Some(Err(err)) => (None, None, Some(err.message)),
         None => (None, None, None),
     };
@@ -370,6 +386,7 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup, module: Option<ModuleHealt
         cause,
         module,
         labels: mpo.metadata.labels.clone().unwrap_or_default(),
+        provenance: lookup.provenance,
     }
 }
 
@@ -436,6 +453,22 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
             row.source.clone().unwrap_or_else(|| "-".into()),
             Tone::Plain,
         ));
+        let revision = |p: Option<&crate::app::tags::Provenance>| {
+            p.and_then(|p| p.revision.as_deref())
+                .map(|r| r.chars().take(12).collect::<String>())
+                .unwrap_or_else(|| "-".into())
+        };
+        cells.push((
+            match row.provenance.as_ref() {
+                Some(pair) => format!(
+                    "{} -> {}",
+                    revision(pair.cluster.as_ref()),
+                    revision(pair.registry.as_ref())
+                ),
+                None => "-".into(),
+            },
+            Tone::Plain,
+        ));
     }
     cells
 }
@@ -463,6 +496,7 @@ pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, labels: bool, he
     let mut headers = HEADERS.to_vec();
     if wide {
         headers.push("SOURCE");
+        headers.push("COMMIT (CLUSTER -> REGISTRY)");
     }
     if labels {
         headers.push("LABELS");
@@ -648,6 +682,7 @@ async fn watch(
             std::slice::from_ref(&changed),
             args.offline,
             args.registry_timeout,
+            args.output == Some(ListFormat::Wide),
         )
         .await
         .pop() else {
@@ -693,6 +728,7 @@ mod tests {
             cause: cause.map(str::to_string),
             module: None,
             labels: Default::default(),
+            provenance: None,
         }
     }
 

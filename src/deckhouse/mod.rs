@@ -3,5 +3,6 @@
 
 pub mod checks;
 pub mod health;
+pub mod image_checks;
 pub mod layout;
 pub mod resources;

@@ -330,6 +330,9 @@ pub struct ModuleConfigSpec {
     /// and not needed for any verdict, so any number is kept as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<Number>,
+    /// The module's settings, checked against the image's `openapi/config-values.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
 }
 
 /// `status.message`: `Error: <validation error>` for bad settings (deckhouse-real §4).

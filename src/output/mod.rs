@@ -287,6 +287,10 @@ impl Printer {
     /// Reports an error on stderr: `error:` line, `hint:` line; with `-v` the detail
     /// and the chain of causes.
     pub fn error(&self, err: &Error) {
+        // Already said (a cancelled prompt): nothing more to print.
+        if err.message.is_empty() {
+            return;
+        }
         let label = match err.server_reason {
             Some(reason) => self.paint(&format!("Error from server ({reason}):"), Tone::Bad),
             None => self.paint("error:", Tone::Bad),

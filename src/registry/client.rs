@@ -36,6 +36,33 @@ pub struct ResolvedDigest {
     pub index_digest: Option<String>,
 }
 
+/// The OCI annotation for an image's creation time.
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+
+/// What a tag points to, without its layers (`registry tags`, provenance).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The digest the controller would deploy (the linux/amd64 child of an index).
+    pub digest: String,
+    pub index_digest: Option<String>,
+    /// The image config's `created` (else the `org.opencontainers.image.created` annotation).
+    pub created: Option<String>,
+    /// Compressed bytes of the config and the layers.
+    pub size: u64,
+    /// Manifest annotations over config labels.
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+fn collect_strings(map: Option<&Value>, into: &mut std::collections::BTreeMap<String, String>) {
+    if let Some(map) = map.and_then(Value::as_object) {
+        for (key, value) in map {
+            if let Some(value) = value.as_str() {
+                into.insert(key.clone(), value.to_string());
+            }
+        }
+    }
+}
+
 /// Options shared by every registry client of one command run.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
@@ -296,6 +323,101 @@ impl SourceRegistry {
         all.sort();
         all.dedup();
         Ok(all)
+    }
+
+    /// What a tag points to, without its layers: the digest the controller would deploy,
+    /// the image config's `created`, the compressed size (config and layers), and the
+    /// OCI annotations of the manifest (index first, then the image) over the config's
+    /// labels (provenance: `org.opencontainers.image.source`, `.revision`...).
+    pub async fn image_info(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<ImageInfo, RegistryError> {
+        let (mut manifest, digest) = self.manifest(repository, tag).await?;
+        let mut info = ImageInfo {
+            digest: digest.clone(),
+            ..Default::default()
+        };
+        if let Some(child) = amd64_child(&manifest) {
+            let child = child.map_err(|()| {
+                RegistryError::new(
+                    RegistryErrorKind::NotFound,
+                    format!(
+                        "{} is an index without a linux/amd64 image",
+                        self.image_name(repository, tag)
+                    ),
+                )
+            })?;
+            collect_strings(manifest.get("annotations"), &mut info.annotations);
+            info.index_digest = Some(digest);
+            (manifest, info.digest) = self.manifest(repository, &child).await?;
+        }
+        let mut annotations = std::collections::BTreeMap::new();
+        collect_strings(manifest.get("annotations"), &mut annotations);
+        info.size = manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(|layers| {
+                layers
+                    .iter()
+                    .filter_map(|l| l.get("size").and_then(Value::as_u64))
+                    .sum::<u64>()
+            })
+            .unwrap_or(0);
+        let config = manifest.get("config");
+        info.size += config
+            .and_then(|c| c.get("size"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if let Some(config_digest) = config.and_then(|c| c.get("digest")).and_then(Value::as_str)
+            && let Some(config) = self.small_blob(repository, config_digest).await?
+        {
+            info.created = config
+                .get("created")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            collect_strings(config.pointer("/config/Labels"), &mut info.annotations);
+        }
+        info.annotations.extend(annotations);
+        if info.created.is_none() {
+            info.created = info.annotations.get(ANNOTATION_CREATED).cloned();
+        }
+        Ok(info)
+    }
+
+    /// A JSON blob of at most 1 MiB (an image config); `None` when it is larger or not JSON.
+    async fn small_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Value>, RegistryError> {
+        const CAP: usize = 1 << 20;
+        let reference = self.reference(repository, digest)?;
+        let what = format!("GET blob {digest} of {reference}");
+        let stream = self
+            .bounded(&what, self.client.pull_blob_stream(&reference, digest))
+            .await?;
+        let mut body = Vec::new();
+        let mut chunks = stream.stream;
+        let read = async {
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|err| {
+                    RegistryError::new(RegistryErrorKind::Other, format!("{what}: {}", chain(&err)))
+                })?;
+                body.extend_from_slice(&chunk);
+                if body.len() > CAP {
+                    return Ok(false);
+                }
+            }
+            Ok::<bool, RegistryError>(true)
+        };
+        match tokio::time::timeout(self.options.timeout, read).await {
+            Ok(Ok(true)) => Ok(serde_json::from_slice(&body).ok()),
+            Ok(Ok(false)) => Ok(None),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(self.timed_out(&what)),
+        }
     }
 
     /// Pulls `<repo>/<repository>:<tag|digest>` (the linux/amd64 image of an index) and

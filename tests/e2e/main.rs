@@ -15,6 +15,7 @@ mod health;
 mod generations;
 mod hostile_images;
 mod hostile_text;
+mod image_workflow;
 mod kubeconfig;
 mod lifecycle;
 mod login;
