@@ -8,6 +8,7 @@ pub mod hostile;
 pub mod image;
 pub mod oidc;
 pub mod registry;
+pub mod registry_front;
 pub mod seed;
 pub mod simulator;
 pub mod state;

@@ -33,6 +33,9 @@ enum Command {
     },
     /// Serve registry Bearer tokens.
     TokenServer(token_server::Args),
+    /// Plain HTTP in front of the plain-HTTP registry: wrong digest headers, 429/503
+    /// with Retry-After (sandbox/src/registry_front.rs).
+    RegistryFront(mpo_sandbox::registry_front::Args),
     /// Create COUNT modules with images and Ready overrides (bench-000...), for the benchmark.
     BenchSetup {
         #[arg(long)]
@@ -101,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         } => seed::run(&load(&state)?, &crds, &mpo_version).await,
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,
+        Command::RegistryFront(args) => mpo_sandbox::registry_front::run(args).await,
         Command::BenchSetup {
             state,
             count,
