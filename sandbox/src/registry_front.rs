@@ -62,6 +62,7 @@ struct Front {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    crate::install_crypto();
     let front = Arc::new(Front {
         upstream: args.upstream.trim_end_matches('/').to_string(),
         http: reqwest::Client::builder()
