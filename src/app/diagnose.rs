@@ -149,6 +149,8 @@ pub struct Diagnosis {
     pub steps: Vec<Step>,
     pub source: Option<ModuleSource>,
     pub registry: Option<std::result::Result<ResolvedDigest, RegistryError>>,
+    /// What the registry client noticed (a CA ignored, a wrong digest header...).
+    pub notices: Vec<crate::registry::Notice>,
 }
 
 impl Diagnosis {
@@ -183,13 +185,15 @@ pub async fn diagnose(
     let mut steps = verdict.steps;
     let source = verdict.source.cloned();
     let mut registry = None;
+    let mut notices = Vec::new();
     if let (Some(source), Some(tag), false) = (&source, tag, offline) {
         let target = RegistryTarget::from_source(source);
         let (image, result) = match SourceRegistry::new(&target, &RegistryOptions { timeout }) {
-            Ok(client) => (
-                client.image_name(name, tag),
-                client.module_digest(name, tag).await,
-            ),
+            Ok(client) => {
+                let result = client.module_digest(name, tag).await;
+                notices = client.take_notices();
+                (client.image_name(name, tag), result)
+            }
             Err(err) => (
                 format!("{}/{name}:{tag}", source.spec.registry.repo),
                 Err(err),
@@ -202,6 +206,7 @@ pub async fn diagnose(
         steps,
         source,
         registry,
+        notices,
     })
 }
 

@@ -283,6 +283,17 @@ pub async fn pick_tag(ctx: &Ctx, overrides: &Overrides, module: &str) -> Result<
         .ok_or_else(|| Error::interrupted("no tag chosen; nothing was changed"))
 }
 
+/// Prints what a registry client noticed: warnings always, the rest at `-v`.
+pub fn print_notices(printer: &crate::output::Printer, client: &SourceRegistry) {
+    for notice in client.take_notices() {
+        if notice.verbose {
+            printer.debug(1, crate::output::inline(&notice.text));
+        } else {
+            printer.warn(crate::output::inline(&notice.text));
+        }
+    }
+}
+
 /// One override's registry lookup and what stands in its way.
 pub struct Lookup {
     /// The first failing cluster check, as one line.
@@ -302,6 +313,7 @@ pub async fn lookup_all(
     items: &[ModulePullOverride],
     offline: bool,
     timeout: Duration,
+    printer: Option<&crate::output::Printer>,
 ) -> Vec<Lookup> {
     let options = RegistryOptions { timeout };
     let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
@@ -357,6 +369,13 @@ pub async fn lookup_all(
         .collect()
         .await;
     done.sort_by_key(|(index, _)| *index);
+    if let Some(printer) = printer {
+        for client in clients.values() {
+            if let Ok(client) = client.as_ref() {
+                print_notices(printer, client);
+            }
+        }
+    }
     done.into_iter().map(|(_, lookup)| lookup).collect()
 }
 
@@ -369,7 +388,7 @@ pub async fn registry_digests(
     let Ok(world) = World::load_all(&overrides.cluster).await else {
         return vec![None; items.len()];
     };
-    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT)
+    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT, None)
         .await
         .into_iter()
         .map(|lookup| lookup.result.and_then(|r| r.ok()).map(|d| d.digest))

@@ -15,7 +15,7 @@ mod image;
 mod reference;
 mod tokens;
 
-pub use client::{RegistryOptions, ResolvedDigest, SourceRegistry};
+pub use client::{DigestMatch, Notice, RegistryOptions, ResolvedDigest, SourceRegistry};
 pub use credentials::{FALLBACK_NAME, RegistryTarget};
 pub use error::{RegistryError, RegistryErrorKind};
 pub use image::{ImageLimits, ImageTree, ReadPlan, human_bytes};
