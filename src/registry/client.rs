@@ -91,14 +91,16 @@ impl ResolvedDigest {
 pub struct SourceRegistry {
     /// The OCI client for the scheme the registry answers on, chosen at first use.
     client: tokio::sync::OnceCell<Client>,
+    /// The client for the declared scheme, built up front (building one takes a while:
+    /// not inside a lookup's time limit); taken when the probe confirms that scheme.
+    prebuilt: std::sync::Mutex<Option<Client>>,
     /// Schemes to try, in order (docs/deckhouse-real.md §3.8).
     schemes: Vec<&'static str>,
+    /// The ModuleSource's own scheme, used when no scheme's `/v2/` answers 200 or 401.
+    declared: &'static str,
     host: String,
     /// The CA, when it parses.
     ca: Option<String>,
-    /// For the scheme probe and manifests read directly (Retry-After, a wrong
-    /// Docker-Content-Digest header); `None` when it cannot be built.
-    http: Option<reqwest::Client>,
     auth: RegistryAuth,
     tokens: Tokens,
     repo: String,
@@ -129,18 +131,20 @@ pub(super) fn may_fall_back_to_http(scheme: Option<&str>, host: &str) -> bool {
     }
 }
 
-/// Whether `pem` holds at least one certificate a TLS client accepts.
+/// Whether `pem` holds certificates a TLS client accepts as roots: at least one, and
+/// every block parses (one bad block would make the whole client unusable).
 fn usable_ca(pem: &str) -> bool {
-    reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-        .ok()
-        .filter(|certificates| !certificates.is_empty())
-        .and_then(|certificates| {
-            reqwest::Client::builder()
-                .tls_certs_merge(certificates)
-                .build()
-                .ok()
-        })
-        .is_some()
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        match certificate.map(|der| roots.add(der)) {
+            Ok(Ok(())) => count += 1,
+            _ => return false,
+        }
+    }
+    count > 0
 }
 
 /// `Retry-After`: seconds, or an HTTP date (RFC 9110 §10.2.3).
@@ -200,19 +204,30 @@ impl SourceRegistry {
             vec!["https"]
         };
         let tokens = Tokens::new(&host, ca.as_deref(), options.timeout);
-        let http = super::auth::http_client(ca.as_deref(), options.timeout);
-        Ok(SourceRegistry {
+        let declared = match target.scheme.as_deref().map(str::trim) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => "http",
+            _ => "https",
+        };
+        let mut registry = SourceRegistry {
             client: tokio::sync::OnceCell::new(),
+            prebuilt: std::sync::Mutex::new(None),
             schemes,
+            declared,
             host,
             ca,
-            http,
             auth,
             tokens,
             repo,
             options: options.clone(),
             notices: std::sync::Mutex::new(notices),
-        })
+        };
+        let first = registry.schemes[0];
+        registry.prebuilt = std::sync::Mutex::new(Some(registry.oci_client(first)));
+        if registry.schemes.len() > 1 {
+            // The scheme probe's client, built here for the same reason.
+            let _ = registry.tokens.http();
+        }
+        Ok(registry)
     }
 
     /// What this client noticed so far (each once), for the command to print.
@@ -260,30 +275,46 @@ impl SourceRegistry {
     }
 
     /// The OCI client, once the scheme is known: like ggcr's ping, the first scheme
-    /// whose `/v2/` answers 200 or 401; when none does, https (whose requests then say
-    /// why).
+    /// whose `/v2/` answers 200 or 401; when none does, the ModuleSource's own scheme
+    /// (whose requests then say why).
     async fn client(&self) -> &Client {
         self.client
             .get_or_init(|| async {
                 let scheme = self.choose_scheme().await;
                 self.tokens.set_scheme(scheme);
-                self.oci_client(scheme)
+                let prebuilt = self
+                    .prebuilt
+                    .lock()
+                    .ok()
+                    .and_then(|mut prebuilt| prebuilt.take());
+                match prebuilt {
+                    Some(client) if scheme == self.schemes[0] => client,
+                    _ => self.oci_client(scheme),
+                }
             })
             .await
     }
 
     async fn choose_scheme(&self) -> &'static str {
-        let (Some(http), [first, ..]) = (&self.http, self.schemes.as_slice()) else {
-            return "https";
-        };
         if self.schemes.len() == 1 {
-            return first;
+            return self.schemes[0];
         }
+        let Some(http) = self.tokens.http() else {
+            return self.declared;
+        };
         let mut failures = Vec::new();
         for scheme in &self.schemes {
             let url = format!("{scheme}://{}/v2/", self.host);
             match tokio::time::timeout(self.options.timeout, http.get(&url).send()).await {
                 Ok(Ok(answer)) if matches!(answer.status().as_u16(), 200 | 401) => {
+                    // The same answer ggcr's ping reads the challenge from.
+                    self.tokens.set_challenge(super::auth::challenge_of(
+                        answer.status().as_u16(),
+                        answer
+                            .headers()
+                            .get(reqwest::header::WWW_AUTHENTICATE)
+                            .and_then(|value| value.to_str().ok()),
+                    ));
                     if *scheme == "http" {
                         self.notice(
                             true,
@@ -301,7 +332,7 @@ impl SourceRegistry {
                 Err(_) => failures.push(format!("{url}: no answer")),
             }
         }
-        first
+        self.declared
     }
 
     /// A client from a repo and a ModuleSource-style dockerCfg.
@@ -393,10 +424,13 @@ impl SourceRegistry {
         tag: &str,
     ) -> Result<(Value, String), RegistryError> {
         let reference = self.reference(repository, tag)?;
-        let client = self.client().await;
-        self.tokens.prepare(client, &self.auth, &reference).await;
         let what = format!("GET manifest {reference}");
+        // One deadline for the whole read, the scheme probe included.
         let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let Ok(client) = tokio::time::timeout_at(deadline, self.client()).await else {
+            return Err(self.timed_out(&what));
+        };
+        self.tokens.prepare(client, &self.auth, &reference).await;
         let pull = || async {
             match tokio::time::timeout_at(
                 deadline,
@@ -460,7 +494,7 @@ impl SourceRegistry {
         what: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<u8>, RegistryError> {
-        let Some(http) = &self.http else {
+        let Some(http) = self.tokens.http() else {
             return Err(RegistryError::new(
                 RegistryErrorKind::Config,
                 format!("{what}: cannot build an HTTP client"),
@@ -1030,7 +1064,11 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         let garbage = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n";
-        for ca in [garbage, "just some text"] {
+        for ca in [
+            garbage,
+            "just some text",
+            "-----BEGIN CERTIFICATE-----\nnotacertificate\n-----END CERTIFICATE-----\n",
+        ] {
             let mut target =
                 RegistryTarget::with_docker_cfg("reg.io/modules", None, Some(ca), None);
             target.name = "broken-ca".into();

@@ -58,7 +58,14 @@ impl Tokens {
         self.scheme.get().copied().unwrap_or("https")
     }
 
-    fn http(&self) -> Option<&reqwest::Client> {
+    /// What the scheme probe learnt from `/v2/`: the registry's challenge, so that it
+    /// is not asked again.
+    pub fn set_challenge(&self, challenge: Challenge) {
+        let _ = self.challenge.set(challenge);
+    }
+
+    /// The plain HTTP client with the registry's CA, built on first use.
+    pub fn http(&self) -> Option<&reqwest::Client> {
         self.http
             .get_or_init(|| auth::http_client(self.ca.as_deref(), self.timeout))
             .as_ref()
