@@ -120,7 +120,7 @@ pub async fn set_simulator(state: &State, key: &str, value: &str) -> anyhow::Res
 
 /// A ModuleSource `name` with `registry` as its `spec.registry` (repo, scheme, ca,
 /// dockerCfg as given), and a module of it with a ModuleConfig enabled; waits until the
-/// module manager made it the Module's source.
+/// module manager made it the Module's source and reflected the ModuleConfig.
 pub async fn module_of_source(
     state: &State,
     module: &str,
@@ -165,12 +165,18 @@ pub async fn module_of_source(
         .await?;
     for _ in 0..100 {
         let object = modules.get(module).await?;
-        if object
+        let enabled = object
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|list| list.iter().find(|c| c["type"] == "EnabledByModuleConfig"))
+            .is_some_and(|c| c["status"] == "True");
+        let source_set = object
             .data
             .pointer("/properties/source")
             .and_then(|v| v.as_str())
-            == Some(source)
-        {
+            == Some(source);
+        if enabled && source_set {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
