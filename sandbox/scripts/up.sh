@@ -256,6 +256,7 @@ TLS_PORT=$(free_port)
 TOKEN_REGISTRY_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 TOKEN_SERVICE_PORT=$(free_port)
+FRONT_PORT=$(free_port)
 
 registry_config() { # name port extra-yaml
   local dir="$DATA/registry-$1"
@@ -305,9 +306,12 @@ start token-service "$SANDBOX_BIN" token-server --listen "127.0.0.1:$TOKEN_SERVI
   --key "$PKI/token.key" --cert "$PKI/token.crt" --issuer mpo-sandbox-token-issuer \
   --service mpo-sandbox-registry --user "$TOKEN_USER" --password-file "$PKI/token-password" \
   --partial-user "$TOKEN_PARTIAL_USER"
+start registry-front "$SANDBOX_BIN" registry-front --listen "127.0.0.1:$FRONT_PORT" \
+  --upstream "http://127.0.0.1:$HTTP_PORT"
 wait_for "registry tls" 30 curl -s -o /dev/null --cacert "$PKI/ca.crt" "https://127.0.0.1:$TLS_PORT/v2/"
 wait_for "registry token" 30 curl -s -o /dev/null --cacert "$PKI/ca.crt" "https://127.0.0.1:$TOKEN_REGISTRY_PORT/v2/"
 wait_for "registry http" 30 curl -sf "http://127.0.0.1:$HTTP_PORT/v2/"
+wait_for "registry front" 30 curl -sf "http://127.0.0.1:$FRONT_PORT/v2/"
 wait_for "token service" 30 curl -s -o /dev/null "http://127.0.0.1:$TOKEN_SERVICE_PORT/healthz"
 
 # --- state ---------------------------------------------------------------------------------
@@ -330,7 +334,8 @@ cat >"$SANDBOX_DIR/state.json" <<EOF
     "tls": { "host": "127.0.0.1:$TLS_PORT", "scheme": "HTTPS", "auth": "basic", "username": "$REGISTRY_USER", "password": "$REGISTRY_PASSWORD" },
     "token": { "host": "127.0.0.1:$TOKEN_REGISTRY_PORT", "scheme": "HTTPS", "auth": "bearer", "username": "$TOKEN_USER", "password": "$TOKEN_PASSWORD", "token_realm": "http://127.0.0.1:$TOKEN_SERVICE_PORT/token" },
     "token-partial": { "host": "127.0.0.1:$TOKEN_REGISTRY_PORT", "scheme": "HTTPS", "auth": "bearer", "username": "$TOKEN_PARTIAL_USER", "password": "$TOKEN_PASSWORD", "token_realm": "http://127.0.0.1:$TOKEN_SERVICE_PORT/token" },
-    "http": { "host": "127.0.0.1:$HTTP_PORT", "scheme": "HTTP", "auth": "none" }
+    "http": { "host": "127.0.0.1:$HTTP_PORT", "scheme": "HTTP", "auth": "none" },
+    "front": { "host": "127.0.0.1:$FRONT_PORT", "scheme": "HTTP", "auth": "none" }
   }
 }
 EOF

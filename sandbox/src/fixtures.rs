@@ -283,3 +283,108 @@ pub async fn set_module_settings(
         .await?;
     Ok(())
 }
+
+/// A ModuleSource `name` with `registry` as its `spec.registry` (repo, scheme, ca,
+/// dockerCfg as given), and a module of it with a ModuleConfig enabled; waits until the
+/// module manager made it the Module's source and reflected the ModuleConfig.
+pub async fn module_of_source(
+    state: &State,
+    module: &str,
+    source: &str,
+    registry: serde_json::Value,
+) -> anyhow::Result<()> {
+    let client = crate::client(state).await?;
+    let apply = PatchParams::apply("mpo-sandbox-fixtures").force();
+    deckhouse_api(&client, "v1alpha1", "ModuleSource", "modulesources")
+        .patch(
+            source,
+            &apply,
+            &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource",
+                "metadata": {"name": source},
+                "spec": {"registry": registry, "releaseChannel": "Alpha"},
+            })),
+        )
+        .await?;
+    let modules = deckhouse_api(&client, "v1alpha1", "Module", "modules");
+    modules
+        .patch(
+            module,
+            &apply,
+            &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "Module",
+                "metadata": {"name": module},
+                "properties": {"availableSources": [source], "weight": 900, "version": ""},
+            })),
+        )
+        .await?;
+    deckhouse_api(&client, "v1alpha1", "ModuleConfig", "moduleconfigs")
+        .patch(
+            module,
+            &apply,
+            &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
+                "metadata": {"name": module},
+                "spec": {"enabled": true, "version": 1},
+            })),
+        )
+        .await?;
+    for _ in 0..100 {
+        let object = modules.get(module).await?;
+        let enabled = object
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|list| list.iter().find(|c| c["type"] == "EnabledByModuleConfig"))
+            .is_some_and(|c| c["status"] == "True");
+        let source_set = object
+            .data
+            .pointer("/properties/source")
+            .and_then(|v| v.as_str())
+            == Some(source);
+        if enabled && source_set {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the simulator did not make {source} the source of Module {module}")
+}
+
+/// Pushes `<tls repo>/<module>:<tag>` as an OCI index of a linux/amd64 and a
+/// linux/arm64 image; returns (index digest, amd64 digest).
+pub async fn push_multiarch(
+    state: &State,
+    module: &str,
+    tag: &str,
+) -> anyhow::Result<(String, String)> {
+    let pusher = Pusher::new(state, "tls")?;
+    let repository = format!("{}/{module}", repo_path("tls"));
+    let backend = push_app_image(&pusher, &repository, "backend", "multi").await?;
+    let apps = [("backend", backend.as_str())];
+    let amd64 = module_files(module, tag, &apps, "linux/amd64 build");
+    let arm64 = module_files(module, tag, &apps, "linux/arm64 build");
+    let amd64 = pusher
+        .push_image(
+            &repository,
+            &format!("{tag}-amd64"),
+            &[Layer::with_files(amd64)],
+            "amd64",
+        )
+        .await?;
+    let arm64 = pusher
+        .push_image(
+            &repository,
+            &format!("{tag}-arm64"),
+            &[Layer::with_files(arm64)],
+            "arm64",
+        )
+        .await?;
+    let index = pusher
+        .push_index(
+            &repository,
+            tag,
+            &[(amd64.clone(), "amd64"), (arm64, "arm64")],
+        )
+        .await?;
+    Ok((index.digest, amd64.digest))
+}

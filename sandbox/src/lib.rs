@@ -10,6 +10,7 @@ pub mod image;
 pub mod kubelet;
 pub mod oidc;
 pub mod registry;
+pub mod registry_front;
 pub mod seed;
 pub mod simulator;
 pub mod state;

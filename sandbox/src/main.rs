@@ -44,6 +44,9 @@ enum Command {
     Kubelet(kubelet::Args),
     /// Serve the ModuleConfig validating admission webhook over HTTPS.
     Webhook(mpo_sandbox::webhook::Args),
+    /// Plain HTTP in front of the plain-HTTP registry: wrong digest headers, 429/503
+    /// with Retry-After (sandbox/src/registry_front.rs).
+    RegistryFront(mpo_sandbox::registry_front::Args),
     /// Create COUNT modules with images and Ready overrides (bench-000...), for the benchmark.
     BenchSetup {
         #[arg(long)]
@@ -144,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         Command::TokenServer(args) => token_server::run(args).await,
         Command::Kubelet(args) => kubelet::run(args).await,
         Command::Webhook(args) => mpo_sandbox::webhook::run(args).await,
+        Command::RegistryFront(args) => mpo_sandbox::registry_front::run(args).await,
         Command::BenchSetup {
             state,
             count,

@@ -1,7 +1,9 @@
 //! The simulator's registry access, written the way Deckhouse resolves module images
-//! (docs/deckhouse-facts.md §4): credentials from the ModuleSource's dockerCfg matched by host,
-//! its CA and scheme; digest = sha256 of the manifest body, or the linux/amd64 child of
-//! an index.
+//! (docs/deckhouse-facts.md §4, docs/deckhouse-real.md §3.7-§3.10): credentials from the
+//! ModuleSource's dockerCfg (base64 or raw JSON) matched by host:port, its CA (ignored
+//! when it does not parse) and scheme (https, then http for private and loopback
+//! hosts); digest = sha256 of the manifest body whatever the registry's
+//! `Docker-Content-Digest` says, or the linux/amd64 child of an index.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -46,9 +48,42 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 pub struct ModuleRegistry {
-    client: Client,
     auth: RegistryAuth,
     repo: String,
+    host: String,
+    /// The ModuleSource's CA, when it parses (docs/deckhouse-real.md §3.10).
+    ca: Option<String>,
+    /// Schemes to try, in order (docs/deckhouse-real.md §3.8).
+    schemes: Vec<&'static str>,
+    /// The scheme that answered and the clients for it, after the first request.
+    connected: tokio::sync::OnceCell<Connected>,
+}
+
+struct Connected {
+    scheme: &'static str,
+    client: Client,
+    http: reqwest::Client,
+}
+
+/// ggcr `name.Registry.Scheme` (docs/deckhouse-real.md §3.8): `scheme: HTTP`, RFC1918,
+/// loopback, `localhost` and `*.localhost` hosts are tried over https, then http.
+fn may_fall_back_to_http(scheme: &str, host: &str) -> bool {
+    if scheme.eq_ignore_ascii_case("http") {
+        return true;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback(),
+        Err(_) => false,
+    }
 }
 
 impl ModuleRegistry {
@@ -84,29 +119,160 @@ impl ModuleRegistry {
             None => repo.clone(),
         };
         let auth = credentials(text("dockerCfg"), &label, &host)?;
-        let protocol = if text("scheme").eq_ignore_ascii_case("http") {
-            ClientProtocol::Http
+        let schemes = if may_fall_back_to_http(text("scheme"), &host) {
+            vec!["https", "http"]
         } else {
-            ClientProtocol::Https
+            vec!["https"]
         };
-        let ca = text("ca");
-        let extra_root_certificates = if ca.is_empty() {
-            Vec::new()
-        } else {
-            vec![Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: ca.as_bytes().to_vec(),
-            }]
-        };
+        // cr GetHTTPTransport: system roots plus the PEM; a PEM that does not parse is
+        // ignored without a word (docs/deckhouse-real.md §3.10).
+        let ca = Some(text("ca"))
+            .filter(|ca| !ca.trim().is_empty())
+            .filter(|ca| {
+                crate::install_crypto();
+                reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+                    .ok()
+                    .filter(|certificates| !certificates.is_empty())
+                    .and_then(|certificates| {
+                        reqwest::Client::builder()
+                            .tls_certs_merge(certificates)
+                            .build()
+                            .ok()
+                    })
+                    .is_some()
+            })
+            .map(str::to_string);
+        Ok(ModuleRegistry {
+            auth,
+            repo,
+            host,
+            ca,
+            schemes,
+            connected: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn clients(&self, scheme: &'static str) -> Result<Connected, RegistryFailure> {
         crate::install_crypto();
+        let extra_root_certificates = self
+            .ca
+            .iter()
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.as_bytes().to_vec(),
+            })
+            .collect();
         let client = Client::new(ClientConfig {
-            protocol,
+            protocol: if scheme == "http" {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
             extra_root_certificates,
             read_timeout: Some(Duration::from_secs(20)),
             connect_timeout: Some(Duration::from_secs(5)),
             ..ClientConfig::default()
         });
-        Ok(ModuleRegistry { client, auth, repo })
+        let mut http = reqwest::Client::builder()
+            .read_timeout(Duration::from_secs(20))
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(certificates) = self
+            .ca
+            .as_deref()
+            .and_then(|pem| reqwest::Certificate::from_pem_bundle(pem.as_bytes()).ok())
+        {
+            http = http.tls_certs_merge(certificates);
+        }
+        let http = http
+            .build()
+            .map_err(|error| failure(format!("build registry client: {}", chain(&error))))?;
+        Ok(Connected {
+            scheme,
+            client,
+            http,
+        })
+    }
+
+    /// ggcr's ping (docs/deckhouse-real.md §3.8): the first scheme whose `/v2/` answers
+    /// 200 or 401 is used; when none does, the first one (its requests report why).
+    async fn connect(&self) -> Result<&Connected, RegistryFailure> {
+        self.connected
+            .get_or_try_init(|| async {
+                for scheme in &self.schemes {
+                    let connected = self.clients(scheme)?;
+                    let url = format!("{scheme}://{}/v2/", self.host);
+                    if let Ok(answer) = connected.http.get(&url).send().await
+                        && matches!(answer.status().as_u16(), 200 | 401)
+                    {
+                        return Ok(connected);
+                    }
+                }
+                self.clients(self.schemes[0])
+            })
+            .await
+    }
+
+    /// GET a manifest; its digest is the body's (ggcr hashes the body and does not
+    /// look at `Docker-Content-Digest`, docs/deckhouse-real.md §3.9).
+    async fn fetch_manifest(
+        &self,
+        reference: &Reference,
+        accepted: &[&str],
+    ) -> Result<Vec<u8>, String> {
+        let connected = self.connect().await.map_err(|f| f.0)?;
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{}",
+            connected.scheme,
+            reference.resolve_registry(),
+            reference.repository(),
+            reference.digest().or(reference.tag()).unwrap_or("latest")
+        );
+        let mut bearer: Option<String> = None;
+        for attempt in 0..2 {
+            let mut request = connected
+                .http
+                .get(&url)
+                .header("Accept", accepted.join(", "));
+            request = match (&bearer, &self.auth) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password))
+                }
+                (None, RegistryAuth::Bearer(token)) => request.bearer_auth(token),
+                (None, RegistryAuth::Anonymous) => request,
+            };
+            let answer = request.send().await.map_err(|error| chain(&error))?;
+            let status = answer.status();
+            if status.as_u16() == 401 && attempt == 0 {
+                // Behind a token service: the client's own login (challenge, token).
+                bearer = connected
+                    .client
+                    .auth(reference, &self.auth, oci_client::RegistryOperation::Pull)
+                    .await
+                    .map_err(|error| chain(&error))?;
+                if bearer.is_some() {
+                    continue;
+                }
+            }
+            let body = answer.bytes().await.map_err(|error| chain(&error))?;
+            if !status.is_success() {
+                return Err(format!(
+                    "GET {url}: unexpected status code {}: {}",
+                    status.as_u16(),
+                    String::from_utf8_lossy(&body)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(digest) = reference.digest()
+                && sha256_digest(&body) != digest
+            {
+                return Err(format!("GET {url}: the manifest does not match {digest}"));
+            }
+            return Ok(body.to_vec());
+        }
+        Err(format!("GET {url}: unauthorized"))
     }
 
     fn reference(&self, module: &str, tag_or_digest: &str) -> Result<Reference, RegistryFailure> {
@@ -137,11 +303,10 @@ impl ModuleRegistry {
     ) -> Result<String, RegistryFailure> {
         let reference = self.reference(module, tag)?;
         let accepted = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
-        let (body, _) = self
-            .client
-            .pull_manifest_raw(&reference, &self.auth, &accepted)
+        let body = self
+            .fetch_manifest(&reference, &accepted)
             .await
-            .map_err(|error| failure(format!("get manifest: {reference}: {}", chain(&error))))?;
+            .map_err(|error| failure(format!("get manifest: {reference}: {error}")))?;
         let manifest: Value = serde_json::from_slice(&body)
             .map_err(|error| failure(format!("get manifest: parse {reference}: {error}")))?;
         if rule == DigestRule::Index {
@@ -187,11 +352,14 @@ impl ModuleRegistry {
     ) -> Result<BTreeMap<String, Vec<u8>>, RegistryFailure> {
         let reference = self.reference(module, tag_or_digest)?;
         let accepted = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
-        let (body, _) = self
-            .client
-            .pull_manifest_raw(&reference, &self.auth, &accepted)
+        let body = self
+            .fetch_manifest(&reference, &accepted)
             .await
-            .map_err(|error| failure(format!("download {reference}: {}", chain(&error))))?;
+            .map_err(|error| failure(format!("download {reference}: {error}")))?;
+        let client = &self.connect().await?.client;
+        client
+            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+            .await;
         let mut manifest: Value = serde_json::from_slice(&body)
             .map_err(|error| failure(format!("parse manifest: {error}")))?;
         if let Some(child) = manifest
@@ -209,11 +377,10 @@ impl ModuleRegistry {
             .map(str::to_string)
         {
             let child_ref = self.reference(module, &child)?;
-            let (body, _) = self
-                .client
-                .pull_manifest_raw(&child_ref, &self.auth, &[OCI_MANIFEST, DOCKER_MANIFEST])
+            let body = self
+                .fetch_manifest(&child_ref, &[OCI_MANIFEST, DOCKER_MANIFEST])
                 .await
-                .map_err(|error| failure(format!("download {child_ref}: {}", chain(&error))))?;
+                .map_err(|error| failure(format!("download {child_ref}: {error}")))?;
             manifest = serde_json::from_slice(&body)
                 .map_err(|error| failure(format!("parse manifest: {error}")))?;
         }
@@ -229,7 +396,7 @@ impl ModuleRegistry {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let mut blob = Vec::new();
-            self.client
+            client
                 .pull_blob(&reference, layer_digest, &mut blob)
                 .await
                 .map_err(|error| {
@@ -390,15 +557,28 @@ fn credentials(docker_cfg: &str, repo: &str, host: &str) -> Result<RegistryAuth,
         return Ok(RegistryAuth::Anonymous);
     }
     let engine = base64::engine::general_purpose::STANDARD;
-    let decoded = engine
-        .decode(docker_cfg.trim())
-        .map_err(|error| failure(format!("decode dockerCfg: {error}")))?;
+    // cr readAuthConfig: base64, else the JSON itself (docs/deckhouse-real.md §3.7).
+    let decoded = match engine.decode(docker_cfg.trim()) {
+        Ok(decoded) => decoded,
+        Err(_) if docker_cfg.trim_start().starts_with('{') => docker_cfg.as_bytes().to_vec(),
+        Err(error) => return Err(failure(format!("decode dockerCfg: {error}"))),
+    };
     let config: Value = serde_json::from_slice(&decoded)
         .map_err(|error| failure(format!("parse dockerCfg: {error}")))?;
+    // Keys are parsed as URLs and only host:port compared (§3.7).
+    let key_host = |key: &str| {
+        let bare = key.split_once("://").map_or(key, |(_, rest)| rest);
+        bare.split('/').next().unwrap_or(bare).to_string()
+    };
     let entry = config
         .get("auths")
         .and_then(Value::as_object)
-        .and_then(|auths| auths.get(host))
+        .and_then(|auths| {
+            auths
+                .iter()
+                .find(|(key, _)| key_host(key) == host)
+                .map(|(_, entry)| entry)
+        })
         .ok_or_else(|| failure(format!("\"{repo}\" credentials not found in the dockerCfg")))?;
     let field = |key: &str| {
         entry

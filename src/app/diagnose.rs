@@ -158,6 +158,8 @@ pub struct Diagnosis {
     pub registry: Option<std::result::Result<ResolvedDigest, RegistryError>>,
     /// The registry client the diagnosis used (for further reads of the same image).
     pub client: Option<SourceRegistry>,
+    /// What the registry client noticed (a CA ignored, a wrong digest header...).
+    pub notices: Vec<crate::registry::Notice>,
 }
 
 impl Diagnosis {
@@ -194,6 +196,7 @@ pub async fn diagnose(
     let source = verdict.source.cloned();
     let mut registry = None;
     let mut kept_client = None;
+    let mut notices = Vec::new();
     if let (Some(source), Some(tag), false) = (&source, tag, offline) {
         let target = RegistryTarget::from_source(source);
         let client = SourceRegistry::new(&target, &RegistryOptions { timeout });
@@ -215,6 +218,7 @@ pub async fn diagnose(
                 };
                 let (result, image_steps) =
                     tokio::join!(client.module_digest(name, tag), image_steps);
+                notices = client.take_notices();
                 (client.image_name(name, tag), result, image_steps)
             }
             Err(err) => (
@@ -235,6 +239,7 @@ pub async fn diagnose(
         source,
         registry,
         client: kept_client,
+        notices,
     })
 }
 

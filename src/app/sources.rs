@@ -374,6 +374,17 @@ fn picker_line(detail: &super::tags::TagDetail, width: usize) -> String {
     )
 }
 
+/// Prints what a registry client noticed: warnings always, the rest at `-v`.
+pub fn print_notices(printer: &crate::output::Printer, client: &SourceRegistry) {
+    for notice in client.take_notices() {
+        if notice.verbose {
+            printer.debug(1, crate::output::inline(&notice.text));
+        } else {
+            printer.warn(crate::output::inline(&notice.text));
+        }
+    }
+}
+
 /// One override's registry lookup and what stands in its way.
 pub struct Lookup {
     /// The first failing cluster check, as one line.
@@ -396,6 +407,7 @@ pub async fn lookup_all(
     offline: bool,
     timeout: Duration,
     with_provenance: bool,
+    printer: Option<&crate::output::Printer>,
 ) -> Vec<Lookup> {
     let options = RegistryOptions { timeout };
     let mut clients: HashMap<String, Arc<std::result::Result<SourceRegistry, RegistryError>>> =
@@ -462,6 +474,13 @@ pub async fn lookup_all(
         .collect()
         .await;
     done.sort_by_key(|(index, _)| *index);
+    if let Some(printer) = printer {
+        for client in clients.values() {
+            if let Ok(client) = client.as_ref() {
+                print_notices(printer, client);
+            }
+        }
+    }
     done.into_iter().map(|(_, lookup)| lookup).collect()
 }
 
@@ -474,7 +493,7 @@ pub async fn registry_digests(
     let Ok(world) = World::load_all(&overrides.cluster).await else {
         return vec![None; items.len()];
     };
-    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT, false)
+    lookup_all(&world, None, items, false, REGISTRY_TIMEOUT, false, None)
         .await
         .into_iter()
         .map(|lookup| lookup.result.and_then(|r| r.ok()).map(|d| d.digest))

@@ -13,8 +13,8 @@ use crate::cli::{DiffArgs, ReportFormat};
 use crate::error::{Error, Result};
 use crate::output::{Printer, Tone};
 use crate::registry::{
-    ImageLimits, ImageTree, ReadPlan, RegistryError, RegistryErrorKind, RegistryTarget,
-    SourceRegistry, human_bytes,
+    DigestMatch, ImageLimits, ImageTree, ReadPlan, RegistryError, RegistryErrorKind,
+    RegistryTarget, SourceRegistry, human_bytes,
 };
 
 #[derive(Serialize)]
@@ -58,6 +58,10 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     index_digest: Option<String>,
     same: bool,
+    /// When `same`: which digest of the tag the cluster runs (`image`, `amd64Child`,
+    /// `index`; docs/deckhouse-real.md §3.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_digest: Option<DigestMatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<ContentDiff>,
     /// Which commit runs and which the registry has (OCI annotations or labels).
@@ -80,9 +84,14 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
     let spinner = ctx.printer.spinner(format!("resolving {image}"));
     let resolved = client.module_digest(name, &tag).await;
     drop(spinner);
+    sources::print_notices(&ctx.printer, &client);
     let resolved = resolved.map_err(|err| registry_error(&source, Some(name), err))?;
     let cluster_digest = mpo.image_digest().map(str::to_string);
-    let same = cluster_digest.as_deref() == Some(resolved.digest.as_str());
+    // The index's amd64 image or the index itself, as controllers differ (§3.1).
+    let matched_digest = cluster_digest
+        .as_deref()
+        .and_then(|cluster| resolved.matches(cluster));
+    let same = matched_digest.is_some();
 
     let content = match (&cluster_digest, args.content && !same) {
         (Some(deployed), true) => {
@@ -123,6 +132,7 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
         registry_digest: resolved.digest,
         index_digest: resolved.index_digest,
         same,
+        matched_digest,
         content,
     };
     match args.output {
@@ -296,13 +306,19 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
     }
     if let Some(index) = &report.index_digest {
         p.line(p.paint(
-            &format!("          (the tag is a multi-arch index {index}; the controller deploys its linux/amd64 image, compared here)"),
+            &format!("          (the tag is a multi-arch index {index}; controllers deploy its linux/amd64 image or the index itself, both compared here)"),
             Tone::Dim,
         ));
     }
     if report.same {
+        let which = match report.matched_digest {
+            Some(m @ (DigestMatch::Index | DigestMatch::Amd64Child)) => {
+                format!(" ({})", m.describe())
+            }
+            _ => String::new(),
+        };
         p.line(p.paint(
-            "in sync: the cluster runs the registry's current build",
+            &format!("in sync: the cluster runs the registry's current build{which}"),
             Tone::Good,
         ));
         return;
@@ -484,6 +500,7 @@ mod tests {
             registry_digest: format!("sha256:{}", "b".repeat(64)),
             index_digest: None,
             same: false,
+            matched_digest: None,
             content: Some(ContentDiff {
                 added: vec!["templates/new.yaml".into()],
                 removed: vec!["old.txt".into()],

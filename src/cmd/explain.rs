@@ -73,6 +73,13 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     );
     drop(spinner);
     let diagnosis = diagnosis?;
+    for notice in &diagnosis.notices {
+        if notice.verbose {
+            ctx.printer.debug(1, crate::output::inline(&notice.text));
+        } else {
+            ctx.printer.warn(crate::output::inline(&notice.text));
+        }
+    }
     let mut steps = diagnosis.steps.clone();
     let registry_digest = diagnosis.registry_digest().map(|d| d.digest.clone());
     let predicted = checks::predicted_message(&steps);
@@ -84,6 +91,13 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         // A --tag other than the override's says nothing about what the cluster runs.
         if tag.as_deref() == Some(mpo.spec.image_tag.as_str()) {
             sync = SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref());
+            // The index digest itself is in sync too (docs/deckhouse-real.md §3.1).
+            if let (Some(cluster), Some(resolved)) =
+                (cluster_digest.as_deref(), diagnosis.registry_digest())
+                && resolved.matches(cluster).is_some()
+            {
+                sync = SyncState::InSync;
+            }
         }
         let tag_gone = tag.as_deref() == Some(mpo.spec.image_tag.as_str())
             && matches!(&diagnosis.registry, Some(Err(err)) if err.kind == crate::registry::RegistryErrorKind::NotFound);

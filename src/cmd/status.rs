@@ -20,7 +20,7 @@ use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
 use crate::output::table::truncate_middle;
 use crate::output::{Printer, Tone, age_of, jsonpath, short_digest};
-use crate::registry::RegistryTarget;
+use crate::registry::{DigestMatch, RegistryTarget};
 
 /// One row of `status -o json|yaml` (`items[]`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,6 +36,10 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     index_digest: Option<String>,
     sync: SyncState,
+    /// In sync with which digest of the tag: `image`, `amd64Child` (of an index) or
+    /// `index` (the index digest itself; docs/deckhouse-real.md §3.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_digest: Option<DigestMatch>,
     updated_at: Option<String>,
     source: Option<String>,
     /// Why the override is not Ready, or why the registry digest is unknown.
@@ -109,6 +113,7 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
         args.offline,
         args.registry_timeout,
         args.output == Some(ListFormat::Wide),
+        &ctx.printer,
     )
     .await;
     drop(spinner);
@@ -318,8 +323,18 @@ async fn rows(
     offline: bool,
     timeout: Duration,
     provenance: bool,
+    printer: &Printer,
 ) -> Vec<Row> {
-    let lookups = sources::lookup_all(world, fallback, items, offline, timeout, provenance).await;
+    let lookups = sources::lookup_all(
+        world,
+        fallback,
+        items,
+        offline,
+        timeout,
+        provenance,
+        Some(printer),
+    )
+    .await;
     items
         .iter()
         .zip(lookups)
@@ -339,6 +354,13 @@ async fn rows(
 fn make_row(mpo: &ModulePullOverride, lookup: Lookup, module: Option<ModuleHealth>) -> Row {
     let ready = is_ready(mpo);
     let cluster_digest = mpo.image_digest().map(str::to_string);
+    // The cluster runs the tag's image, the index's amd64 image or, on controllers that
+    // take the tag's own digest, the index itself (docs/deckhouse-real.md §3.1): all
+    // are in sync, and the row says which.
+    let matched_digest = match (&lookup.result, &cluster_digest) {
+        (Some(Ok(resolved)), Some(cluster)) => resolved.matches(cluster),
+        _ => None,
+    };
     let (registry_digest, index_digest, registry_error) = match lookup.result {
         Some(Ok(resolved)) => (Some(resolved.digest), resolved.index_digest, None),
         // A tag that no longer exists: say what the controller will do about it.
@@ -366,11 +388,9 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup, module: Option<ModuleHealt
             .or_else(|| (!message.is_empty()).then(|| message.clone()))
             .or_else(|| Some("no status yet: the controller has not processed it".into()))
     };
-    // The cluster runs the index's amd64 image or, on controllers that take the tag's
-    // own digest, the index itself (docs/deckhouse-real.md §3.1): both are in sync.
-    let sync = match (&cluster_digest, &index_digest) {
-        (Some(cluster), Some(index)) if cluster == index => SyncState::InSync,
-        _ => SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref()),
+    let sync = match matched_digest {
+        Some(_) => SyncState::InSync,
+        None => SyncState::of(cluster_digest.as_deref(), registry_digest.as_deref()),
     };
     Row {
         name: mpo.metadata.name.clone().unwrap_or_default(),
@@ -381,6 +401,7 @@ fn make_row(mpo: &ModulePullOverride, lookup: Lookup, module: Option<ModuleHealt
         cluster_digest,
         registry_digest,
         index_digest,
+        matched_digest,
         updated_at: mpo.updated_at().map(str::to_string),
         source: lookup.source,
         cause,
@@ -438,7 +459,7 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
         module_cell(row),
         (digest(&row.cluster_digest), Tone::Plain),
         (digest(&row.registry_digest), Tone::Plain),
-        (row.sync.label().to_string(), sync_tone),
+        (sync_label(row), sync_tone),
         (
             if row.updated_at.is_some() {
                 age_of(row.updated_at.as_deref())
@@ -471,6 +492,15 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
         ));
     }
     cells
+}
+
+/// SYNC: for a multi-arch tag, which of its digests the cluster runs.
+fn sync_label(row: &Row) -> String {
+    match row.matched_digest {
+        Some(DigestMatch::Index) => "in sync (index)".to_string(),
+        Some(DigestMatch::Amd64Child) => "in sync (amd64)".to_string(),
+        _ => row.sync.label().to_string(),
+    }
 }
 
 const HEADERS: [&str; 8] = [
@@ -683,6 +713,7 @@ async fn watch(
             args.offline,
             args.registry_timeout,
             args.output == Some(ListFormat::Wide),
+            &ctx.printer,
         )
         .await
         .pop() else {
@@ -723,6 +754,7 @@ mod tests {
             registry_digest: registry.map(str::to_string),
             index_digest: None,
             sync: SyncState::of(Some(&format!("sha256:{}", "a".repeat(64))), registry),
+            matched_digest: None,
             updated_at: None,
             source: Some("test".into()),
             cause: cause.map(str::to_string),
@@ -756,6 +788,20 @@ mod tests {
         ];
         insta::assert_snapshot!(rendered(&rows, false));
         insta::assert_snapshot!("the_status_table_wide", rendered(&rows, true));
+    }
+
+    #[test]
+    fn sync_says_which_digest_of_a_multi_arch_tag_the_cluster_runs() {
+        let current = format!("sha256:{}", "a".repeat(64));
+        let mut by_index = row("echo", "Ready", true, Some(&current), None);
+        by_index.matched_digest = Some(DigestMatch::Index);
+        let mut by_child = row("hello", "Ready", true, Some(&current), None);
+        by_child.matched_digest = Some(DigestMatch::Amd64Child);
+        let plain = row("plain", "Ready", true, Some(&current), None);
+        let text = rendered(&[by_index, by_child, plain], false);
+        assert!(text.contains("in sync (index)"), "{text}");
+        assert!(text.contains("in sync (amd64)"), "{text}");
+        assert_eq!(text.matches("in sync").count(), 3, "{text}");
     }
 
     #[test]

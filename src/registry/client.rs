@@ -70,13 +70,119 @@ pub struct RegistryOptions {
     pub timeout: Duration,
 }
 
+/// Something a lookup noticed that the user should hear about (printed by the command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Shown only at `-v`.
+    pub verbose: bool,
+    pub text: String,
+}
+
+/// Which digest of the tag the cluster runs (docs/deckhouse-real.md §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DigestMatch {
+    /// The tag is a single image and the cluster runs it.
+    Image,
+    /// The tag is an index and the cluster runs its linux/amd64 image.
+    Amd64Child,
+    /// The tag is an index and the cluster runs the index digest itself.
+    Index,
+}
+
+impl DigestMatch {
+    /// How a human reads it, after "in sync".
+    pub fn describe(self) -> &'static str {
+        match self {
+            DigestMatch::Image => "the tag's image",
+            DigestMatch::Amd64Child => "the index's linux/amd64 image",
+            DigestMatch::Index => "the index digest itself",
+        }
+    }
+}
+
+impl ResolvedDigest {
+    /// Whether `cluster_digest` is this tag's build: the image, the linux/amd64 child of
+    /// an index, or the index itself (controllers differ, docs/deckhouse-real.md §3.1).
+    pub fn matches(&self, cluster_digest: &str) -> Option<DigestMatch> {
+        match &self.index_digest {
+            None if cluster_digest == self.digest => Some(DigestMatch::Image),
+            Some(_) if cluster_digest == self.digest => Some(DigestMatch::Amd64Child),
+            Some(index) if cluster_digest == index => Some(DigestMatch::Index),
+            _ => None,
+        }
+    }
+}
+
 /// A registry client for one [`RegistryTarget`].
 pub struct SourceRegistry {
-    client: Client,
+    /// The OCI client for the scheme the registry answers on, chosen at first use.
+    client: tokio::sync::OnceCell<Client>,
+    /// The client for the declared scheme, built up front (building one takes a while:
+    /// not inside a lookup's time limit); taken when the probe confirms that scheme.
+    prebuilt: std::sync::Mutex<Option<Client>>,
+    /// Schemes to try, in order (docs/deckhouse-real.md §3.8).
+    schemes: Vec<&'static str>,
+    /// The ModuleSource's own scheme, used when no scheme's `/v2/` answers 200 or 401.
+    declared: &'static str,
+    host: String,
+    /// The CA, when it parses.
+    ca: Option<String>,
     auth: RegistryAuth,
     tokens: Tokens,
     repo: String,
     options: RegistryOptions,
+    notices: std::sync::Mutex<Vec<Notice>>,
+}
+
+/// ggcr `name.Registry.Scheme` (docs/deckhouse-real.md §3.8): `scheme: HTTP` (any
+/// case), RFC1918, loopback, `localhost` and `*.localhost` hosts are tried over https
+/// first, then over http; other hosts over https only.
+pub(super) fn may_fall_back_to_http(scheme: Option<&str>, host: &str) -> bool {
+    if scheme.is_some_and(|s| s.trim().eq_ignore_ascii_case("http")) {
+        return true;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let lower = name.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+/// Whether `pem` holds certificates a TLS client accepts as roots: at least one, and
+/// every block parses (one bad block would make the whole client unusable).
+fn usable_ca(pem: &str) -> bool {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        match certificate.map(|der| roots.add(der)) {
+            Ok(Ok(())) => count += 1,
+            _ => return false,
+        }
+    }
+    count > 0
+}
+
+/// `Retry-After`: seconds, or an HTTP date (RFC 9110 §10.2.3).
+pub(super) fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let span = when.duration_since(now);
+    Some(Duration::try_from(span).unwrap_or(Duration::ZERO))
 }
 
 fn sha256(data: &[u8]) -> String {
@@ -95,21 +201,93 @@ impl SourceRegistry {
             ));
         }
         let auth = target.auth()?;
-        let protocol = match target.scheme.as_deref().map(str::trim) {
-            Some(s) if s.eq_ignore_ascii_case("http") => ClientProtocol::Http,
-            _ => ClientProtocol::Https,
+        let host = repo.split('/').next().unwrap_or_default().to_string();
+        let mut notices = Vec::new();
+        let ca = match target.ca.as_deref().filter(|pem| !pem.trim().is_empty()) {
+            Some(pem) if usable_ca(pem) => Some(pem.to_string()),
+            Some(_) if target.name == super::credentials::FALLBACK_NAME => {
+                return Err(RegistryError::new(
+                    RegistryErrorKind::Config,
+                    "--registry-ca holds no usable PEM certificate",
+                ));
+            }
+            Some(_) => {
+                // cr GetHTTPTransport appends the PEM to the system roots and ignores
+                // one that does not parse (docs/deckhouse-real.md §3.10).
+                notices.push(Notice {
+                    verbose: false,
+                    text: format!(
+                        "ModuleSource {}: spec.registry.ca is not a usable PEM certificate; ignored, as Deckhouse ignores it (only the system's trusted CAs are used)",
+                        target.name
+                    ),
+                });
+                None
+            }
+            None => None,
         };
-        let ca = target.ca.as_deref().filter(|pem| !pem.trim().is_empty());
-        let extra_root_certificates = ca
-            .map(|pem| {
-                vec![Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.as_bytes().to_vec(),
-                }]
+        let schemes = if may_fall_back_to_http(target.scheme.as_deref(), &host) {
+            vec!["https", "http"]
+        } else {
+            vec!["https"]
+        };
+        let tokens = Tokens::new(&host, ca.as_deref(), options.timeout);
+        let declared = match target.scheme.as_deref().map(str::trim) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http") => "http",
+            _ => "https",
+        };
+        let mut registry = SourceRegistry {
+            client: tokio::sync::OnceCell::new(),
+            prebuilt: std::sync::Mutex::new(None),
+            schemes,
+            declared,
+            host,
+            ca,
+            auth,
+            tokens,
+            repo,
+            options: options.clone(),
+            notices: std::sync::Mutex::new(notices),
+        };
+        let first = registry.schemes[0];
+        registry.prebuilt = std::sync::Mutex::new(Some(registry.oci_client(first)));
+        if registry.schemes.len() > 1 {
+            // The scheme probe's client, built here for the same reason.
+            let _ = registry.tokens.http();
+        }
+        Ok(registry)
+    }
+
+    /// What this client noticed so far (each once), for the command to print.
+    pub fn take_notices(&self) -> Vec<Notice> {
+        self.notices
+            .lock()
+            .map(|mut notices| std::mem::take(&mut *notices))
+            .unwrap_or_default()
+    }
+
+    fn notice(&self, verbose: bool, text: String) {
+        if let Ok(mut notices) = self.notices.lock()
+            && !notices.iter().any(|n| n.text == text)
+        {
+            notices.push(Notice { verbose, text });
+        }
+    }
+
+    fn oci_client(&self, scheme: &str) -> Client {
+        let extra_root_certificates = self
+            .ca
+            .iter()
+            .map(|pem| Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem.as_bytes().to_vec(),
             })
-            .unwrap_or_default();
-        let client = Client::new(ClientConfig {
-            protocol: protocol.clone(),
+            .collect();
+        Client::new(ClientConfig {
+            protocol: if scheme == "http" {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
             extra_root_certificates,
             // No read timeout on the client: every call is bounded here (`bounded`), and
             // a blob's chunks by `feed_layer`, which counts only the time spent waiting
@@ -117,23 +295,71 @@ impl SourceRegistry {
             // decoder takes between two chunks, so a slow machine would fail a healthy
             // download.
             read_timeout: None,
-            connect_timeout: Some(options.timeout.min(Duration::from_secs(10))),
+            connect_timeout: Some(self.options.timeout.min(Duration::from_secs(10))),
             max_concurrent_download: 4,
             ..ClientConfig::default()
-        });
-        let scheme = match protocol {
-            ClientProtocol::Http => "http",
-            _ => "https",
-        };
-        let host = repo.split('/').next().unwrap_or_default();
-        let tokens = Tokens::new(scheme, host, ca, options.timeout);
-        Ok(SourceRegistry {
-            client,
-            auth,
-            tokens,
-            repo,
-            options: options.clone(),
         })
+    }
+
+    /// The OCI client, once the scheme is known: like ggcr's ping, the first scheme
+    /// whose `/v2/` answers 200 or 401; when none does, the ModuleSource's own scheme
+    /// (whose requests then say why).
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                let scheme = self.choose_scheme().await;
+                self.tokens.set_scheme(scheme);
+                let prebuilt = self
+                    .prebuilt
+                    .lock()
+                    .ok()
+                    .and_then(|mut prebuilt| prebuilt.take());
+                match prebuilt {
+                    Some(client) if scheme == self.schemes[0] => client,
+                    _ => self.oci_client(scheme),
+                }
+            })
+            .await
+    }
+
+    async fn choose_scheme(&self) -> &'static str {
+        if self.schemes.len() == 1 {
+            return self.schemes[0];
+        }
+        let Some(http) = self.tokens.http() else {
+            return self.declared;
+        };
+        let mut failures = Vec::new();
+        for scheme in &self.schemes {
+            let url = format!("{scheme}://{}/v2/", self.host);
+            match tokio::time::timeout(self.options.timeout, http.get(&url).send()).await {
+                Ok(Ok(answer)) if matches!(answer.status().as_u16(), 200 | 401) => {
+                    // The same answer ggcr's ping reads the challenge from.
+                    self.tokens.set_challenge(super::auth::challenge_of(
+                        answer.status().as_u16(),
+                        answer
+                            .headers()
+                            .get(reqwest::header::WWW_AUTHENTICATE)
+                            .and_then(|value| value.to_str().ok()),
+                    ));
+                    if *scheme == "http" {
+                        self.notice(
+                            true,
+                            format!(
+                                "registry {}: {}; using plain http, as Deckhouse does for private and loopback hosts (docs/deckhouse-real.md §3.8)",
+                                self.host,
+                                failures.join("; ")
+                            ),
+                        );
+                    }
+                    return scheme;
+                }
+                Ok(Ok(answer)) => failures.push(format!("{url} answered {}", answer.status())),
+                Ok(Err(err)) => failures.push(format!("{url}: {}", chain(&err))),
+                Err(_) => failures.push(format!("{url}: no answer")),
+            }
+        }
+        self.declared
     }
 
     /// A client from a repo and a ModuleSource-style dockerCfg.
@@ -225,33 +451,48 @@ impl SourceRegistry {
         tag: &str,
     ) -> Result<(Value, String), RegistryError> {
         let reference = self.reference(repository, tag)?;
-        self.tokens
-            .prepare(&self.client, &self.auth, &reference)
-            .await;
         let what = format!("GET manifest {reference}");
-        let pull = || {
-            self.bounded_retrying(&what, || {
-                self.client
-                    .pull_manifest_raw(&reference, &self.auth, &ACCEPTED)
-            })
+        // One deadline for the whole read, the scheme probe included.
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let Ok(client) = tokio::time::timeout_at(deadline, self.client()).await else {
+            return Err(self.timed_out(&what));
         };
-        let (body, _) = match pull().await {
-            Err(err)
-                if err.kind == RegistryErrorKind::Unauthorized
-                    && self.tokens.take_batched(&reference) =>
+        self.tokens.prepare(client, &self.auth, &reference).await;
+        let pull = || async {
+            match tokio::time::timeout_at(
+                deadline,
+                client.pull_manifest_raw(&reference, &self.auth, &ACCEPTED),
+            )
+            .await
             {
-                // The token service did not grant this repository in the batch: ask for
-                // a token of its own (which replaces the cached one) and try once more.
-                let _ = self
-                    .bounded(
-                        &what,
-                        self.client
-                            .auth(&reference, &self.auth, RegistryOperation::Pull),
-                    )
-                    .await;
-                pull().await?
+                Ok(result) => Ok(result),
+                Err(_) => Err(self.timed_out(&what)),
             }
-            result => result?,
+        };
+        let mut result = pull().await?;
+        if let Err(err) = &result
+            && matches!(classify(&what, err).kind, RegistryErrorKind::Unauthorized)
+            && self.tokens.take_batched(&reference)
+        {
+            // The token service did not grant this repository in the batch: ask for a
+            // token of its own (which replaces the cached one) and try once more.
+            let _ = self
+                .bounded(
+                    &what,
+                    client.auth(&reference, &self.auth, RegistryOperation::Pull),
+                )
+                .await;
+            result = pull().await?;
+        }
+        let body = match result {
+            Ok((body, _)) => body.to_vec(),
+            // oci-client refuses a manifest whose Docker-Content-Digest header disagrees
+            // with its body, and does not expose Retry-After: read it directly.
+            Err(err) if is_busy(&err) || matches!(err, OciDistributionError::DigestError(_)) => {
+                self.manifest_directly(client, &reference, &what, deadline)
+                    .await?
+            }
+            Err(err) => return Err(classify(&what, &err)),
         };
         let digest = sha256(&body);
         let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
@@ -267,6 +508,160 @@ impl SourceRegistry {
             ));
         }
         Ok((manifest, digest))
+    }
+
+    /// GET a manifest with the plain HTTP client: the digest is the body's whatever
+    /// the `Docker-Content-Digest` header says (ggcr hashes the body, docs/deckhouse-real.md
+    /// §3.9; a disagreeing header is a warning), and a 429 or 503 is asked again after
+    /// the `Retry-After` it carries (else 0.5 s, 1 s, 2 s...), within `deadline`.
+    async fn manifest_directly(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        what: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let Some(http) = self.tokens.http() else {
+            return Err(RegistryError::new(
+                RegistryErrorKind::Config,
+                format!("{what}: cannot build an HTTP client"),
+            ));
+        };
+        let timed_out = || self.timed_out(what);
+        // A token for the repository when the registry has a token service (the client
+        // logs in as it would); Basic credentials and anonymous access go as they are.
+        let token = match tokio::time::timeout_at(
+            deadline,
+            client.auth(reference, &self.auth, RegistryOperation::Pull),
+        )
+        .await
+        {
+            Ok(Ok(token)) => token,
+            Ok(Err(_)) => None,
+            Err(_) => return Err(timed_out()),
+        };
+        let scheme = self.tokens.scheme();
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{}",
+            reference.resolve_registry(),
+            reference.repository(),
+            reference.digest().or(reference.tag()).unwrap_or("latest")
+        );
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let mut request = http
+                .get(&url)
+                .header(reqwest::header::ACCEPT, ACCEPTED.join(", "));
+            request = match (&token, &self.auth) {
+                (Some(token), _) => request.bearer_auth(token),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request.basic_auth(user, Some(password))
+                }
+                (None, RegistryAuth::Bearer(token)) => request.bearer_auth(token),
+                (None, RegistryAuth::Anonymous) => request,
+            };
+            let answer = match tokio::time::timeout_at(deadline, request.send()).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(err)) => {
+                    let kind = if err.is_connect() {
+                        RegistryErrorKind::Unreachable
+                    } else {
+                        RegistryErrorKind::Other
+                    };
+                    return Err(RegistryError::new(kind, format!("{what}: {}", chain(&err))));
+                }
+                Err(_) => return Err(timed_out()),
+            };
+            let status = answer.status().as_u16();
+            let header = |name: &str| {
+                answer
+                    .headers()
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_string)
+            };
+            if matches!(status, 429 | 503) {
+                let advised = header("retry-after")
+                    .and_then(|value| retry_after(&value, jiff::Timestamp::now()));
+                let wait = advised.unwrap_or(backoff);
+                let now = tokio::time::Instant::now();
+                if now + wait >= deadline {
+                    let message = match advised {
+                        Some(advised) => format!(
+                            "{what}: HTTP {status}: the registry asks to come back in {} (Retry-After), past the registry timeout ({})",
+                            crate::output::humanize(advised),
+                            crate::output::humanize(self.options.timeout)
+                        ),
+                        None => format!(
+                            "{what}: HTTP {status}: the registry stayed busy for the registry timeout ({})",
+                            crate::output::humanize(self.options.timeout)
+                        ),
+                    };
+                    return Err(RegistryError::new(RegistryErrorKind::Other, message));
+                }
+                if let Some(advised) = advised {
+                    self.notice(
+                        true,
+                        format!(
+                            "{what}: HTTP {status}; asking again in {} as its Retry-After says",
+                            crate::output::humanize(advised)
+                        ),
+                    );
+                }
+                tokio::time::sleep(wait).await;
+                backoff *= 2;
+                continue;
+            }
+            let claimed = header("docker-content-digest");
+            let body = match tokio::time::timeout_at(deadline, answer.bytes()).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(err)) => {
+                    return Err(RegistryError::new(
+                        RegistryErrorKind::Other,
+                        format!("{what}: {}", chain(&err)),
+                    ));
+                }
+                Err(_) => return Err(timed_out()),
+            };
+            if !(200..300).contains(&status) {
+                let kind = match status {
+                    401 | 403 => RegistryErrorKind::Unauthorized,
+                    404 => RegistryErrorKind::NotFound,
+                    _ => RegistryErrorKind::Other,
+                };
+                let first_line = String::from_utf8_lossy(&body)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect::<String>();
+                return Err(RegistryError::new(
+                    kind,
+                    format!("{what}: HTTP {status}: {first_line}"),
+                ));
+            }
+            let actual = sha256(&body);
+            if let Some(pinned) = reference.digest()
+                && pinned != actual
+            {
+                return Err(RegistryError::new(
+                    RegistryErrorKind::Malformed,
+                    format!("{what}: the manifest's content hashes to {actual}, not {pinned}"),
+                ));
+            }
+            if let Some(claimed) = claimed.filter(|claimed| *claimed != actual) {
+                self.notice(
+                    false,
+                    format!(
+                        "{}: the registry's Docker-Content-Digest header says {}, but the manifest it sent hashes to {actual}; using {actual}, as Deckhouse does (it hashes the body)",
+                        reference,
+                        crate::output::inline(&claimed)
+                    ),
+                );
+            }
+            return Ok(body.to_vec());
+        }
     }
 
     /// The digest the Deckhouse controller would deploy for `<repo>/<module>:<tag>`:
@@ -299,9 +694,8 @@ impl SourceRegistry {
     /// All tags of `<repo>/<repository>` (`""`: the repo itself, i.e. the module catalog).
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
         let reference = self.reference(repository, "latest")?;
-        self.tokens
-            .prepare(&self.client, &self.auth, &reference)
-            .await;
+        let client = self.client().await;
+        self.tokens.prepare(client, &self.auth, &reference).await;
         let what = format!("list tags of {}", reference.repository());
         let mut all = Vec::new();
         let mut last: Option<String> = None;
@@ -309,8 +703,7 @@ impl SourceRegistry {
         loop {
             let page = self
                 .bounded_retrying(&what, || {
-                    self.client
-                        .list_tags(&reference, &self.auth, Some(PAGE), last.as_deref())
+                    client.list_tags(&reference, &self.auth, Some(PAGE), last.as_deref())
                 })
                 .await?;
             let count = page.tags.len();
@@ -395,8 +788,9 @@ impl SourceRegistry {
         const CAP: usize = 1 << 20;
         let reference = self.reference(repository, digest)?;
         let what = format!("GET blob {digest} of {reference}");
+        let client = self.client().await;
         let stream = self
-            .bounded(&what, self.client.pull_blob_stream(&reference, digest))
+            .bounded(&what, client.pull_blob_stream(&reference, digest))
             .await?;
         let mut body = Vec::new();
         let mut chunks = stream.stream;
@@ -497,7 +891,8 @@ impl SourceRegistry {
         let stream = self
             .bounded(
                 &what,
-                self.client
+                self.client()
+                    .await
                     .pull_blob_stream(reference, layer.digest.as_str()),
             )
             .await?;
@@ -719,6 +1114,109 @@ mod tests {
         let arm_only = json!({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}}]});
         assert_eq!(amd64_child(&arm_only), Some(Err(())));
         assert_eq!(amd64_child(&json!({"layers": []})), None);
+    }
+
+    #[test]
+    fn a_cluster_digest_matches_the_image_the_amd64_child_or_the_index() {
+        let image = ResolvedDigest {
+            digest: "sha256:img".into(),
+            index_digest: None,
+        };
+        assert_eq!(image.matches("sha256:img"), Some(DigestMatch::Image));
+        assert_eq!(image.matches("sha256:other"), None);
+        let index = ResolvedDigest {
+            digest: "sha256:amd".into(),
+            index_digest: Some("sha256:idx".into()),
+        };
+        assert_eq!(index.matches("sha256:amd"), Some(DigestMatch::Amd64Child));
+        assert_eq!(index.matches("sha256:idx"), Some(DigestMatch::Index));
+        assert_eq!(index.matches("sha256:arm"), None);
+    }
+
+    #[test]
+    fn private_and_loopback_hosts_may_fall_back_to_http_like_ggcr() {
+        for host in [
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "10.0.0.1:443",
+            "172.16.5.4",
+            "192.168.1.1:5000",
+            "localhost",
+            "localhost:5000",
+            "registry.localhost:80",
+            "[::1]:5000",
+        ] {
+            assert!(may_fall_back_to_http(None, host), "{host}");
+            assert!(may_fall_back_to_http(Some("HTTPS"), host), "{host}");
+        }
+        for host in [
+            "registry.example.com",
+            "8.8.8.8:5000",
+            "172.32.0.1",
+            "[2001:db8::1]:443",
+        ] {
+            assert!(!may_fall_back_to_http(Some("HTTPS"), host), "{host}");
+            assert!(!may_fall_back_to_http(None, host), "{host}");
+        }
+        // `scheme: HTTP`, any case: https first, then http, whatever the host.
+        assert!(may_fall_back_to_http(Some("http"), "registry.example.com"));
+        assert!(may_fall_back_to_http(Some("Http"), "registry.example.com"));
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now: jiff::Timestamp = "2026-11-25T12:00:00Z".parse().unwrap();
+        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 25 Nov 2026 12:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Wed, 25 Nov 2026 11:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn a_bad_ca_from_a_module_source_is_ignored_with_a_warning() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let options = RegistryOptions {
+            timeout: Duration::from_secs(1),
+        };
+        let garbage = "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n";
+        for ca in [
+            garbage,
+            "just some text",
+            "-----BEGIN CERTIFICATE-----\nnotacertificate\n-----END CERTIFICATE-----\n",
+        ] {
+            let mut target =
+                RegistryTarget::with_docker_cfg("reg.io/modules", None, Some(ca), None);
+            target.name = "broken-ca".into();
+            let registry = SourceRegistry::new(&target, &options).expect("still a client");
+            assert!(registry.ca.is_none());
+            let notices = registry.take_notices();
+            assert_eq!(notices.len(), 1, "{notices:?}");
+            assert!(!notices[0].verbose);
+            assert!(
+                notices[0].text.contains("ModuleSource broken-ca")
+                    && notices[0].text.contains("ignored"),
+                "{notices:?}"
+            );
+        }
+        let flag = RegistryTarget::from_docker_config(
+            "reg.io/modules",
+            None,
+            None,
+            Some("just some text".into()),
+        )
+        .expect("target");
+        let err = SourceRegistry::new(&flag, &options)
+            .err()
+            .expect("bad --registry-ca");
+        assert_eq!(err.kind, RegistryErrorKind::Config);
     }
 
     #[test]

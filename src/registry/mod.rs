@@ -15,7 +15,10 @@ mod image;
 mod reference;
 mod tokens;
 
-pub use client::{ANNOTATION_CREATED, ImageInfo, RegistryOptions, ResolvedDigest, SourceRegistry};
+pub use client::{
+    ANNOTATION_CREATED, DigestMatch, ImageInfo, Notice, RegistryOptions, ResolvedDigest,
+    SourceRegistry,
+};
 pub use credentials::{FALLBACK_NAME, RegistryTarget};
 pub use error::{RegistryError, RegistryErrorKind};
 pub use image::{ImageLimits, ImageTree, ReadPlan, human_bytes};

@@ -17,7 +17,8 @@ use super::auth::{self, Challenge};
 
 /// What one client knows about logging in to its registry.
 pub struct Tokens {
-    scheme: &'static str,
+    /// The scheme the registry answers on, once the client knows it (https until then).
+    scheme: OnceLock<&'static str>,
     host: String,
     ca: Option<String>,
     timeout: Duration,
@@ -34,9 +35,9 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn new(scheme: &'static str, host: &str, ca: Option<&str>, timeout: Duration) -> Self {
+    pub fn new(host: &str, ca: Option<&str>, timeout: Duration) -> Self {
         Tokens {
-            scheme,
+            scheme: OnceLock::new(),
             host: host.to_string(),
             ca: ca.map(str::to_string),
             timeout,
@@ -48,7 +49,23 @@ impl Tokens {
         }
     }
 
-    fn http(&self) -> Option<&reqwest::Client> {
+    /// Records the scheme the registry answers on (once).
+    pub fn set_scheme(&self, scheme: &'static str) {
+        let _ = self.scheme.set(scheme);
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        self.scheme.get().copied().unwrap_or("https")
+    }
+
+    /// What the scheme probe learnt from `/v2/`: the registry's challenge, so that it
+    /// is not asked again.
+    pub fn set_challenge(&self, challenge: Challenge) {
+        let _ = self.challenge.set(challenge);
+    }
+
+    /// The plain HTTP client with the registry's CA, built on first use.
+    pub fn http(&self) -> Option<&reqwest::Client> {
         self.http
             .get_or_init(|| auth::http_client(self.ca.as_deref(), self.timeout))
             .as_ref()
@@ -78,7 +95,7 @@ impl Tokens {
                 let Some(http) = self.http() else {
                     return Challenge::Unknown;
                 };
-                let probe = auth::probe(http, self.scheme, &self.host);
+                let probe = auth::probe(http, self.scheme(), &self.host);
                 tokio::time::timeout(self.timeout, probe)
                     .await
                     .unwrap_or(Challenge::Unknown)

@@ -20,6 +20,7 @@ mod kubeconfig;
 mod lifecycle;
 mod login;
 mod registry;
+mod registry_deckhouse;
 mod sandbox;
 mod secrets;
 mod temp_files;
