@@ -6,6 +6,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+MPO_PREREQS_QUIET=1 scripts/prereqs.sh
 MAIN_DIR="${TEST_SANDBOX_DIR:-$ROOT/target/sandbox-test}"
 OLD_DIR="$MAIN_DIR-v1alpha1"
 
