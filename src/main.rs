@@ -16,6 +16,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `kubectl-mpo __complete WORD...`: what the completion helper and scripts call.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|first| first == "__complete") {
+        return cmd::complete::run(args.collect());
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
