@@ -57,9 +57,34 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub no_color: bool,
 
-    /// More detail on errors and progress (repeat for more)
+    /// More detail: -v notes, -v=6 each API request (method, URL, status, time), -v=8
+    /// also headers (credentials redacted); -vv... or --v=N as in kubectl
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// The address of the Kubernetes API server (overrides the kubeconfig's)
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Bearer token for the API server (overrides the kubeconfig user's credentials)
+    #[arg(long, global = true, value_name = "TOKEN", hide_default_value = true)]
+    pub token: Option<String>,
+
+    /// User to impersonate for the operation
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+
+    /// Group to impersonate (repeat for several)
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_group: Vec<String>,
+
+    /// Path to a PEM file with the API server's certificate authority
+    #[arg(long, global = true, value_name = "PATH")]
+    pub certificate_authority: Option<PathBuf>,
+
+    /// Do not check the API server's certificate (insecure)
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub insecure_skip_tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,6 +564,47 @@ impl From<&ImageLimitArgs> for crate::registry::ImageLimits {
     }
 }
 
+/// kubectl's verbosity forms, `-v=6`, `--v=6`, `-v 6`, `--v 6` and `--verbose=6`,
+/// become six `-v` (clap counts them); `-v`, `-vv`... stay as they are. Words after
+/// `--` are left alone.
+pub fn kubectl_verbosity(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = args.into_iter().peekable();
+    let level = |text: &str| text.parse::<u8>().ok().filter(|n| *n <= 10);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        if text == "--" {
+            out.push(arg);
+            out.extend(args);
+            break;
+        }
+        let joined = ["-v=", "--v=", "--verbose="]
+            .iter()
+            .find_map(|prefix| text.strip_prefix(prefix));
+        let n = match joined {
+            Some(value) => level(value),
+            None if text == "-v" || text == "--v" => {
+                match args.peek().and_then(|next| level(&next.to_string_lossy())) {
+                    Some(n) => {
+                        args.next();
+                        Some(n)
+                    }
+                    None if text == "--v" => Some(1),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        match n {
+            Some(n) => out.extend((0..n).map(|_| std::ffi::OsString::from("-v"))),
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
 /// A module name, checked at parse time: a DNS-1123 label of at most 63 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ModuleName(String);
@@ -707,6 +773,26 @@ mod tests {
         assert!(!help(&["explain"]).contains("wide"));
         assert!(!help(&["explain"]).contains("[possible values: json, yaml, name"));
         assert!(!help(&["registry", "cat"]).contains("--output"));
+    }
+
+    #[test]
+    fn kubectl_verbosity_forms_are_counted() {
+        let level = |args: &[&str]| {
+            let args = std::iter::once("kubectl-mpo")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from);
+            Cli::try_parse_from(kubectl_verbosity(args))
+                .expect("parses")
+                .global
+                .verbose
+        };
+        assert_eq!(level(&["status", "-v=6"]), 6);
+        assert_eq!(level(&["--v=8", "status"]), 8);
+        assert_eq!(level(&["status", "-v", "6", "echo"]), 6);
+        assert_eq!(level(&["status", "--v", "7"]), 7);
+        assert_eq!(level(&["status", "-vv"]), 2);
+        assert_eq!(level(&["status", "-v", "echo"]), 1);
+        assert_eq!(level(&["status", "--verbose=3"]), 3);
     }
 
     #[test]

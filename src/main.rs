@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     if args.nth(1).is_some_and(|first| first == "__complete") {
         return cmd::complete::run(args.collect());
     }
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse_from(cli::kubectl_verbosity(std::env::args_os())) {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { 2 } else { 0 };
