@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     // One process-wide TLS provider (ring) for every HTTPS client, chosen once here.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let printer = output::Printer::new(cli.global.no_color, cli.global.verbose);
+    output::set_trace(printer.clone());
     match cmd::run(cli, printer.clone()) {
         Ok(app::Outcome::Success) => ExitCode::SUCCESS,
         Ok(app::Outcome::ConditionFailed) => ExitCode::from(1),

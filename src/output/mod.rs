@@ -163,6 +163,21 @@ impl Write for Captured {
     }
 }
 
+/// The process's printer for request logs from code that has none (the registry
+/// client); set once by `main`.
+static TRACE: std::sync::OnceLock<Printer> = std::sync::OnceLock::new();
+
+pub fn set_trace(printer: Printer) {
+    let _ = TRACE.set(printer);
+}
+
+/// A debug line at `level` (`-v=N`) through the process's printer, if set.
+pub fn trace(level: u8, text: impl AsRef<str>) {
+    if let Some(printer) = TRACE.get() {
+        printer.debug(level, text);
+    }
+}
+
 impl Printer {
     /// The process's stdout and stderr.
     pub fn new(no_color: bool, verbose: u8) -> Self {

@@ -217,7 +217,7 @@ fn kubectl_mpo_completion_bash_completes_below_the_top_level() {
         complete(&format!("kubectl-mpo explain {bare} -t ")),
         sorted(&["main", "pr-1"])
     );
-    assert_eq!(complete("kubectl-mpo create cmp-own"), [bare]);
+    assert_eq!(complete(&format!("kubectl-mpo create {bare}")), [bare]);
 }
 
 #[test]

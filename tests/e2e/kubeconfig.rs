@@ -412,8 +412,15 @@ fn kubectl_verbosity_levels_show_requests_without_secrets() {
             "secret printed: {run:?}"
         );
     }
-    // The highest level with the sandbox kubeconfig and registry lookups.
+    // The highest level with the sandbox kubeconfig and registry lookups, which are
+    // shown from 6 on.
     let run = support::mpo(&["status", "--v=10"]);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("registry GET manifest") && l.contains(": ok in ")),
+        "{run:?}"
+    );
     for secret in [admin_token()].into_iter().chain(
         state()
             .registries
