@@ -58,6 +58,7 @@ for package in "\$@"; do
   case "\$package" in
     docker-registry) program=docker-registry ;;
     apache2-utils) program=htpasswd ;;
+    zsh|fish|openssl|curl|python3|build-essential|util-linux|coreutils) program=\$package ;;
     bash-completion) mkdir -p "${completion_file%/*}"; : >"$completion_file"; continue ;;
     -*) continue ;;
     *) echo "unexpected package \$package" >&2; exit 100 ;;

@@ -18,6 +18,9 @@ PACKAGES=(
   "cc:build-essential"
   "setsid:util-linux"
   "base64:coreutils"
+  # the completion tests run the zsh and fish scripts
+  "zsh:zsh"
+  "fish:fish"
 )
 # Files (not commands) the tests need: the completion tests source kubectl's bash
 # completion, which calls bash-completion's functions.

@@ -306,3 +306,74 @@ fn helper_runs_the_binary_next_to_it() {
         "file names: {kubeconfig:?}"
     );
 }
+
+/// zsh and fish run their scripts from `kubectl-mpo completion zsh|fish`. fish
+/// completes a whole line itself (`complete -C`); zsh's matching needs a terminal, so
+/// `_describe` is replaced by a function that prints the candidates it is given.
+#[test]
+fn zsh_and_fish_scripts_complete_below_the_top_level() {
+    let dir = plugin_dir(false);
+    let shell = |program: &str, script: &str| {
+        let mut command = Command::new(program);
+        command
+            .args(["-c", script])
+            .env("PATH", path_with(&dir))
+            .env("KUBECONFIG", &state().kubeconfig)
+            .env("HOME", home_dir())
+            .stdin(Stdio::null());
+        let run = run(command);
+        run.assert_code(0);
+        let mut words: Vec<String> = run
+            .stdout
+            .lines()
+            .map(|line| line.split('\t').next().unwrap_or_default().to_string())
+            .filter(|word| !word.is_empty())
+            .collect();
+        words.sort();
+        words
+    };
+    let fish = |line: &str| {
+        shell(
+            "fish",
+            &format!("kubectl-mpo completion fish | source; complete -C'{line}'"),
+        )
+    };
+    assert_eq!(fish("kubectl-mpo status --of"), ["--offline"]);
+    assert_eq!(
+        fish("kubectl-mpo status -o "),
+        sorted(&["json", "yaml", "name", "wide"])
+    );
+    let bare = unique("cmp-shells");
+    module_with_images(&bare, true, &["main", "pr-2"]);
+    assert_eq!(
+        fish(&format!("kubectl-mpo create {bare} --tag=p")),
+        ["--tag=pr-2"]
+    );
+
+    let zsh = |words: &[&str]| {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        shell(
+            "zsh",
+            &format!(
+                "autoload -U compinit; compinit -u; source <(kubectl-mpo completion zsh); \
+                 _describe() {{ shift 3; print -l -- ${{(P)1}}; }}; compset() {{ :; }}; \
+                 words=({}); CURRENT={}; _kubectl_mpo",
+                quoted.join(" "),
+                words.len()
+            ),
+        )
+    };
+    assert_eq!(
+        zsh(&["kubectl-mpo", "status", "-o", ""]),
+        sorted(&["json", "yaml", "name", "wide"])
+    );
+    assert_eq!(
+        zsh(&["kubectl-mpo", "create", &bare, "--tag", ""]),
+        sorted(&["main", "pr-2"])
+    );
+    let flags = zsh(&["kubectl-mpo", "status", "--"]);
+    assert!(
+        flags.iter().any(|f| f.starts_with("--offline")),
+        "{flags:?}"
+    );
+}
