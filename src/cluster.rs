@@ -191,6 +191,14 @@ impl Cluster {
             kube::Error::Api(status) => match status.code {
                 401 => Error::runtime(format!("the API server {place} rejected the credentials (401 Unauthorized)"))
                     .with_hint("the token or certificate has expired or is wrong: log in again and retry"),
+                // API discovery is a GET on a path, not a resource verb.
+                403 if verb == "discover" => Error::runtime(format!(
+                    "forbidden: your credentials may not read the API's discovery document /apis/{resource} on {place}: {}",
+                    status.message
+                ))
+                .with_hint(format!(
+                    "ask a cluster admin for RBAC that allows 'get' on the path /apis/{resource}; check with: kubectl auth can-i get /apis/{resource}"
+                )),
                 403 => Error::runtime(format!(
                     "forbidden: you may not {verb} {resource} on {place}: {}",
                     status.message

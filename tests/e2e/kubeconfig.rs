@@ -230,6 +230,21 @@ fn unknown_user_context_and_cluster_are_errors_naming_what_exists() {
     }
 }
 
+/// Review B7: a user who may not read the API's discovery documents gets a hint with
+/// a command that works (`discover` is no verb).
+#[test]
+fn a_forbidden_discovery_names_a_working_check() {
+    let run = crate::support::mpo(&["status", "--offline", "--as", "system:anonymous"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    let check = "kubectl auth can-i get /apis/deckhouse.io/v1alpha2";
+    assert!(run.stderr.contains(check), "{run:?}");
+    assert!(!run.stderr.contains("can-i discover"), "{run:?}");
+    // The printed check is a command kubectl understands (for the admin: yes).
+    let answer = crate::support::kubectl(&["auth", "can-i", "get", "/apis/deckhouse.io/v1alpha2"]);
+    assert_eq!(answer.stdout.trim(), "yes", "{answer:?}");
+    assert!(!answer.stderr.contains("Warning"), "{answer:?}");
+}
+
 #[test]
 fn a_missing_exec_plugin_path_is_named() {
     let exec = serde_json::json!({
