@@ -54,7 +54,7 @@ pub struct GlobalArgs {
     pub request_timeout: Duration,
 
     /// Disable color (also: NO_COLOR=1)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub no_color: bool,
 
     /// More detail: -v notes, -v=6 each API request (method, URL, status, time), -v=8
@@ -83,7 +83,7 @@ pub struct GlobalArgs {
     pub certificate_authority: Option<PathBuf>,
 
     /// Do not check the API server's certificate (insecure)
-    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_bool)]
     pub insecure_skip_tls_verify: Option<bool>,
 }
 
@@ -187,7 +187,7 @@ pub enum DryRun {
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Wait until the controller reports the result
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub wait: bool,
 
     /// How long --wait waits (e.g. 90s, 5m)
@@ -216,7 +216,7 @@ pub struct CreateArgs {
     pub scan_interval: ScanInterval,
 
     /// On deletion, return to the last released version
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub rollback: bool,
 
     /// ModuleSource name (only for clusters that serve v1alpha1 only)
@@ -227,7 +227,7 @@ pub struct CreateArgs {
     pub wait: WaitArgs,
 
     /// Create even if the checks say the override could not become Ready
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub force: bool,
 
     /// Print the object (client) or have the API server validate it (server) without persisting
@@ -254,7 +254,7 @@ pub struct EditArgs {
     pub scan_interval: Option<ScanInterval>,
 
     /// New rollback setting
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_bool)]
     pub rollback: Option<bool>,
 
     #[command(flatten)]
@@ -276,7 +276,7 @@ pub struct RenewArgs {
     pub modules: Vec<ModuleName>,
 
     /// Renew every override
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub all: bool,
 
     #[command(flatten)]
@@ -290,11 +290,11 @@ pub struct DeleteArgs {
     pub module: ModuleName,
 
     /// Return to the last released version (sets spec.rollback before deleting)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub rollback: bool,
 
     /// Do not ask for confirmation
-    #[arg(long, short = 'y')]
+    #[arg(long, short = 'y', value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub yes: bool,
 
     #[command(flatten)]
@@ -312,11 +312,11 @@ pub struct StatusArgs {
     pub output: Option<ListFormat>,
 
     /// Keep the table updated as overrides change
-    #[arg(long, short = 'w')]
+    #[arg(long, short = 'w', value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub watch: bool,
 
     /// Do not contact the registry
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub offline: bool,
 
     /// Time limit for each registry lookup
@@ -338,7 +338,7 @@ pub struct ExplainArgs {
     pub tag: Option<Tag>,
 
     /// Do not contact the registry
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub offline: bool,
 
     /// Output format
@@ -353,7 +353,7 @@ pub struct DiffArgs {
     pub module: ModuleName,
 
     /// Pull both images and compare their files
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub content: bool,
 
     #[command(flatten)]
@@ -481,7 +481,7 @@ pub struct RegistryTagsArgs {
     #[arg(value_parser = parse_module_name)]
     pub module: ModuleName,
     /// Include application-image (hash) tags
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub all: bool,
     #[command(flatten)]
     pub common: RegistryArgs,
@@ -513,7 +513,7 @@ pub struct RegistryCatArgs {
     pub path: String,
     /// Write the file's bytes as they are, even to a terminal (by default control
     /// characters are shown escaped there)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub raw: bool,
     #[command(flatten)]
     pub common: RegistryArgs,
@@ -537,7 +537,7 @@ pub struct CompletionArgs {
 
     /// Put the kubectl_complete-mpo helper next to kubectl-mpo on PATH, so that
     /// `kubectl mpo <TAB>` completes (kubectl runs it; krew cannot put it there)
-    #[arg(long, conflicts_with = "shell")]
+    #[arg(long, conflicts_with = "shell", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub install_helper: bool,
 
     /// Directory for --install-helper (default: the directory of kubectl-mpo on PATH)
@@ -703,6 +703,16 @@ fn parse_image_arg(text: &str) -> Result<ImageArg, String> {
 /// A positive duration (`--timeout`, `--registry-timeout`).
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     validate::duration(text, false).map_err(shown)
+}
+
+/// A boolean flag's value, as kubectl (Go's strconv.ParseBool) reads it: `--wait`,
+/// `--wait=true`, `--wait=1`, `--wait=false`, `--wait=F`...
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean {text:?}; use true or false")),
+    }
 }
 
 /// `--request-timeout`: a duration, bare seconds as kubectl accepts, or 0 for none.
