@@ -152,17 +152,40 @@ pub async fn choose_target(
     };
     let wanted = match (flag, module) {
         (Some(flag), _) => Some(flag.to_string()),
-        (None, Some(module)) => cluster
-            .modules()
-            .get_opt(module)
-            .await
-            .map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?
-            .and_then(|m| m.properties)
-            .and_then(|p| {
-                p.source
-                    .filter(|s| !s.is_empty() && s != "Embedded")
-                    .or_else(|| p.available_sources.first().cloned())
-            }),
+        (None, Some(module)) => {
+            let properties = cluster
+                .modules()
+                .get_opt(module)
+                .await
+                .map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?
+                .and_then(|m| m.properties);
+            let own = properties.as_ref().and_then(|p| p.source.clone());
+            if own.as_deref() == Some("Embedded") {
+                // deckhouse-real.md: an embedded module ships inside the Deckhouse image,
+                // so no ModuleSource's registry is the module's own.
+                return Err(Error::runtime(format!(
+                    "module {module} is embedded in Deckhouse: it ships inside the Deckhouse image, not in a ModuleSource's registry"
+                ))
+                .with_hint(format!(
+                    "to look in a ModuleSource's registry anyway, pass --source NAME (ModuleSources: {})",
+                    names()
+                )));
+            }
+            match own.filter(|s| !s.is_empty()) {
+                Some(own) => Some(own),
+                None => {
+                    let available = properties.map(|p| p.available_sources).unwrap_or_default();
+                    if available.len() > 1 {
+                        ctx.printer.note(format!(
+                            "note: ModuleSources {} offer {module} and ModuleConfig {module} chooses none; using {} (pick another with --source NAME)",
+                            available.join(", "),
+                            available[0]
+                        ));
+                    }
+                    available.first().cloned()
+                }
+            }
+        }
         (None, None) => None,
     };
     let chosen: &ModuleSource = match wanted {

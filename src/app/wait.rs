@@ -212,8 +212,23 @@ pub async fn report_verdict(
     object: &ModulePullOverride,
     to: To,
 ) -> Result<Outcome> {
+    report_verdict_after_checks(ctx, overrides, name, object, to, false).await
+}
+
+/// [`report_verdict`], where `explained` says the failing checks were printed already
+/// (`create --force`), so that a conflict only names the controller's message.
+pub async fn report_verdict_after_checks(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    name: &str,
+    object: &ModulePullOverride,
+    to: To,
+    explained: bool,
+) -> Result<Outcome> {
     if is_ready(object) {
-        let digest = object.image_digest().unwrap_or("<none>");
+        let digest = object
+            .image_digest()
+            .map_or_else(|| "<none>".to_string(), |d| ctx.printer.digest_on(to, d));
         ctx.printer.line_to(
             to,
             format!(
@@ -232,7 +247,9 @@ pub async fn report_verdict(
             object.message().unwrap_or_default()
         ),
     );
-    diagnose::explain_failure(ctx, overrides, object).await;
+    if !explained {
+        diagnose::explain_failure(ctx, overrides, object).await;
+    }
     Ok(Outcome::ConditionFailed)
 }
 

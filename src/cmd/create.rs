@@ -8,7 +8,7 @@ use crate::app::{Ctx, Outcome};
 use crate::cli::{CreateArgs, DryRun};
 use crate::deckhouse::resources::{ModulePullOverride, MpoSpec, MpoVersion};
 use crate::error::{Error, Result};
-use crate::output::{To, short_digest};
+use crate::output::To;
 
 pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
     let module = args.module.to_string();
@@ -100,7 +100,7 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
             let digest = checks
                 .registry_digest
                 .as_deref()
-                .map(|d| format!(", registry digest {}", short_digest(d)))
+                .map(|d| format!(", registry digest {}", ctx.printer.digest_on(To::Out, d)))
                 .unwrap_or_default();
             ctx.printer.line(format!(
                 "{} created{}: tag {tag}{digest}",
@@ -121,7 +121,11 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         )
         .await?
         .ok_or_else(|| deleted_while_waiting(&module))?;
-        return wait::report_verdict(ctx, &overrides, &module, &settled, verdict_to).await;
+        // With --force the failing checks are above already; they are not repeated.
+        return wait::report_verdict_after_checks(
+            ctx, &overrides, &module, &settled, verdict_to, !checks.ok,
+        )
+        .await;
     }
     Ok(Outcome::Success)
 }

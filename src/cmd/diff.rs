@@ -11,7 +11,7 @@ use crate::app::sources::{self, REGISTRY_TIMEOUT, registry_error};
 use crate::app::{Ctx, Outcome};
 use crate::cli::{DiffArgs, ReportFormat};
 use crate::error::{Error, Result};
-use crate::output::{Printer, Tone};
+use crate::output::{Printer, To, Tone};
 use crate::registry::{
     ImageLimits, ImageTree, ReadPlan, RegistryError, RegistryErrorKind, RegistryTarget,
     SourceRegistry, human_bytes,
@@ -276,15 +276,18 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
     p.line(format!("image:    {}", report.image));
     p.line(format!(
         "cluster:  {}",
-        report
-            .cluster_digest
-            .as_deref()
-            .unwrap_or("<nothing deployed yet>")
+        report.cluster_digest.as_deref().map_or_else(
+            || "<nothing deployed yet>".to_string(),
+            |d| p.digest_on(To::Out, d)
+        )
     ));
-    p.line(format!("registry: {}", report.registry_digest));
+    p.line(format!(
+        "registry: {}",
+        p.digest_on(To::Out, &report.registry_digest)
+    ));
     if let Some(index) = &report.index_digest {
         p.line(p.paint(
-            &format!("          (the tag is a multi-arch index {index}; the controller deploys its linux/amd64 image, compared here)"),
+            &format!("          (the tag is a multi-arch index {}; the controller deploys its linux/amd64 image, compared here)", p.digest_on(To::Out, index)),
             Tone::Dim,
         ));
     }
@@ -325,8 +328,14 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
         p.line(format!(
             "app image {}: {} -> {}",
             image.name,
-            image.from.as_deref().unwrap_or("<none>"),
-            image.to.as_deref().unwrap_or("<none>")
+            image
+                .from
+                .as_deref()
+                .map_or_else(|| "<none>".to_string(), |d| p.digest_on(To::Out, d)),
+            image
+                .to
+                .as_deref()
+                .map_or_else(|| "<none>".to_string(), |d| p.digest_on(To::Out, d))
         ));
     }
     for file in &content.changed {

@@ -226,6 +226,20 @@ impl Printer {
         self.stdin_terminal && self.err.terminal
     }
 
+    /// A digest as a person reads it on `to`: `sha256:` and 12 hex digits on a terminal,
+    /// whole where a program may read it (a pipe, a file).
+    pub fn digest_on(&self, to: To, digest: &str) -> String {
+        let terminal = match to {
+            To::Out => self.out.terminal,
+            To::Err => self.err.terminal,
+        };
+        if terminal {
+            terminal_digest(digest)
+        } else {
+            digest.to_string()
+        }
+    }
+
     /// Whether stdout is a terminal (raw file contents are escaped there).
     pub fn stdout_is_terminal(&self) -> bool {
         self.out.terminal
@@ -345,6 +359,16 @@ impl Drop for Spinner {
 pub fn short_digest(digest: &str) -> String {
     let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
     hex.chars().take(12).collect()
+}
+
+/// `sha256:d49c3cbdd040…`: the algorithm and 12 hex digits, marked as shortened.
+pub fn terminal_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) if hex.chars().count() > 12 => {
+            format!("{algorithm}:{}…", hex.chars().take(12).collect::<String>())
+        }
+        _ => digest.to_string(),
+    }
 }
 
 /// A duration as kubectl shows an age: `45s`, `12m`, `3h`, `5d`.

@@ -15,6 +15,7 @@ mod kubeconfig;
 mod lifecycle;
 mod login;
 mod registry;
+mod review_polish;
 mod sandbox;
 mod secrets;
 mod temp_files;
