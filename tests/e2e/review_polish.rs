@@ -12,6 +12,11 @@ fn table_lines(stdout: &str) -> Vec<&str> {
 /// `-o wide`; a shortened MESSAGE keeps its end, so different failures differ.
 #[test]
 fn status_table_fits_100_columns_and_wide_has_the_rest() {
+    // A 108-character tag (the review's case) is shortened too.
+    let long = unique("long-tag");
+    module_with_images(&long, true, &["main"]);
+    let tag = format!("feature-{}", "x".repeat(100));
+    mpo(&["create", &long, "--tag", &tag, "--force"]).assert_code(0);
     let run = mpo(&["status"]);
     let table = table_lines(&run.stdout);
     assert!(table.len() > 5, "{run:?}");
@@ -61,6 +66,8 @@ fn status_table_fits_100_columns_and_wide_has_the_rest() {
         .find(|l| l.starts_with("plain-module "))
         .expect("plain-module row");
     assert!(plain.contains(" plain"), "the source column: {plain}");
+    assert!(wide.stdout.contains(&tag), "the whole tag in -o wide");
+    mpo(&["delete", &long, "--yes"]).assert_code(0);
 }
 
 /// Review M4: boolean flags take `=true|false` as kubectl's do, and
