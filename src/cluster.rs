@@ -14,6 +14,7 @@ use crate::deckhouse::resources::{
 use crate::error::{Error, Result};
 
 pub mod decode;
+pub mod log;
 pub mod retry;
 
 /// A connected cluster: the client plus what error messages need to say where.
@@ -37,8 +38,18 @@ impl Cluster {
             user: global.user.clone(),
         };
         let mut exec_layer = None;
-        let (mut config, context) = match load_kubeconfig(global)? {
+        let loaded = match load_kubeconfig(global)? {
+            // --server without any kubeconfig: the flags describe the whole connection.
+            None if global.server.is_some() => Some(Kubeconfig {
+                current_context: Some("flags".into()),
+                ..Kubeconfig::default()
+            }),
+            loaded => loaded,
+        };
+        let (mut config, context) = match loaded {
             Some(mut kubeconfig) => {
+                check_names(&kubeconfig, &options)?;
+                apply_flags(&mut kubeconfig, &options, global)?;
                 let context = options
                     .context
                     .clone()
@@ -80,9 +91,17 @@ impl Cluster {
         );
         // Retries inside, credentials outside: a retried request is sent with the
         // token the credential layer holds at that moment.
+        let log_printer = crate::output::Printer::new(global.no_color, global.verbose);
+        let request_log = log::LogLayer::new(
+            global.verbose,
+            &server,
+            std::sync::Arc::new(move |line: &str| log_printer.debug(log::REQUESTS, line)),
+        );
         let client = ClientBuilder::try_from(config)
             .map(|builder| {
-                let builder = builder.with_layer(&retry::RetryLayer::new(policy));
+                let builder = builder
+                    .with_layer(&retry::RetryLayer::new(policy))
+                    .with_layer(&request_log);
                 match &exec_layer {
                     Some(layer) => builder.with_layer(layer).build(),
                     None => builder.build(),
@@ -172,6 +191,14 @@ impl Cluster {
             kube::Error::Api(status) => match status.code {
                 401 => Error::runtime(format!("the API server {place} rejected the credentials (401 Unauthorized)"))
                     .with_hint("the token or certificate has expired or is wrong: log in again and retry"),
+                // API discovery is a GET on a path, not a resource verb.
+                403 if verb == "discover" => Error::runtime(format!(
+                    "forbidden: your credentials may not read the API's discovery document /apis/{resource} on {place}: {}",
+                    status.message
+                ))
+                .with_hint(format!(
+                    "ask a cluster admin for RBAC that allows 'get' on the path /apis/{resource}; check with: kubectl auth can-i get /apis/{resource}"
+                )),
                 403 => Error::runtime(format!(
                     "forbidden: you may not {verb} {resource} on {place}: {}",
                     status.message
@@ -208,6 +235,14 @@ impl Cluster {
                 short_cause(&other)
             ))
             .with_hint("check the user's credential plugin or log in again"),
+            other if self.request_timeout.is_some()
+                && ["deadline has elapsed", "timed out"]
+                    .iter()
+                    .any(|text| short_cause(&other).contains(text)) => Error::runtime(format!(
+                "the API server {place} did not answer within {} (--request-timeout)",
+                self.request_timeout.map(|t| format!("{t:?}")).unwrap_or_else(|| "the time limit".into())
+            ))
+            .with_hint("raise --request-timeout (e.g. 30s), or check that the cluster is not overloaded"),
             other => Error::runtime(format!("cannot reach the API server {place}: {}", short_cause(&other)))
                 .with_hint("check that the cluster is running and reachable, and that --context is right")
                 .with_source(other),
@@ -239,10 +274,30 @@ fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {
             .map(Some)
             .map_err(|err| kubeconfig_error(err, &path.display().to_string()));
     }
-    match Kubeconfig::from_env() {
-        Ok(Some(config)) => return Ok(Some(config)),
-        Ok(None) => {}
-        Err(err) => return Err(kubeconfig_error(err, "$KUBECONFIG")),
+    if std::env::var_os("KUBECONFIG").is_some_and(|value| !value.is_empty()) {
+        // As kubectl: files of the list that do not exist are skipped; the others are
+        // merged in order (the first to set a value wins).
+        let paths = crate::auth::kubeconfig_paths(global);
+        let mut merged: Option<Kubeconfig> = None;
+        for path in paths.iter().filter(|path| path.exists()) {
+            let next = Kubeconfig::read_from(path)
+                .map_err(|err| kubeconfig_error(err, &path.display().to_string()))?;
+            merged = Some(match merged {
+                None => next,
+                Some(config) => config
+                    .merge(next)
+                    .map_err(|err| kubeconfig_error(err, &path.display().to_string()))?,
+            });
+        }
+        if merged.is_none() && global.server.is_none() {
+            let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(Error::runtime(format!(
+                "none of the kubeconfig files in KUBECONFIG exists: {}",
+                list.join(", ")
+            ))
+            .with_hint("check KUBECONFIG, or pass --kubeconfig PATH"));
+        }
+        return Ok(merged);
     }
     let Some(home) = std::env::var_os("HOME") else {
         return Ok(None);
@@ -254,6 +309,172 @@ fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {
     Kubeconfig::read_from(&default)
         .map(Some)
         .map_err(|err| kubeconfig_error(err, &default.display().to_string()))
+}
+
+/// The parser's message on one line, keeping its "line N column M".
+fn parse_problem(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// `--context`, `--cluster` and `--user` must name entries of the kubeconfig, as in
+/// kubectl (an unknown `--user` must not fall through to an anonymous request).
+fn check_names(kubeconfig: &Kubeconfig, options: &KubeConfigOptions) -> Result<()> {
+    let check = |kind: &str, plural: &str, wanted: &Option<String>, names: Vec<&String>| {
+        let Some(wanted) = wanted else {
+            return Ok(());
+        };
+        if names.contains(&wanted) {
+            return Ok(());
+        }
+        let list = if names.is_empty() {
+            format!("the kubeconfig has no {plural}")
+        } else {
+            let names: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            format!("{plural} in the kubeconfig: {}", names.join(", "))
+        };
+        Err(
+            Error::runtime(format!("{kind} {wanted:?} not found; {list}")).with_hint(format!(
+                "list them with: kubectl config view -o jsonpath='{{.{plural}[*].name}}'"
+            )),
+        )
+    };
+    check(
+        "context",
+        "contexts",
+        &options.context,
+        kubeconfig.contexts.iter().map(|c| &c.name).collect(),
+    )?;
+    check(
+        "cluster",
+        "clusters",
+        &options.cluster,
+        kubeconfig.clusters.iter().map(|c| &c.name).collect(),
+    )?;
+    check(
+        "user",
+        "users",
+        &options.user,
+        kubeconfig.auth_infos.iter().map(|u| &u.name).collect(),
+    )
+}
+
+/// kubectl's connection flags (`--server`, `--token`, `--as`, `--as-group`,
+/// `--certificate-authority`, `--insecure-skip-tls-verify`) override the cluster and
+/// user entries the connection will use, as kubectl's flags override the merged
+/// kubeconfig.
+fn apply_flags(
+    kubeconfig: &mut Kubeconfig,
+    options: &KubeConfigOptions,
+    global: &GlobalArgs,
+) -> Result<()> {
+    use kube::config::{AuthInfo, Context, NamedAuthInfo, NamedCluster, NamedContext};
+    let any = global.server.is_some()
+        || global.token.is_some()
+        || global.as_user.is_some()
+        || !global.as_group.is_empty()
+        || global.certificate_authority.is_some()
+        || global.insecure_skip_tls_verify.is_some();
+    if !any {
+        return Ok(());
+    }
+    let context_name = options
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone())
+        .unwrap_or_else(|| "flags".into());
+    if !kubeconfig.contexts.iter().any(|c| c.name == context_name) {
+        kubeconfig.contexts.push(NamedContext {
+            name: context_name.clone(),
+            context: Some(Context {
+                cluster: "flags".into(),
+                user: Some("flags".into()),
+                ..Context::default()
+            }),
+            ..NamedContext::default()
+        });
+        kubeconfig.current_context = Some(context_name.clone());
+    }
+    let context = kubeconfig
+        .contexts
+        .iter_mut()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_mut())
+        .ok_or_else(|| Error::runtime(format!("context {context_name:?} has no settings")))?;
+    let cluster_name = options
+        .cluster
+        .clone()
+        .unwrap_or_else(|| context.cluster.clone());
+    let user_name = match options.user.clone().or_else(|| context.user.clone()) {
+        Some(user) => user,
+        None => {
+            context.user = Some("flags".into());
+            "flags".into()
+        }
+    };
+    if !kubeconfig.clusters.iter().any(|c| c.name == cluster_name) {
+        kubeconfig.clusters.push(NamedCluster {
+            name: cluster_name.clone(),
+            cluster: Some(kube::config::Cluster::default()),
+            ..NamedCluster::default()
+        });
+    }
+    if !kubeconfig.auth_infos.iter().any(|u| u.name == user_name) {
+        kubeconfig.auth_infos.push(NamedAuthInfo {
+            name: user_name.clone(),
+            auth_info: Some(AuthInfo::default()),
+            ..NamedAuthInfo::default()
+        });
+    }
+    let cluster = kubeconfig
+        .clusters
+        .iter_mut()
+        .find(|c| c.name == cluster_name)
+        .expect("added above")
+        .cluster
+        .get_or_insert_with(Default::default);
+    if let Some(server) = &global.server {
+        cluster.server = Some(server.clone());
+    }
+    if let Some(path) = &global.certificate_authority {
+        if !path.is_file() {
+            return Err(Error::usage(format!(
+                "--certificate-authority {}: no such file",
+                path.display()
+            )));
+        }
+        cluster.certificate_authority = Some(path.display().to_string());
+        cluster.certificate_authority_data = None;
+    }
+    if let Some(insecure) = global.insecure_skip_tls_verify {
+        cluster.insecure_skip_tls_verify = Some(insecure);
+        if insecure {
+            cluster.certificate_authority = None;
+            cluster.certificate_authority_data = None;
+        }
+    }
+    let user = kubeconfig
+        .auth_infos
+        .iter_mut()
+        .find(|u| u.name == user_name)
+        .expect("added above")
+        .auth_info
+        .get_or_insert_with(Default::default);
+    if let Some(token) = &global.token {
+        // The token replaces the user's other credentials (no plugin is run).
+        *user = AuthInfo {
+            token: Some(token.clone().into()),
+            impersonate: user.impersonate.clone(),
+            impersonate_groups: user.impersonate_groups.clone(),
+            ..AuthInfo::default()
+        };
+    }
+    if let Some(as_user) = &global.as_user {
+        user.impersonate = Some(as_user.clone());
+    }
+    if !global.as_group.is_empty() {
+        user.impersonate_groups = Some(global.as_group.clone());
+    }
+    Ok(())
 }
 
 fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
@@ -274,10 +495,15 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
             format!("cannot read kubeconfig {}", path.display()),
             "check the path given by --kubeconfig or KUBECONFIG",
         ),
-        KubeconfigError::Parse(_)
-        | KubeconfigError::KindMismatch
-        | KubeconfigError::ApiVersionMismatch => (
-            format!("the kubeconfig {place} is not valid YAML of a kubeconfig"),
+        KubeconfigError::Parse(cause) => (
+            format!(
+                "the kubeconfig {place} is not a valid kubeconfig: {}",
+                parse_problem(&cause.to_string())
+            ),
+            "repair the file or point --kubeconfig at another one",
+        ),
+        KubeconfigError::KindMismatch | KubeconfigError::ApiVersionMismatch => (
+            format!("the kubeconfig {place} is not a kubeconfig (kind: Config, apiVersion: v1)"),
             "repair the file or point --kubeconfig at another one",
         ),
         KubeconfigError::MissingClusterUrl | KubeconfigError::ParseClusterUrl(_) => (

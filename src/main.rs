@@ -16,7 +16,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    // `kubectl-mpo __complete WORD...`: what the completion helper and scripts call.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|first| first == "__complete") {
+        return cmd::complete::run(args.collect());
+    }
+    let cli = match cli::Cli::try_parse_from(cli::kubectl_verbosity(std::env::args_os())) {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { 2 } else { 0 };
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
     // One process-wide TLS provider (ring) for every HTTPS client, chosen once here.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let printer = output::Printer::new(cli.global.no_color, cli.global.verbose);
+    output::set_trace(printer.clone());
     match cmd::run(cli, printer.clone()) {
         Ok(app::Outcome::Success) => ExitCode::SUCCESS,
         Ok(app::Outcome::ConditionFailed) => ExitCode::from(1),

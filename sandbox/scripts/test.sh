@@ -8,6 +8,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
+MPO_PREREQS_QUIET=1 scripts/prereqs.sh
 MAIN_DIR="${TEST_SANDBOX_DIR:-$ROOT/target/sandbox-test}"
 GENERATIONS="${GENERATIONS:-A B D}"
 

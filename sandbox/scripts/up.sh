@@ -10,6 +10,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Missing Debian packages are installed (or named) before anything is built.
+MPO_PREREQS_QUIET=1 "$ROOT/scripts/prereqs.sh"
 SANDBOX_DIR="${SANDBOX_DIR:-$ROOT/target/sandbox}"
 mkdir -p "$SANDBOX_DIR"
 SANDBOX_DIR="$(cd "$SANDBOX_DIR" && pwd)"
@@ -54,9 +56,10 @@ log "OpenID Connect provider: $OIDC_BIN"
 log "building kubectl-mpo and mpo-sandbox"
 (cd "$ROOT" && cargo build --quiet --workspace --bins)
 SANDBOX_BIN="$TARGET_DIR/debug/mpo-sandbox"
-REGISTRY_BIN="$(command -v docker-registry || true)"
-[[ -n "$REGISTRY_BIN" ]] || die "docker-registry not found: apt-get install docker-registry"
-command -v htpasswd >/dev/null || die "htpasswd not found: apt-get install apache2-utils"
+# `kubectl mpo <TAB>`: kubectl looks for the completion helper on PATH, and env.sh puts
+# this directory there.
+ln -sf "$ROOT/kubectl_complete-mpo" "$TARGET_DIR/debug/kubectl_complete-mpo"
+REGISTRY_BIN="$(command -v docker-registry)"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

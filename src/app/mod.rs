@@ -4,8 +4,8 @@
 //! asking it (`sources`). Commands in `cmd/` depend on these and never on each other.
 
 pub mod diagnose;
-pub mod health;
 pub mod generation;
+pub mod health;
 pub mod history;
 pub mod image_preflight;
 pub mod images;

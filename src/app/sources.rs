@@ -178,18 +178,31 @@ pub async fn choose_target(
                 )?));
             };
             let properties = found.properties.unwrap_or_default();
-            if properties.source.as_deref() == Some("Embedded")
-                && properties.available_sources.is_empty()
-            {
+            if properties.source.as_deref() == Some("Embedded") {
+                // deckhouse-real.md: an embedded module ships inside the Deckhouse image,
+                // so no ModuleSource's registry is the module's own.
                 return Err(Error::condition(format!(
-                    "module {module:?} is embedded in Deckhouse: it comes from no ModuleSource registry"
+                    "module {module} is embedded in Deckhouse: it ships inside the Deckhouse image, not in a ModuleSource's registry"
                 ))
-                .with_hint(format!("see its checks with: kubectl mpo explain {module}")));
+                .with_hint(format!(
+                    "to look in a ModuleSource's registry anyway, pass --source NAME (ModuleSources: {})",
+                    names()
+                )));
             }
-            properties
-                .source
-                .filter(|s| !s.is_empty() && s != "Embedded")
-                .or_else(|| properties.available_sources.first().cloned())
+            match properties.source.filter(|s| !s.is_empty()) {
+                Some(own) => Some(own),
+                None => {
+                    let available = properties.available_sources;
+                    if available.len() > 1 {
+                        ctx.printer.note(format!(
+                            "note: ModuleSources {} offer {module} and ModuleConfig {module} chooses none; using {} (pick another with --source NAME)",
+                            available.join(", "),
+                            available[0]
+                        ));
+                    }
+                    available.first().cloned()
+                }
+            }
         }
         (None, None) => None,
     };

@@ -261,8 +261,23 @@ pub async fn report_verdict(
     object: &ModulePullOverride,
     to: To,
 ) -> Result<Outcome> {
+    report_verdict_after_checks(ctx, overrides, name, object, to, false).await
+}
+
+/// [`report_verdict`], where `explained` says the failing checks were printed already
+/// (`create --force`), so that a conflict only names the controller's message.
+pub async fn report_verdict_after_checks(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    name: &str,
+    object: &ModulePullOverride,
+    to: To,
+    explained: bool,
+) -> Result<Outcome> {
     if is_ready(object) {
-        let digest = object.image_digest().unwrap_or("<none>");
+        let digest = object
+            .image_digest()
+            .map_or_else(|| "<none>".to_string(), |d| ctx.printer.digest_on(to, d));
         ctx.printer.line_to(
             to,
             format!(
@@ -281,7 +296,9 @@ pub async fn report_verdict(
             object.message().unwrap_or_default()
         ),
     );
-    diagnose::explain_failure(ctx, overrides, object).await;
+    if !explained {
+        diagnose::explain_failure(ctx, overrides, object).await;
+    }
     Ok(Outcome::ConditionFailed)
 }
 
@@ -305,8 +322,24 @@ pub async fn report_and_follow(
     wait: &WaitArgs,
     started: tokio::time::Instant,
 ) -> Result<Outcome> {
+    report_and_follow_after_checks(ctx, overrides, before, settled, to, wait, started, false).await
+}
+
+/// [`report_and_follow`], where `explained` says the failing checks were printed already
+/// (`create --force`).
+#[allow(clippy::too_many_arguments)]
+pub async fn report_and_follow_after_checks(
+    ctx: &Ctx,
+    overrides: &Overrides,
+    before: Option<&ModulePullOverride>,
+    settled: &ModulePullOverride,
+    to: To,
+    wait: &WaitArgs,
+    started: tokio::time::Instant,
+    explained: bool,
+) -> Result<Outcome> {
     let name = settled.metadata.name.as_deref().unwrap_or_default();
-    let outcome = report_verdict(ctx, overrides, name, settled, to).await?;
+    let outcome = report_verdict_after_checks(ctx, overrides, name, settled, to, explained).await?;
     if outcome != Outcome::Success || wait.wait_for != WaitFor::Module || !is_ready(settled) {
         return Ok(outcome);
     }

@@ -9,7 +9,7 @@ use crate::app::{Ctx, Outcome};
 use crate::cli::{CreateArgs, DryRun};
 use crate::deckhouse::resources::{ModulePullOverride, MpoSpec, MpoVersion};
 use crate::error::{Error, Result};
-use crate::output::{To, short_digest};
+use crate::output::To;
 
 pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
     let module = args.module.to_string();
@@ -33,8 +33,15 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         None => sources::pick_tag(ctx, &overrides, &module, None).await?,
     };
 
-    let checks =
-        diagnose::preflight(ctx, &overrides, &module, &tag, true, !args.skip_image_checks).await?;
+    let checks = diagnose::preflight(
+        ctx,
+        &overrides,
+        &module,
+        &tag,
+        true,
+        !args.skip_image_checks,
+    )
+    .await?;
     if !checks.ok {
         if args.force {
             ctx.printer.warn("creating anyway (--force): the override will not become Ready until the problem above is fixed");
@@ -117,7 +124,7 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
             let digest = checks
                 .registry_digest
                 .as_deref()
-                .map(|d| format!(", registry digest {}", short_digest(d)))
+                .map(|d| format!(", registry digest {}", ctx.printer.digest_on(To::Out, d)))
                 .unwrap_or_default();
             ctx.printer.line(format!(
                 "{} created{}: tag {tag}{digest}",
@@ -140,8 +147,9 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         )
         .await?
         .ok_or_else(|| deleted_while_waiting(&module))?;
-        return wait::report_and_follow(
-            ctx, &overrides, None, &settled, verdict_to, &args.wait, started,
+        // With --force the failing checks are above already; they are not repeated.
+        return wait::report_and_follow_after_checks(
+            ctx, &overrides, None, &settled, verdict_to, &args.wait, started, !checks.ok,
         )
         .await;
     }

@@ -11,7 +11,7 @@ use crate::app::sources::{self, REGISTRY_TIMEOUT, registry_error};
 use crate::app::{Ctx, Outcome};
 use crate::cli::{DiffArgs, ReportFormat};
 use crate::error::{Error, Result};
-use crate::output::{Printer, Tone};
+use crate::output::{Printer, To, Tone};
 use crate::registry::{
     DigestMatch, ImageLimits, ImageTree, ReadPlan, RegistryError, RegistryErrorKind,
     RegistryTarget, SourceRegistry, human_bytes,
@@ -293,12 +293,15 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
     p.line(format!("image:    {}", report.image));
     p.line(format!(
         "cluster:  {}",
-        report
-            .cluster_digest
-            .as_deref()
-            .unwrap_or("<nothing deployed yet>")
+        report.cluster_digest.as_deref().map_or_else(
+            || "<nothing deployed yet>".to_string(),
+            |d| p.digest_on(To::Out, d)
+        )
     ));
-    p.line(format!("registry: {}", report.registry_digest));
+    p.line(format!(
+        "registry: {}",
+        p.digest_on(To::Out, &report.registry_digest)
+    ));
     if let Some(provenance) = &report.provenance {
         for line in provenance.lines() {
             p.line(line);
@@ -306,7 +309,7 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
     }
     if let Some(index) = &report.index_digest {
         p.line(p.paint(
-            &format!("          (the tag is a multi-arch index {index}; controllers deploy its linux/amd64 image or the index itself, both compared here)"),
+            &format!("          (the tag is a multi-arch index {}; controllers deploy its linux/amd64 image or the index itself, both compared here)", p.digest_on(To::Out, index)),
             Tone::Dim,
         ));
     }
@@ -369,8 +372,14 @@ fn print_report(p: &Printer, report: &Report, content_requested: bool) {
         p.line(format!(
             "app image {}: {} -> {}",
             image.name,
-            image.from.as_deref().unwrap_or("<none>"),
-            image.to.as_deref().unwrap_or("<none>")
+            image
+                .from
+                .as_deref()
+                .map_or_else(|| "<none>".to_string(), |d| p.digest_on(To::Out, d)),
+            image
+                .to
+                .as_deref()
+                .map_or_else(|| "<none>".to_string(), |d| p.digest_on(To::Out, d))
         ));
     }
     for file in &content.changed {

@@ -1,14 +1,15 @@
 //! The commands, one module each with a single `run` entry point and its own render
 //! functions. Commands use the shared services in `app/` and never each other.
 
+pub mod complete;
 mod completion;
 mod create;
 mod delete;
 mod diff;
 mod edit;
 mod explain;
-mod logs;
 mod history;
+mod logs;
 mod registry;
 mod renew;
 mod status;

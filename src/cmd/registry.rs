@@ -115,12 +115,12 @@ async fn modules(ctx: &Ctx, common: &RegistryArgs, output: Option<NamesFormat>) 
     #[derive(Serialize)]
     struct Doc<'a> {
         source: &'a str,
-        repo: &'a str,
+        repository: &'a str,
         modules: &'a [String],
     }
     let doc = Doc {
         source: &target.source.name,
-        repo: target.client.repo(),
+        repository: target.client.repo(),
         modules: &modules,
     };
     print_list(ctx, output, "MODULE", &modules, &doc)?;
@@ -422,9 +422,26 @@ async fn images(
             digest,
         })
         .collect();
+    // A list document as `status -o json` prints one: apiVersion, kind, items.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Doc<'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        source: &'a str,
+        image: String,
+        items: &'a [Entry],
+    }
+    let doc = || Doc {
+        api_version: "kubectl-mpo/v1",
+        kind: "AppImageList",
+        source: &target.source.name,
+        image: target.client.image_name(&module, &tag),
+        items: &entries,
+    };
     match output {
-        Some(NamesFormat::Json) => ctx.printer.json(&entries)?,
-        Some(NamesFormat::Yaml) => ctx.printer.yaml(&entries)?,
+        Some(NamesFormat::Json) => ctx.printer.json(&doc())?,
+        Some(NamesFormat::Yaml) => ctx.printer.yaml(&doc())?,
         Some(NamesFormat::Name) => entries.iter().for_each(|e| ctx.printer.line(&e.image)),
         None => {
             let rows: Vec<Vec<(String, Tone)>> = entries

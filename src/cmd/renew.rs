@@ -19,7 +19,7 @@ use crate::cli::RenewArgs;
 use crate::deckhouse::checks::{StepState, is_ready};
 use crate::deckhouse::resources::{LEGACY_RENEW_ANNOTATION, ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
-use crate::output::{To, Tone, print_steps, short_digest};
+use crate::output::{To, Tone, print_steps};
 
 /// How long to wait for a visible reaction before concluding that an older controller
 /// re-checked an unchanged digest (which it does without writing anything).
@@ -53,7 +53,8 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         }
         let name = target.metadata.name.clone().unwrap_or_default();
         let checks =
-            diagnose::preflight(ctx, &overrides, &name, &target.spec.image_tag, false, true).await?;
+            diagnose::preflight(ctx, &overrides, &name, &target.spec.image_tag, false, true)
+                .await?;
         if checks.image_failed && !args.force {
             ctx.printer.error(
                 &Error::condition(format!(
@@ -243,12 +244,14 @@ async fn wait_one(
     if !is_ready(&after) {
         return wait::report_verdict(ctx, overrides, &name, &after, To::Out).await;
     }
-    let old = old_digest
-        .as_deref()
-        .map_or_else(|| "<none>".to_string(), short_digest);
-    let new = after
-        .image_digest()
-        .map_or_else(|| "<none>".to_string(), short_digest);
+    let old = old_digest.as_deref().map_or_else(
+        || "<none>".to_string(),
+        |d| ctx.printer.digest_on(To::Out, d),
+    );
+    let new = after.image_digest().map_or_else(
+        || "<none>".to_string(),
+        |d| ctx.printer.digest_on(To::Out, d),
+    );
     if old == new {
         ctx.printer.line(format!(
             "{name}: {new} ({})",

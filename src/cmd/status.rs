@@ -18,7 +18,7 @@ use crate::deckhouse::checks::{SyncState, is_ready};
 use crate::deckhouse::health::{ModuleHealth, RunVerdict, in_plain_words, judge};
 use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
-use crate::output::table::truncate_middle;
+use crate::output::table::{truncate_keeping_end, truncate_middle};
 use crate::output::{Printer, Tone, age_of, jsonpath, short_digest};
 use crate::registry::{DigestMatch, RegistryTarget};
 
@@ -433,10 +433,17 @@ fn module_cause(tag: &str, module: Option<&ModuleHealth>) -> Option<String> {
     Some(cause)
 }
 
-/// The MESSAGE column's width in the default table; `-o wide` shows it whole.
-const MESSAGE_WIDTH: usize = 40;
+/// The width the default table keeps within (100 columns); MESSAGE, the last column,
+/// gets what the others leave, and `-o wide` shows it whole.
+const TABLE_WIDTH: usize = 100;
+/// MESSAGE never gets narrower than this, even beside very long names.
+const MIN_MESSAGE_WIDTH: usize = 24;
+/// TAG beyond this is shortened in the default table (tags may be 128 characters).
+const TAG_WIDTH: usize = 24;
+/// Columns are separated by three spaces.
+const GAP: usize = 3;
 
-fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
+fn table_row(row: &Row, wide: bool, message_width: usize) -> Vec<(String, Tone)> {
     let message_tone = if row.ready { Tone::Good } else { Tone::Bad };
     let sync_tone = match row.sync {
         SyncState::InSync => Tone::Good,
@@ -444,22 +451,28 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
         SyncState::Unknown => Tone::Dim,
     };
     let digest = |d: &Option<String>| d.as_deref().map(short_digest).unwrap_or_else(|| "-".into());
+    // Escaped first, so that the widths count what the terminal shows.
+    let (tag, message) = if wide {
+        (row.tag.clone(), row.message.clone())
+    } else {
+        (
+            truncate_middle(&crate::output::inline(&row.tag), TAG_WIDTH),
+            truncate_keeping_end(
+                &crate::output::inline(&summary(&row.message)),
+                message_width,
+            ),
+        )
+    };
     let message = if row.message.is_empty() {
         "<none>".to_string()
-    } else if wide {
-        row.message.clone()
     } else {
-        // Escaped first, so that the width counts what the terminal shows.
-        truncate_middle(&crate::output::inline(&row.message), MESSAGE_WIDTH)
+        message
     };
     let mut cells = vec![
         (row.name.clone(), Tone::Bold),
-        (row.tag.clone(), Tone::Plain),
-        (message, message_tone),
-        module_cell(row),
-        (digest(&row.cluster_digest), Tone::Plain),
-        (digest(&row.registry_digest), Tone::Plain),
+        (tag, Tone::Plain),
         (sync_label(row), sync_tone),
+        module_cell(row),
         (
             if row.updated_at.is_some() {
                 age_of(row.updated_at.as_deref())
@@ -468,8 +481,11 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
             },
             Tone::Dim,
         ),
+        (message, message_tone),
     ];
     if wide {
+        cells.push((digest(&row.cluster_digest), Tone::Plain));
+        cells.push((digest(&row.registry_digest), Tone::Plain));
         cells.push((
             row.source.clone().unwrap_or_else(|| "-".into()),
             Tone::Plain,
@@ -494,6 +510,51 @@ fn table_row(row: &Row, wide: bool) -> Vec<(String, Tone)> {
     cells
 }
 
+/// A controller message without its addresses, for the default table: the parts of
+/// "Download error: fetch the image digest HOST/PATH:TAG: Not authorized: url https://..."
+/// that name a place (a URL, or ending in a repository path) are dropped, so that the
+/// reason fits. `-o wide` and the cause lines keep the whole text.
+fn summary(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .split(": ")
+        .filter(|part| {
+            !part.contains("://")
+                && !part
+                    .split_whitespace()
+                    .last()
+                    .is_some_and(|last| last.contains('/'))
+        })
+        .collect();
+    if kept.is_empty() {
+        message.to_string()
+    } else {
+        kept.join(": ")
+    }
+}
+
+/// What is left of [`TABLE_WIDTH`] for MESSAGE once the columns before it are laid out.
+fn message_width(rows: &[Row]) -> usize {
+    let widest = |header: &str, cell: &dyn Fn(&Row) -> usize| {
+        rows.iter().map(cell).max().unwrap_or(0).max(header.len())
+    };
+    let name = widest("NAME", &|r| crate::output::inline(&r.name).chars().count());
+    let tag = widest("TAG", &|r| {
+        crate::output::inline(&r.tag).chars().count().min(TAG_WIDTH)
+    });
+    let sync = widest("SYNC", &|r| sync_label(r).chars().count());
+    let module = widest("MODULE", &|r| module_cell(r).0.chars().count());
+    let updated = widest("UPDATED", &|r| {
+        if r.updated_at.is_some() {
+            age_of(r.updated_at.as_deref()).len()
+        } else {
+            1
+        }
+    });
+    TABLE_WIDTH
+        .saturating_sub(name + tag + sync + module + updated + 5 * GAP)
+        .max(MIN_MESSAGE_WIDTH)
+}
+
 /// SYNC: for a multi-arch tag, which of its digests the cluster runs.
 fn sync_label(row: &Row) -> String {
     match row.matched_digest {
@@ -503,8 +564,13 @@ fn sync_label(row: &Row) -> String {
     }
 }
 
-const HEADERS: [&str; 8] = [
-    "NAME", "TAG", "MESSAGE", "MODULE", "CLUSTER", "REGISTRY", "SYNC", "UPDATED",
+const HEADERS: [&str; 6] = ["NAME", "TAG", "SYNC", "MODULE", "UPDATED", "MESSAGE"];
+/// `-o wide` adds these after the default columns, as kubectl does.
+const WIDE_HEADERS: [&str; 4] = [
+    "CLUSTER",
+    "REGISTRY",
+    "SOURCE",
+    "COMMIT (CLUSTER -> REGISTRY)",
 ];
 
 /// The MODULE column: the Module's phase, good only when it runs the override's tag.
@@ -525,16 +591,16 @@ fn module_cell(row: &Row) -> (String, Tone) {
 pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, labels: bool, header: bool) {
     let mut headers = HEADERS.to_vec();
     if wide {
-        headers.push("SOURCE");
-        headers.push("COMMIT (CLUSTER -> REGISTRY)");
+        headers.extend(WIDE_HEADERS);
     }
     if labels {
         headers.push("LABELS");
     }
+    let width = message_width(rows);
     let cells: Vec<Vec<(String, Tone)>> = rows
         .iter()
         .map(|r| {
-            let mut cells = table_row(r, wide);
+            let mut cells = table_row(r, wide, width);
             if labels {
                 let text = if r.labels.is_empty() {
                     "<none>".to_string()
@@ -788,6 +854,21 @@ mod tests {
         ];
         insta::assert_snapshot!(rendered(&rows, false));
         insta::assert_snapshot!("the_status_table_wide", rendered(&rows, true));
+    }
+
+    #[test]
+    fn a_summary_drops_addresses_and_keeps_the_reason() {
+        assert_eq!(
+            summary(
+                "Download error: fetch the image digest 127.0.0.1:5000/m/x:main: Not authorized: url https://127.0.0.1:5000/v2/m/x/manifests/main"
+            ),
+            "Download error: Not authorized"
+        );
+        assert_eq!(
+            summary("Download error: \"h/m\" credentials not found in the dockerCfg"),
+            "Download error: \"h/m\" credentials not found in the dockerCfg"
+        );
+        assert_eq!(summary("Ready"), "Ready");
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub async fn run(ctx: &Ctx, args: UndoArgs) -> Result<Outcome> {
             "the image {module}:{tag} does not fit this cluster (see above); nothing was changed"
         ))
         .with_hint(format!(
-            "fix the problem above, or set it back anyway with: kubectl mpo undo {module} --to-revision {} --force",
-            target.revision
+            "fix the problem above, or set it back anyway with: kubectl mpo undo {module} --to-revision {revision} --force",
+            revision = target.revision
         )));
     }
     match (&target.digest, &checks.registry_digest) {

@@ -164,6 +164,21 @@ impl Write for Captured {
     }
 }
 
+/// The process's printer for request logs from code that has none (the registry
+/// client); set once by `main`.
+static TRACE: std::sync::OnceLock<Printer> = std::sync::OnceLock::new();
+
+pub fn set_trace(printer: Printer) {
+    let _ = TRACE.set(printer);
+}
+
+/// A debug line at `level` (`-v=N`) through the process's printer, if set.
+pub fn trace(level: u8, text: impl AsRef<str>) {
+    if let Some(printer) = TRACE.get() {
+        printer.debug(level, text);
+    }
+}
+
 impl Printer {
     /// The process's stdout and stderr.
     pub fn new(no_color: bool, verbose: u8) -> Self {
@@ -210,6 +225,20 @@ impl Printer {
     /// Whether prompts and pickers may be shown.
     pub fn interactive(&self) -> bool {
         self.stdin_terminal && self.err.terminal
+    }
+
+    /// A digest as a person reads it on `to`: `sha256:` and 12 hex digits on a terminal,
+    /// whole where a program may read it (a pipe, a file).
+    pub fn digest_on(&self, to: To, digest: &str) -> String {
+        let terminal = match to {
+            To::Out => self.out.terminal,
+            To::Err => self.err.terminal,
+        };
+        if terminal {
+            terminal_digest(digest)
+        } else {
+            digest.to_string()
+        }
     }
 
     /// Whether stdout is a terminal (raw file contents are escaped there).
@@ -338,6 +367,16 @@ impl Drop for Spinner {
 pub fn short_digest(digest: &str) -> String {
     let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
     hex.chars().take(12).collect()
+}
+
+/// `sha256:d49c3cbdd040…`: the algorithm and 12 hex digits, marked as shortened.
+pub fn terminal_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) if hex.chars().count() > 12 => {
+            format!("{algorithm}:{}…", hex.chars().take(12).collect::<String>())
+        }
+        _ => digest.to_string(),
+    }
 }
 
 /// A duration as kubectl shows an age: `45s`, `12m`, `3h`, `5d`.

@@ -77,6 +77,21 @@ pub fn truncate_middle(text: &str, width: usize) -> String {
     format!("{start}…{end}")
 }
 
+/// Shortens `text` to `width` characters keeping a short head and a long tail: a
+/// controller message names the kind of failure first and its reason last
+/// ("Download error: … 401 Unauthorized"), and the reason tells failures apart.
+pub fn truncate_keeping_end(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width || width < 5 {
+        return text.to_string();
+    }
+    let head = (width - 1) / 3;
+    let tail = width - 1 - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start}…{end}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +113,6 @@ mod tests {
     fn truncation_keeps_both_ends() {
         assert_eq!(truncate_middle("abcdefghij", 7), "abc…hij");
         assert_eq!(truncate_middle("short", 7), "short");
+        assert_eq!(truncate_keeping_end("abcdefghij", 7), "ab…ghij");
     }
 }

@@ -428,18 +428,43 @@ impl SourceRegistry {
     {
         let deadline = tokio::time::Instant::now() + self.options.timeout;
         let mut delay = Duration::from_millis(500);
+        // -v=6: each registry request with its outcome and time (references carry no
+        // credentials).
+        let log = |outcome: &str, started: std::time::Instant| {
+            crate::output::trace(
+                crate::cluster::log::REQUESTS,
+                format!(
+                    "registry {what}: {outcome} in {} ms",
+                    started.elapsed().as_millis()
+                ),
+            );
+        };
         loop {
+            let started = std::time::Instant::now();
             let result = tokio::time::timeout_at(deadline, call()).await;
             match result {
                 Ok(Err(ref err))
                     if is_busy(err) && tokio::time::Instant::now() + delay < deadline =>
                 {
+                    log("busy, asking again", started);
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(err)) => return Err(classify(what, &err)),
-                Err(_) => return Err(self.timed_out(what)),
+                Ok(Ok(value)) => {
+                    log("ok", started);
+                    return Ok(value);
+                }
+                Ok(Err(err)) => {
+                    let err = classify(what, &err);
+                    let prefix = format!("{what}: ");
+                    let detail = err.message.strip_prefix(&prefix).unwrap_or(&err.message);
+                    log(&format!("failed: {detail}"), started);
+                    return Err(err);
+                }
+                Err(_) => {
+                    log("no answer", started);
+                    return Err(self.timed_out(what));
+                }
             }
         }
     }

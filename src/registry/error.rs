@@ -140,6 +140,14 @@ pub(super) fn classify(what: &str, err: &OciDistributionError) -> RegistryError 
             let lower = text.to_lowercase();
             let kind = if request.is_timeout() {
                 K::Timeout
+            } else if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+                // A TLS handshake answered with plain HTTP bytes.
+                return RegistryError::new(
+                    K::Tls,
+                    format!(
+                        "{what}: the registry answered in plain HTTP to an HTTPS request; it does not serve HTTPS on that port (use http:// in --registry-repo, or scheme: HTTP in the ModuleSource)"
+                    ),
+                );
             } else if lower.contains("certificate")
                 || lower.contains("tls")
                 || lower.contains("unknownissuer")

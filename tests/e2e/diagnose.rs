@@ -146,7 +146,8 @@ fn status_shows_digests_sync_and_causes() {
     );
 
     let pushed = push_module(&name, "v1", "newer");
-    let table = mpo(&["status", &name, "--no-color"]);
+    // The digests are in the wide table (the default one fits 100 columns).
+    let table = mpo(&["status", &name, "-o", "wide", "--no-color"]);
     table.assert_code(0);
     assert!(
         table.stdout.contains("behind") && table.stdout.contains(&pushed[7..19]),

@@ -54,8 +54,13 @@ fn files_cat_and_images_read_real_image_content() {
     let images = mpo(&["registry", "images", "echo:main-patch-03354", "-o", "json"]);
     images.assert_code(0);
     let list: serde_json::Value = serde_json::from_str(&images.stdout).expect("JSON");
-    assert_eq!(list[0]["name"], "backend");
-    assert!(list[0]["image"].as_str().unwrap().contains("/echo@sha256:"));
+    assert_eq!(list["items"][0]["name"], "backend");
+    assert!(
+        list["items"][0]["image"]
+            .as_str()
+            .unwrap()
+            .contains("/echo@sha256:")
+    );
 }
 
 #[test]
