@@ -105,11 +105,15 @@ pub enum Command {
     Edit(EditArgs),
 
     /// Force an immediate re-check (and redeploy on newer controllers)
-    #[command(after_help = "Examples:\n  kubectl mpo renew echo --wait\n  kubectl mpo renew --all")]
+    #[command(
+        override_usage = "kubectl mpo renew MODULE... [OPTIONS]\n       kubectl mpo renew --all [OPTIONS]",
+        after_help = "Examples:\n  kubectl mpo renew echo --wait\n  kubectl mpo renew --all"
+    )]
     Renew(RenewArgs),
 
     /// Delete overrides
     #[command(
+        override_usage = "kubectl mpo delete MODULE... [OPTIONS]\n       kubectl mpo delete --all [OPTIONS]",
         after_help = "Examples:\n  kubectl mpo delete echo\n  kubectl mpo delete echo --rollback --yes\n  kubectl mpo delete echo hello-world --yes -o name\n  kubectl mpo delete --all --dry-run"
     )]
     Delete(DeleteArgs),
@@ -385,7 +389,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "NAME", default_value = "kubectl-mpo")]
     pub field_manager: String,
     /// Do not read the image (settings schema, requirements, stage): one registry request less
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub skip_image_checks: bool,
 
     /// Print the object (client) or have the API server validate it (server) without persisting
@@ -417,7 +421,7 @@ pub struct EditArgs {
 
     /// Change the tag even if the checks say the override could not become Ready with it,
     /// or the image's own checks fail (settings schema, requirements, stage)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub force: bool,
 
     /// Name of the manager recorded for the fields this writes
@@ -458,7 +462,7 @@ pub struct UndoArgs {
     pub to_revision: Option<u32>,
 
     /// Set it back even if the image checks fail
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub force: bool,
 
     #[command(flatten)]
@@ -467,7 +471,7 @@ pub struct UndoArgs {
 
 #[derive(Debug, Args)]
 pub struct RenewArgs {
-    /// Modules to renew
+    /// Modules to renew (or --all)
     #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
     pub modules: Vec<ModuleName>,
 
@@ -476,7 +480,7 @@ pub struct RenewArgs {
     pub all: bool,
 
     /// Renew even if the registry's new image fails the image checks
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub force: bool,
 
     #[command(flatten)]
@@ -485,16 +489,16 @@ pub struct RenewArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// Modules whose overrides to delete
+    /// Modules whose overrides to delete (or --all)
     #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
     pub modules: Vec<ModuleName>,
 
     /// Delete every override
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub all: bool,
 
     /// Treat an override that does not exist as deleted (exit 0)
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub ignore_not_found: bool,
 
     /// Only say what would be deleted (client), or have the API server check it (server)
@@ -532,11 +536,11 @@ pub struct StatusArgs {
     pub selector: Option<String>,
 
     /// Add a LABELS column
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub show_labels: bool,
 
     /// Print the table without its header line
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub no_headers: bool,
 
     /// Sort the rows by a JSONPath over the rows of -o json (e.g. .tag, {.updatedAt})
@@ -661,7 +665,7 @@ pub enum RegistryCommand {
     Modules(RegistryModulesArgs),
     /// List a module's tags (module images; --all adds app-image tags)
     #[command(
-        after_help = "Examples:\n  kubectl mpo registry tags echo\n  kubectl mpo reg tags echo --all -o json\n  kubectl mpo registry tags echo --registry-repo registry.example.com/modules   # without ModuleSource access"
+        after_help = "Examples:\n  kubectl mpo registry tags echo\n  kubectl mpo reg tags echo --all -o json\n  # without ModuleSource access:\n  kubectl mpo registry tags echo --registry-repo registry.example.com/modules"
     )]
     Tags(RegistryTagsArgs),
     /// List the files of a module image
@@ -808,7 +812,7 @@ pub struct VersionArgs {
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ReportFormat>,
     /// Only the plugin's own version: do not ask the cluster
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub client: bool,
 }
 
@@ -1228,7 +1232,12 @@ mod printed_commands {
             let text = text.split("#[cfg(test)]").next().unwrap_or_default();
             for command in commands_in(text) {
                 let words: Vec<String> = std::iter::once("kubectl-mpo".to_string())
-                    .chain(command.split_whitespace().map(fill))
+                    .chain(
+                        command
+                            .split_whitespace()
+                            .filter(|w| *w != "[OPTIONS]")
+                            .map(fill),
+                    )
                     .collect();
                 checked += 1;
                 if let Err(err) = Cli::try_parse_from(&words)

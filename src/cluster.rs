@@ -313,7 +313,8 @@ fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {
 
 /// The parser's message on one line, keeping its "line N column M".
 fn parse_problem(text: &str) -> String {
-    text.lines().next().unwrap_or_default().trim().to_string()
+    let line = text.lines().next().unwrap_or_default().trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
 }
 
 /// `--context`, `--cluster` and `--user` must name entries of the kubeconfig, as in
@@ -332,8 +333,9 @@ fn check_names(kubeconfig: &Kubeconfig, options: &KubeConfigOptions) -> Result<(
             let names: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
             format!("{plural} in the kubeconfig: {}", names.join(", "))
         };
+        // Exit 1, as kubectl: the name is not in the kubeconfig.
         Err(
-            Error::runtime(format!("{kind} {wanted:?} not found; {list}")).with_hint(format!(
+            Error::condition(format!("{kind} {wanted:?} not found; {list}")).with_hint(format!(
                 "list them with: kubectl config view -o jsonpath='{{.{plural}[*].name}}'"
             )),
         )
@@ -491,8 +493,16 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
             "the kubeconfig has no current-context".to_string(),
             "pass --context or run: kubectl config use-context NAME",
         ),
-        KubeconfigError::ReadConfig(_, path) => (
-            format!("cannot read kubeconfig {}", path.display()),
+        KubeconfigError::ReadConfig(io, path) => (
+            format!(
+                "cannot read kubeconfig {}: {}",
+                path.display(),
+                if path.is_dir() {
+                    "it is a directory".to_string()
+                } else {
+                    short_cause(io)
+                }
+            ),
             "check the path given by --kubeconfig or KUBECONFIG",
         ),
         KubeconfigError::Parse(cause) => (

@@ -23,10 +23,16 @@ fn main() -> ExitCode {
     }
     let cli = match cli::Cli::try_parse_from(cli::kubectl_verbosity(std::env::args_os())) {
         Ok(cli) => cli,
+        Err(err) if err.use_stderr() => {
+            // clap quotes the value it refused as typed: control characters in it are
+            // escaped, as in every other message, before they reach the terminal.
+            let text = err.render().to_string();
+            eprint!("{}", output::sanitize(&text, output::Layout::Block));
+            return ExitCode::from(2);
+        }
         Err(err) => {
-            let code = if err.use_stderr() { 2 } else { 0 };
             let _ = err.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     // One process-wide TLS provider (ring) for every HTTPS client, chosen once here.

@@ -782,6 +782,13 @@ async fn reconcile_gen_a(
         )
         .await?;
     println!("deployed {name}:{tag} {resolved}");
+    // As on the newer generations: Deckhouse restarts and runs the module (§4).
+    crate::deckhouse_pod::log(
+        "info",
+        "Module downloaded and installed, restarting Deckhouse",
+        json!({"module": name, "logger": "controller.module-pull-override", "version": tag, "digest": resolved}),
+    );
+    crate::deckhouse_pod::deployed(&name, &tag, &resolved, &source);
     Ok(scan_interval)
 }
 

@@ -52,10 +52,14 @@ pub fn fallback(args: &RegistryFallbackArgs) -> Result<Option<Fallback>> {
     let Some(given) = args.registry_repo.as_deref() else {
         return Ok(None);
     };
+    // `https://` written out means HTTPS only; without a scheme, a private or loopback
+    // host may fall back to plain HTTP as Deckhouse does (docs/deckhouse-real.md §3.8).
     let (scheme, repo) = if let Some(rest) = given.strip_prefix("http://") {
         (Some("HTTP"), rest)
+    } else if let Some(rest) = given.strip_prefix("https://") {
+        (Some("HTTPS"), rest)
     } else {
-        (None, given.strip_prefix("https://").unwrap_or(given))
+        (None, given)
     };
     let repo = repo.trim().trim_end_matches('/');
     let (host, path) = repo.split_once('/').unwrap_or((repo, ""));

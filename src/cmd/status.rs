@@ -437,13 +437,21 @@ fn module_cause(tag: &str, module: Option<&ModuleHealth>) -> Option<String> {
 /// gets what the others leave, and `-o wide` shows it whole.
 const TABLE_WIDTH: usize = 100;
 /// MESSAGE never gets narrower than this, even beside very long names.
-const MIN_MESSAGE_WIDTH: usize = 24;
+const MIN_MESSAGE_WIDTH: usize = 14;
+/// MESSAGE is given up to this much before TAG is shortened for it.
+const MESSAGE_WANTED: usize = 32;
+/// TAG is shortened to no less than this when the row is crowded.
+const MIN_TAG_WIDTH: usize = 8;
 /// TAG beyond this is shortened in the default table (tags may be 128 characters).
 const TAG_WIDTH: usize = 24;
 /// Columns are separated by three spaces.
 const GAP: usize = 3;
 
-fn table_row(row: &Row, wide: bool, message_width: usize) -> Vec<(String, Tone)> {
+fn table_row(
+    row: &Row,
+    wide: bool,
+    (tag_width, message_width): (usize, usize),
+) -> Vec<(String, Tone)> {
     let message_tone = if row.ready { Tone::Good } else { Tone::Bad };
     let sync_tone = match row.sync {
         SyncState::InSync => Tone::Good,
@@ -456,7 +464,7 @@ fn table_row(row: &Row, wide: bool, message_width: usize) -> Vec<(String, Tone)>
         (row.tag.clone(), row.message.clone())
     } else {
         (
-            truncate_middle(&crate::output::inline(&row.tag), TAG_WIDTH),
+            truncate_middle(&crate::output::inline(&row.tag), tag_width),
             truncate_keeping_end(
                 &crate::output::inline(&summary(&row.message)),
                 message_width,
@@ -471,7 +479,7 @@ fn table_row(row: &Row, wide: bool, message_width: usize) -> Vec<(String, Tone)>
     let mut cells = vec![
         (row.name.clone(), Tone::Bold),
         (tag, Tone::Plain),
-        (sync_label(row), sync_tone),
+        (sync_label(row, wide), sync_tone),
         module_cell(row),
         (
             if row.updated_at.is_some() {
@@ -532,8 +540,10 @@ fn summary(message: &str) -> String {
     }
 }
 
-/// What is left of [`TABLE_WIDTH`] for MESSAGE once the columns before it are laid out.
-fn message_width(rows: &[Row]) -> usize {
+/// The widths of TAG and MESSAGE in the default table: the other columns take what
+/// their rows need, and TAG and MESSAGE share what is left of [`TABLE_WIDTH`] (TAG
+/// shrinks first, down to [`MIN_TAG_WIDTH`], so that MESSAGE keeps its reason).
+fn layout(rows: &[Row]) -> (usize, usize) {
     let widest = |header: &str, cell: &dyn Fn(&Row) -> usize| {
         rows.iter().map(cell).max().unwrap_or(0).max(header.len())
     };
@@ -541,7 +551,13 @@ fn message_width(rows: &[Row]) -> usize {
     let tag = widest("TAG", &|r| {
         crate::output::inline(&r.tag).chars().count().min(TAG_WIDTH)
     });
-    let sync = widest("SYNC", &|r| sync_label(r).chars().count());
+    let sync = widest("SYNC", &|r| sync_label(r, false).chars().count());
+    let message = rows
+        .iter()
+        .map(|r| crate::output::inline(&summary(&r.message)).chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(MESSAGE_WANTED);
     let module = widest("MODULE", &|r| module_cell(r).0.chars().count());
     let updated = widest("UPDATED", &|r| {
         if r.updated_at.is_some() {
@@ -550,13 +566,19 @@ fn message_width(rows: &[Row]) -> usize {
             1
         }
     });
-    TABLE_WIDTH
-        .saturating_sub(name + tag + sync + module + updated + 5 * GAP)
-        .max(MIN_MESSAGE_WIDTH)
+    let left = TABLE_WIDTH.saturating_sub(name + sync + module + updated + 5 * GAP);
+    let tag = tag
+        .min(left.saturating_sub(message.max(MIN_MESSAGE_WIDTH)))
+        .max(MIN_TAG_WIDTH);
+    (tag, left.saturating_sub(tag).max(MIN_MESSAGE_WIDTH))
 }
 
-/// SYNC: for a multi-arch tag, which of its digests the cluster runs.
-fn sync_label(row: &Row) -> String {
+/// SYNC: for a multi-arch tag, which of its digests the cluster runs (`-o wide`; the
+/// default table keeps to 100 columns).
+fn sync_label(row: &Row, wide: bool) -> String {
+    if !wide {
+        return row.sync.label().to_string();
+    }
     match row.matched_digest {
         Some(DigestMatch::Index) => "in sync (index)".to_string(),
         Some(DigestMatch::Amd64Child) => "in sync (amd64)".to_string(),
@@ -596,7 +618,7 @@ pub fn print_table(printer: &Printer, rows: &[Row], wide: bool, labels: bool, he
     if labels {
         headers.push("LABELS");
     }
-    let width = message_width(rows);
+    let width = layout(rows);
     let cells: Vec<Vec<(String, Tone)>> = rows
         .iter()
         .map(|r| {
@@ -879,7 +901,7 @@ mod tests {
         let mut by_child = row("hello", "Ready", true, Some(&current), None);
         by_child.matched_digest = Some(DigestMatch::Amd64Child);
         let plain = row("plain", "Ready", true, Some(&current), None);
-        let text = rendered(&[by_index, by_child, plain], false);
+        let text = rendered(&[by_index, by_child, plain], true);
         assert!(text.contains("in sync (index)"), "{text}");
         assert!(text.contains("in sync (amd64)"), "{text}");
         assert_eq!(text.matches("in sync").count(), 3, "{text}");

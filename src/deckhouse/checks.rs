@@ -133,11 +133,16 @@ pub type Check<T> = Result<(Step, T), Step>;
 pub fn check_module_exists<'a>(facts: &ClusterFacts<'a>) -> Check<&'a Module> {
     let name = facts.name;
     let Some(module) = facts.module else {
-        let mut step = Step::failed("module", format!("Module {name} does not exist"), MSG_NOT_FOUND)
-            .because(format!(
-                "no Module named {name}: the override's name must be the module's name, and a \
-                 module appears only once a ModuleSource's registry lists it (tag {name} in the repo)"
-            ));
+        let mut step = Step::failed(
+            "module",
+            format!("Module {name} does not exist"),
+            MSG_NOT_FOUND,
+        )
+        .because(format!(
+            "no Module named {name}: the override's name must be the module's name, and a \
+                 module appears only once a ModuleSource's registry lists it (a tag {name} in the \
+                 ModuleSource's repository, its module catalog)"
+        ));
         if let Some(guess) = closest(name, facts.module_names) {
             step = step.fix(format!(
                 "kubectl mpo explain {guess}    # did you mean {guess}?"

@@ -225,11 +225,12 @@ impl SourceRegistry {
             }
             None => None,
         };
-        let schemes = if may_fall_back_to_http(target.scheme.as_deref(), &host) {
-            vec!["https", "http"]
-        } else {
-            vec!["https"]
-        };
+        let schemes =
+            if !target.https_only && may_fall_back_to_http(target.scheme.as_deref(), &host) {
+                vec!["https", "http"]
+            } else {
+                vec!["https"]
+            };
         let tokens = Tokens::new(&host, ca.as_deref(), options.timeout);
         let declared = match target.scheme.as_deref().map(str::trim) {
             Some(scheme) if scheme.eq_ignore_ascii_case("http") => "http",
@@ -477,6 +478,30 @@ impl SourceRegistry {
     ) -> Result<(Value, String), RegistryError> {
         let reference = self.reference(repository, tag)?;
         let what = format!("GET manifest {reference}");
+        // -v=6: each registry request with its outcome and time (references carry no
+        // credentials).
+        let started = std::time::Instant::now();
+        let result = self.manifest_of(reference, &what).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(err) => format!("{:?}", err.kind),
+        };
+        crate::output::trace(
+            crate::cluster::log::REQUESTS,
+            format!(
+                "registry {what}: {outcome} in {} ms",
+                started.elapsed().as_millis()
+            ),
+        );
+        result
+    }
+
+    async fn manifest_of(
+        &self,
+        reference: Reference,
+        what: &str,
+    ) -> Result<(Value, String), RegistryError> {
+        let what = what.to_string();
         // One deadline for the whole read, the scheme probe included.
         let deadline = tokio::time::Instant::now() + self.options.timeout;
         let Ok(client) = tokio::time::timeout_at(deadline, self.client()).await else {

@@ -54,6 +54,9 @@ pub struct RegistryTarget {
     pub ca: Option<String>,
     /// `HTTP` or `HTTPS` (ModuleSource `spec.registry.scheme`; default HTTPS).
     pub scheme: Option<String>,
+    /// The user wrote `https://` in `--registry-repo`: no plain-HTTP fallback, even on
+    /// a private or loopback host.
+    pub https_only: bool,
     credentials: Credentials,
 }
 
@@ -68,6 +71,7 @@ impl RegistryTarget {
             repo: registry.repo.clone(),
             ca: registry.ca.clone(),
             scheme: registry.scheme.clone(),
+            https_only: false,
             credentials: Credentials::DockerCfg(registry.docker_cfg.clone()),
         }
     }
@@ -85,6 +89,7 @@ impl RegistryTarget {
             repo: repo.to_string(),
             ca: ca.map(str::to_string),
             scheme: scheme.map(str::to_string),
+            https_only: false,
             credentials: Credentials::DockerCfg(docker_cfg.map(str::to_string)),
         }
     }
@@ -110,6 +115,7 @@ impl RegistryTarget {
             repo: repo.to_string(),
             ca,
             scheme: scheme.map(str::to_string),
+            https_only: scheme.is_some_and(|s| s.eq_ignore_ascii_case("https")),
             credentials: Credentials::DockerConfig(auths),
         })
     }

@@ -136,7 +136,14 @@ fn kubectl_mpo_tab_completes_through_bash_with_the_installed_helper() {
     // -o lists what the command prints, and nothing else.
     assert_eq!(
         complete("kubectl mpo status -o "),
-        sorted(&["json", "yaml", "name", "wide"])
+        sorted(&[
+            "json",
+            "yaml",
+            "name",
+            "wide",
+            "jsonpath=",
+            "custom-columns="
+        ])
     );
     assert_eq!(
         complete("kubectl mpo explain echo -o "),
@@ -144,7 +151,14 @@ fn kubectl_mpo_tab_completes_through_bash_with_the_installed_helper() {
     );
     assert_eq!(
         complete("kubectl mpo status --output="),
-        sorted(&["json", "yaml", "name", "wide"])
+        sorted(&[
+            "json",
+            "yaml",
+            "name",
+            "wide",
+            "jsonpath=",
+            "custom-columns="
+        ])
     );
     // Kubeconfig names.
     let contexts = complete("kubectl mpo --context ");
@@ -198,7 +212,14 @@ fn kubectl_mpo_completion_bash_completes_below_the_top_level() {
     assert_eq!(complete("kubectl-mpo ren"), ["renew"]);
     assert_eq!(
         complete("kubectl-mpo status -o "),
-        sorted(&["json", "yaml", "name", "wide"])
+        sorted(&[
+            "json",
+            "yaml",
+            "name",
+            "wide",
+            "jsonpath=",
+            "custom-columns="
+        ])
     );
     assert_eq!(complete("kubectl-mpo status --of"), ["--offline"]);
     assert_eq!(complete("kubectl-mpo registry rel"), ["releases"]);
@@ -341,7 +362,14 @@ fn zsh_and_fish_scripts_complete_below_the_top_level() {
     assert_eq!(fish("kubectl-mpo status --of"), ["--offline"]);
     assert_eq!(
         fish("kubectl-mpo status -o "),
-        sorted(&["json", "yaml", "name", "wide"])
+        sorted(&[
+            "json",
+            "yaml",
+            "name",
+            "wide",
+            "jsonpath=",
+            "custom-columns="
+        ])
     );
     let bare = unique("cmp-shells");
     module_with_images(&bare, true, &["main", "pr-2"]);
@@ -365,7 +393,14 @@ fn zsh_and_fish_scripts_complete_below_the_top_level() {
     };
     assert_eq!(
         zsh(&["kubectl-mpo", "status", "-o", ""]),
-        sorted(&["json", "yaml", "name", "wide"])
+        sorted(&[
+            "json",
+            "yaml",
+            "name",
+            "wide",
+            "jsonpath=",
+            "custom-columns="
+        ])
     );
     assert_eq!(
         zsh(&["kubectl-mpo", "create", &bare, "--tag", ""]),

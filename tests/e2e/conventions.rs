@@ -400,7 +400,9 @@ fn status_watch_redraws_the_table_on_a_terminal() {
     assert!(clears >= 2, "the table is redrawn, not appended: {run:?}");
     let last = run.stdout.rsplit("\u{1b}[2J").next().unwrap_or_default();
     assert_eq!(
-        last.lines().filter(|l| l.starts_with(&name)).count(),
+        last.lines()
+            .filter(|l| l.starts_with(&format!("{name} ")))
+            .count(),
         1,
         "one row per override after a redraw: {run:?}"
     );
@@ -646,7 +648,7 @@ fn explain_with_another_tag_judges_that_tag() {
         bad.stdout
             .contains("with tag no-such-tag-e the override would get")
             && !bad.stdout.contains("OK:")
-            && !bad.stdout.contains("renew"),
+            && !bad.stdout.contains("kubectl mpo renew"),
         "the override's own Ready status is not called stale: {bad:?}"
     );
 }

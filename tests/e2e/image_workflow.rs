@@ -109,6 +109,36 @@ fn preflight_checks_requirements_and_stage() {
     assert!(needs.stderr.contains("Kubernetes >= 99.0"), "{needs:?}");
     assert!(needs.stderr.contains("no-such-module"), "{needs:?}");
 
+    // The Deckhouse version comes from the d8-system/deckhouse Deployment's image tag
+    // (the sandbox runs one per generation; deckhouse-real §1).
+    push(
+        &name,
+        "newer-dkp",
+        &[(
+            "module.yaml",
+            "name: x\nrequirements:\n  deckhouse: '>= 9.0'\n",
+        )],
+        "2026-01-04T00:00:00Z",
+    );
+    let dkp = mpo(&["create", &name, "--tag", "newer-dkp"]);
+    dkp.assert_code(1);
+    assert!(
+        dkp.stderr
+            .contains("needs Deckhouse >= 9.0: the cluster has v1."),
+        "{dkp:?}"
+    );
+    push(
+        &name,
+        "fits-dkp",
+        &[(
+            "module.yaml",
+            "name: x\nrequirements:\n  deckhouse: '>= 1.60'\n",
+        )],
+        "2026-01-05T00:00:00Z",
+    );
+    let fits = mpo(&["create", &name, "--tag", "fits-dkp", "--dry-run=server"]);
+    fits.assert_code(0);
+
     let experimental = mpo(&["create", &name, "--tag", "exp"]);
     experimental.assert_code(1);
     assert!(

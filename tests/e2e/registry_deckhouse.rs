@@ -389,7 +389,7 @@ fn in_sync_with_the_amd64_child_or_the_index_says_which() {
     assert_eq!(row["sync"], "in-sync", "{run:?}");
     assert_eq!(row["matchedDigest"], "amd64Child", "{run:?}");
     assert_eq!(row["indexDigest"], index.as_str(), "{run:?}");
-    let table = mpo(&["status", &name]);
+    let table = mpo(&["status", &name, "-o", "wide"]);
     assert!(table.stdout.contains("in sync (amd64)"), "{table:?}");
     let diff = mpo(&["diff", &name]);
     diff.assert_code(0);
@@ -412,7 +412,7 @@ fn in_sync_with_the_amd64_child_or_the_index_says_which() {
     run.assert_code(0);
     assert_eq!(doc["items"][0]["sync"], "in-sync", "{run:?}");
     assert_eq!(doc["items"][0]["matchedDigest"], "index", "{run:?}");
-    let table = mpo(&["status", &name]);
+    let table = mpo(&["status", &name, "-o", "wide"]);
     assert!(table.stdout.contains("in sync (index)"), "{table:?}");
     let diff = mpo(&["diff", &name, "-o", "json"]);
     diff.assert_code(0);
