@@ -270,6 +270,9 @@ fn scan_interval_zero_never_rescans() {
     let digests = module_with_images(&name, true, &["v1"]);
     apply(override_object(&name, "v1", "0s")).assert_code(0);
     eventually(30, "the first deploy", || ready_on(&name, &digests[0]));
+    // Let the Deckhouse restart that follows a deploy (gen D pauses for it, §3.2) and
+    // its re-list pass: a restarted controller reconciles every override once.
+    std::thread::sleep(std::time::Duration::from_secs(6));
     let newer = push_module(&name, "v1", "pushed after the deploy");
     std::thread::sleep(std::time::Duration::from_secs(20));
     assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);
