@@ -27,5 +27,5 @@ test -x "$KREW_ROOT/store/mpo/"*/kubectl_complete-mpo
 # The one step krew cannot do: the completion helper on PATH, next to the plugin.
 kubectl mpo completion --install-helper >/dev/null
 test -x "$KREW_ROOT/bin/kubectl_complete-mpo"
-kubectl __complete mpo vers 2>/dev/null | grep -qx version || { echo "kubectl __complete mpo does not complete" >&2; exit 1; }
+kubectl __complete mpo vers 2>/dev/null | cut -f1 | grep -qx version || { echo "kubectl __complete mpo does not complete" >&2; exit 1; }
 echo "krew install ok: $(kubectl mpo version --client)"
