@@ -523,7 +523,7 @@ fn table_row(
 /// that name a place (a URL, or ending in a repository path) are dropped, so that the
 /// reason fits. `-o wide` and the cause lines keep the whole text.
 fn summary(message: &str) -> String {
-    let kept: Vec<&str> = message
+    let kept: Vec<String> = message
         .split(": ")
         .filter(|part| {
             !part.contains("://")
@@ -532,12 +532,26 @@ fn summary(message: &str) -> String {
                     .last()
                     .is_some_and(|last| last.contains('/'))
         })
+        .map(|part| registry_error_body(part).unwrap_or_else(|| part.to_string()))
         .collect();
     if kept.is_empty() {
         message.to_string()
     } else {
         kept.join(": ")
     }
+}
+
+/// A registry's JSON error body (`{"errors":[{"code":…,"message":"manifest unknown"}]}`,
+/// as ggcr quotes it in the controller's message) as its messages.
+fn registry_error_body(part: &str) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(part.trim()).ok()?;
+    let messages: Vec<&str> = body
+        .get("errors")?
+        .as_array()?
+        .iter()
+        .filter_map(|e| e.get("message").and_then(|m| m.as_str()))
+        .collect();
+    (!messages.is_empty()).then(|| messages.join("; "))
 }
 
 /// The widths of TAG and MESSAGE in the default table: the other columns take what
@@ -891,6 +905,12 @@ mod tests {
             "Download error: \"h/m\" credentials not found in the dockerCfg"
         );
         assert_eq!(summary("Ready"), "Ready");
+        assert_eq!(
+            summary(
+                r#"Download error: get manifest: 127.0.0.1:5000/m/x:t: GET https://127.0.0.1:5000/v2/m/x/manifests/t: unexpected status code 404: {"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"t"}}]}"#
+            ),
+            "Download error: get manifest: unexpected status code 404: manifest unknown"
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ fn status_table_fits_100_columns_and_wide_has_the_rest() {
         message_of("no-ca-module"),
     );
     assert!(
-        bad_creds.contains("Not authorized") || bad_creds.contains("401"),
+        ["Not authorized", "401", "authentication required"]
+            .iter()
+            .any(|reason| bad_creds.contains(reason)),
         "{bad_creds}"
     );
     assert!(missing.contains("manifest unknown"), "{missing}");
