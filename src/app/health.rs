@@ -66,17 +66,36 @@ pub fn show_checking(ctx: &Ctx, name: &str) {
     show_stage(ctx, name, Stage::Checking, &mut None);
 }
 
-/// Prints a stage when it changes: a line on a terminal, a `-v` note elsewhere.
+/// Prints a stage when it changes: a line on a terminal, a `-v` note elsewhere. A
+/// deploy passes through every stage in order; one that went by between two polls is
+/// still shown, before the stage the wait saw.
 fn show_stage(ctx: &Ctx, name: &str, stage: Stage, shown: &mut Option<Stage>) {
+    const ORDER: [Stage; 5] = [
+        Stage::Checking,
+        Stage::Downloading,
+        Stage::Installing,
+        Stage::Restarting,
+        Stage::Running,
+    ];
     if *shown == Some(stage) {
         return;
     }
+    let passed: Vec<Stage> = match *shown {
+        Some(last) if last < stage => ORDER
+            .iter()
+            .copied()
+            .filter(|s| *s > last && *s <= stage)
+            .collect(),
+        _ => vec![stage],
+    };
     *shown = Some(stage);
-    let text = format!("{name}: {}", stage.as_str());
-    if ctx.printer.interactive() {
-        ctx.printer.note(text);
-    } else {
-        ctx.printer.debug(1, format!("stage: {text}"));
+    for stage in passed {
+        let text = format!("{name}: {}", stage.as_str());
+        if ctx.printer.interactive() {
+            ctx.printer.note(text);
+        } else {
+            ctx.printer.debug(1, format!("stage: {text}"));
+        }
     }
 }
 
