@@ -49,7 +49,7 @@ fn minor(version: &str) -> Option<u32> {
 
 /// The Deckhouse version and edition: the Deployment's `core.deckhouse.io/version` and
 /// `core.deckhouse.io/edition` annotations, else a `vX.Y.Z` image tag (`…/ce:v1.66.4`).
-async fn deckhouse(cluster: &Cluster) -> (Option<String>, Option<String>) {
+pub async fn deckhouse(cluster: &Cluster) -> (Option<String>, Option<String>) {
     let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), "d8-system");
     let Ok(Some(deployment)) = api.get_opt("deckhouse").await else {
         return (None, None);

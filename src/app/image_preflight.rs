@@ -9,10 +9,6 @@ use crate::deckhouse::image_checks::{self, CONFIG_VALUES, ClusterEnv, MODULE_YAM
 use crate::deckhouse::resources::ModuleConfig;
 use crate::registry::{ImageLimits, ReadPlan, SourceRegistry};
 
-/// The Deckhouse Deployment whose image tag carries the Deckhouse version.
-const DECKHOUSE_NAMESPACE: &str = "d8-system";
-const DECKHOUSE_DEPLOYMENT: &str = "deckhouse";
-
 /// The image checks of `<module>:<tag>`; a failed read is an `Unknown` step (the
 /// registry step already says why a tag cannot be reached).
 pub async fn image_steps(
@@ -72,7 +68,7 @@ fn enabled(config: &ModuleConfig) -> bool {
 async fn cluster_env(cluster: &Cluster) -> ClusterEnv {
     let configs = cluster.module_configs();
     let kubernetes = cluster.client.apiserver_version();
-    let deckhouse = deckhouse_version(cluster);
+    let deckhouse = async { super::generation::deckhouse(cluster).await.0 };
     let deckhouse_config = decode::get_opt(&configs, "deckhouse");
     let (kubernetes, deckhouse, deckhouse_config) =
         tokio::join!(kubernetes, deckhouse, deckhouse_config);
@@ -102,22 +98,4 @@ async fn required_modules(cluster: &Cluster, required: &[String], env: &mut Clus
         };
         env.module_enabled.insert(name.clone(), state);
     }
-}
-
-/// The tag of the `deckhouse` container image of `d8-system/deckhouse` (`v1.78.3`), when
-/// the user may read it.
-async fn deckhouse_version(cluster: &Cluster) -> Option<String> {
-    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-        kube::Api::namespaced(cluster.client.clone(), DECKHOUSE_NAMESPACE);
-    let deployment = deployments.get_opt(DECKHOUSE_DEPLOYMENT).await.ok()??;
-    let image = deployment
-        .spec?
-        .template
-        .spec?
-        .containers
-        .into_iter()
-        .find(|c| c.name == "deckhouse")?
-        .image?;
-    let (_, tag) = image.split('@').next()?.rsplit_once(':')?;
-    (!tag.contains('/')).then(|| tag.to_string())
 }
