@@ -659,12 +659,7 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
         )
         .await?;
     println!("deployed {name}:{tag} {resolved}");
-    crate::deckhouse_pod::log(
-        "info",
-        "Module downloaded and installed, restarting Deckhouse",
-        json!({"module": name, "logger": "controller.module-pull-override", "version": tag, "digest": resolved}),
-    );
-    crate::deckhouse_pod::deployed(name, &tag, &resolved, &source);
+    announce_deploy(name, &tag, &resolved, &source);
     // Deckhouse restarts after a deploy (SIGUSR2); the single worker waits for it (§3.2).
     if !settings.restart_pause.is_zero() {
         println!("restarting deckhouse after {name}");
@@ -783,12 +778,7 @@ async fn reconcile_gen_a(
         .await?;
     println!("deployed {name}:{tag} {resolved}");
     // As on the newer generations: Deckhouse restarts and runs the module (§4).
-    crate::deckhouse_pod::log(
-        "info",
-        "Module downloaded and installed, restarting Deckhouse",
-        json!({"module": name, "logger": "controller.module-pull-override", "version": tag, "digest": resolved}),
-    );
-    crate::deckhouse_pod::deployed(&name, &tag, &resolved, &source);
+    announce_deploy(&name, &tag, &resolved, &source);
     Ok(scan_interval)
 }
 
@@ -1090,6 +1080,17 @@ async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
             .with_context(|| format!("ModuleSource {source_name}"))?;
     }
     Ok(())
+}
+
+/// A deploy done: the controller logs it, and Deckhouse restarts and runs the module
+/// (docs/deckhouse-real.md §4).
+fn announce_deploy(name: &str, tag: &str, resolved: &str, source: &DynamicObject) {
+    crate::deckhouse_pod::log(
+        "info",
+        "Module downloaded and installed, restarting Deckhouse",
+        json!({"module": name, "logger": "controller.module-pull-override", "version": tag, "digest": resolved}),
+    );
+    crate::deckhouse_pod::deployed(name, tag, resolved, source);
 }
 
 #[cfg(test)]
