@@ -29,6 +29,46 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the arguments, then holds what the derive cannot express: `--all=false`
+    /// counts as present for clap yet names no override, so `renew`/`delete` need
+    /// MODULE names or a true `--all`, never both (`echo --all=false` is fine, as in
+    /// kubectl).
+    pub fn parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = Self::try_parse_from(args)?;
+        let (name, all, modules) = match &cli.command {
+            Command::Renew(args) => ("renew", args.all, args.modules.len()),
+            Command::Delete(args) => ("delete", args.all, args.modules.len()),
+            _ => return Ok(cli),
+        };
+        let refused = match (all, modules) {
+            (false, 0) => Some((
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "name one or more MODULEs, or pass --all (--all=false names none)",
+            )),
+            (true, 1..) => Some((
+                clap::error::ErrorKind::ArgumentConflict,
+                "MODULE names and --all exclude each other",
+            )),
+            _ => None,
+        };
+        if let Some((kind, message)) = refused {
+            use clap::CommandFactory;
+            let mut command = Self::command();
+            command.build();
+            let sub = command
+                .find_subcommand_mut(name)
+                .expect("the subcommand exists");
+            return Err(sub.error(kind, message));
+        }
+        Ok(cli)
+    }
+}
+
 #[derive(Debug, Clone, Args, Default)]
 #[command(next_help_heading = "Global flags")]
 pub struct GlobalArgs {
@@ -472,7 +512,7 @@ pub struct UndoArgs {
 #[derive(Debug, Args)]
 pub struct RenewArgs {
     /// Modules to renew (or --all)
-    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
+    #[arg(value_parser = parse_module_name)]
     pub modules: Vec<ModuleName>,
 
     /// Renew every override
@@ -490,7 +530,7 @@ pub struct RenewArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Modules whose overrides to delete (or --all)
-    #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_module_name)]
+    #[arg(value_parser = parse_module_name)]
     pub modules: Vec<ModuleName>,
 
     /// Delete every override
@@ -576,6 +616,9 @@ pub struct ExplainArgs {
     /// Do not contact the registry
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub offline: bool,
+
+    #[command(flatten)]
+    pub fallback: RegistryFallbackArgs,
 
     /// Output format
     #[arg(short = 'o', long, value_enum)]
@@ -1030,6 +1073,31 @@ mod tests {
         ] {
             let err = Cli::try_parse_from(&bad).expect_err(&bad.join(" "));
             assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn all_false_names_no_override() {
+        for command in ["renew", "delete"] {
+            let err = Cli::parse_args(["kubectl-mpo", command, "--all=false"])
+                .expect_err("--all=false alone names nothing");
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains("--all=false names none"), "{err}");
+            let err = Cli::parse_args(["kubectl-mpo", command, "echo", "--all"])
+                .expect_err("names and --all");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+            for fine in [
+                &["--all"][..],
+                &["--all=true"],
+                &["echo"],
+                &["echo", "--all=false"],
+            ] {
+                let args = ["kubectl-mpo", command]
+                    .into_iter()
+                    .chain(fine.iter().copied());
+                assert!(Cli::parse_args(args).is_ok(), "{command} {fine:?}");
+            }
         }
     }
 

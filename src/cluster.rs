@@ -194,14 +194,14 @@ impl Cluster {
                 // API discovery is a GET on a path, not a resource verb.
                 403 if verb == "discover" => Error::runtime(format!(
                     "forbidden: your credentials may not read the API's discovery document /apis/{resource} on {place}: {}",
-                    status.message
+                    forbidden_reason(&status.message)
                 ))
                 .with_hint(format!(
                     "ask a cluster admin for RBAC that allows 'get' on the path /apis/{resource}; check with: kubectl auth can-i get /apis/{resource}"
                 )),
                 403 => Error::runtime(format!(
                     "forbidden: you may not {verb} {resource} on {place}: {}",
-                    status.message
+                    forbidden_reason(&status.message)
                 ))
                 .with_hint(format!(
                     "ask a cluster admin for RBAC that allows '{verb}' on {resource}; check with: kubectl auth can-i {verb} {resource}"
@@ -247,6 +247,17 @@ impl Cluster {
                 .with_hint("check that the cluster is running and reachable, and that --context is right")
                 .with_source(other),
         }
+    }
+}
+
+/// The API server's 403 text without its own `… is forbidden: ` lead-in (the error
+/// already starts with "forbidden: you may not …"), keeping who was refused what:
+/// `modulepulloverrides.deckhouse.io "echo" is forbidden: User "readonly" cannot patch …`
+/// becomes `User "readonly" cannot patch …`.
+fn forbidden_reason(message: &str) -> &str {
+    match message.split_once("forbidden: ") {
+        Some((_, reason)) if !reason.trim().is_empty() => reason,
+        _ => message,
     }
 }
 
@@ -561,6 +572,22 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod decode_errors {
     use super::*;
+
+    #[test]
+    fn a_refusal_says_forbidden_once() {
+        assert_eq!(
+            forbidden_reason(
+                r#"modulepulloverrides.deckhouse.io "echo" is forbidden: User "readonly" cannot patch resource "modulepulloverrides" in API group "deckhouse.io" at the cluster scope"#
+            ),
+            r#"User "readonly" cannot patch resource "modulepulloverrides" in API group "deckhouse.io" at the cluster scope"#
+        );
+        assert_eq!(
+            forbidden_reason(r#"forbidden: User "system:anonymous" cannot get path "/apis""#),
+            r#"User "system:anonymous" cannot get path "/apis""#
+        );
+        assert_eq!(forbidden_reason("denied by policy"), "denied by policy");
+        assert_eq!(forbidden_reason("x is forbidden: "), "x is forbidden: ");
+    }
 
     #[test]
     fn a_decode_failure_is_never_a_connectivity_failure() {

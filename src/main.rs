@@ -2,6 +2,7 @@
 
 mod app;
 mod auth;
+mod chunks;
 mod cli;
 mod cluster;
 mod cmd;
@@ -13,15 +14,13 @@ mod validate;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // `kubectl-mpo __complete WORD...`: what the completion helper and scripts call.
     let mut args = std::env::args_os();
     if args.nth(1).is_some_and(|first| first == "__complete") {
         return cmd::complete::run(args.collect());
     }
-    let cli = match cli::Cli::try_parse_from(cli::kubectl_verbosity(std::env::args_os())) {
+    let cli = match cli::Cli::parse_args(cli::kubectl_verbosity(std::env::args_os())) {
         Ok(cli) => cli,
         Err(err) if err.use_stderr() => {
             // clap quotes the value it refused as typed: control characters in it are

@@ -3,7 +3,6 @@
 //! built from them: `explain`, the preflight of `create`/`edit`, the causes under
 //! `status`, and the explanation after a failed `--wait`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Ctx;
@@ -22,8 +21,8 @@ use crate::registry::{
 /// not read (403) are "unknown", never an error: they hold credentials and settings
 /// that a developer's RBAC often hides.
 pub struct World {
-    pub modules: HashMap<String, Module>,
-    pub configs: HashMap<String, ModuleConfig>,
+    pub modules: ByName<Module>,
+    pub configs: ByName<ModuleConfig>,
     /// `None`: the user may not list ModuleSources.
     pub sources: Option<Vec<ModuleSource>>,
     /// All Module names, for "did you mean" (filled only when one module is missing).
@@ -34,11 +33,25 @@ fn forbidden(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 403)
 }
 
-fn keyed<T: kube::Resource>(items: Vec<T>) -> HashMap<String, T> {
-    items
-        .into_iter()
-        .map(|item| (item.meta().name.clone().unwrap_or_default(), item))
-        .collect()
+/// Objects looked up by name: sorted once and searched. With thousands of large
+/// objects this is a third of the memory of a map, and the list is not copied into it.
+pub struct ByName<T>(Vec<T>);
+
+impl<T: kube::Resource> ByName<T> {
+    fn new(mut items: Vec<T>) -> Self {
+        items.sort_unstable_by(|a, b| Self::name(a).cmp(Self::name(b)));
+        items.shrink_to_fit();
+        ByName(items)
+    }
+
+    fn name(item: &T) -> &str {
+        item.meta().name.as_deref().unwrap_or_default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&T> {
+        let found = self.0.binary_search_by(|item| Self::name(item).cmp(name));
+        found.ok().map(|index| &self.0[index])
+    }
 }
 
 /// Lists ModuleSources; a 403 is "not readable", not an error.
@@ -71,8 +84,8 @@ impl World {
             Err(err) => return Err(cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")),
         };
         Ok(World {
-            modules: keyed(modules.items),
-            configs: keyed(configs),
+            modules: ByName::new(modules.items),
+            configs: ByName::new(configs),
             sources: sources?,
             module_names: Vec::new(),
         })
@@ -108,8 +121,8 @@ impl World {
             Vec::new()
         };
         Ok(World {
-            modules: keyed(module.into_iter().collect()),
-            configs: keyed(config.into_iter().collect()),
+            modules: ByName::new(module.into_iter().collect()),
+            configs: ByName::new(config.into_iter().collect()),
             sources: sources?,
             module_names,
         })
@@ -181,7 +194,8 @@ impl Diagnosis {
     }
 }
 
-/// The cluster checks, then (with a tag, online, and a readable source) the registry.
+/// The cluster checks, then (with a tag, online, and a readable source or
+/// `--registry-repo`) the registry.
 pub async fn diagnose(
     cluster: &Cluster,
     name: &str,
@@ -189,6 +203,7 @@ pub async fn diagnose(
     offline: bool,
     timeout: Duration,
     inspect_image: bool,
+    fallback: Option<&RegistryTarget>,
 ) -> Result<Diagnosis> {
     let world = World::load_one(cluster, name).await?;
     let verdict = checks::cluster_checks(&world.facts(name));
@@ -197,8 +212,13 @@ pub async fn diagnose(
     let mut registry = None;
     let mut kept_client = None;
     let mut notices = Vec::new();
-    if let (Some(source), Some(tag), false) = (&source, tag, offline) {
-        let target = RegistryTarget::from_source(source);
+    // `--registry-repo` wins over the ModuleSource, as in every other command.
+    let origin = match (fallback, &source) {
+        (Some(fallback), _) => Some((fallback.clone(), None)),
+        (None, Some(source)) => Some((RegistryTarget::from_source(source), Some(source))),
+        (None, None) => None,
+    };
+    if let (Some((target, from_source)), Some(tag), false) = (origin, tag, offline) {
         let client = SourceRegistry::new(&target, &RegistryOptions { timeout });
         let settings = world
             .configs
@@ -222,12 +242,15 @@ pub async fn diagnose(
                 (client.image_name(name, tag), result, image_steps)
             }
             Err(err) => (
-                format!("{}/{name}:{tag}", source.spec.registry.repo),
+                format!("{}/{name}:{tag}", target.repo),
                 Err(err.clone()),
                 Vec::new(),
             ),
         };
-        steps.push(checks::registry_step(name, tag, source, &image, &result));
+        steps.push(match from_source {
+            Some(source) => checks::registry_step(name, tag, source, &image, &result),
+            None => checks::registry_step_via_flag(name, tag, &target.repo, &image, &result),
+        });
         if result.is_ok() {
             steps.extend(image_steps);
         }
@@ -273,6 +296,7 @@ pub async fn preflight(
         false,
         sources::REGISTRY_TIMEOUT,
         inspect_image,
+        None,
     )
     .await;
     drop(spinner);
@@ -336,6 +360,7 @@ pub async fn explain_failure(ctx: &Ctx, overrides: &Overrides, object: &ModulePu
         false,
         sources::REGISTRY_TIMEOUT,
         false,
+        None,
     )
     .await
     {
@@ -353,4 +378,25 @@ pub async fn explain_failure(ctx: &Ctx, overrides: &Overrides, object: &ModulePu
     }
     ctx.printer
         .note(format!("full report: kubectl mpo explain {name}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_found_by_name_whatever_order_they_came_in() {
+        let module = |name: &str| {
+            let mut module = Module::default();
+            module.metadata.name = Some(name.to_string());
+            module
+        };
+        let by_name = ByName::new(["echo", "alpha", "zeta", "mid"].map(module).to_vec());
+        for name in ["echo", "alpha", "zeta", "mid"] {
+            let found = by_name.get(name).expect(name);
+            assert_eq!(found.metadata.name.as_deref(), Some(name));
+        }
+        assert!(by_name.get("ghost").is_none());
+        assert!(ByName::<Module>::new(Vec::new()).get("echo").is_none());
+    }
 }

@@ -257,13 +257,20 @@ pub fn registry_error(target: &RegistryTarget, module: Option<&str>, err: Regist
         format!("registry of ModuleSource {} ({})", target.name, target.repo)
     };
     // Hints name the same registry the command used, so that they work for a user who
-    // may not read ModuleSources too (`explain` takes no --registry-repo).
+    // may not read ModuleSources too.
     let same_registry = if fallback {
         format!(" --registry-repo {}", target.repo)
     } else {
         format!(" --source {}", target.name)
     };
     let hint = match (err.kind, module) {
+        // The module's repository itself is unknown: its tags cannot help.
+        (RegistryErrorKind::NotFound, Some(module)) if err.message.contains("NameUnknown") => {
+            format!(
+                "{}/{module} is not a repository of that registry; list the modules it holds with: kubectl mpo registry modules{same_registry}",
+                target.repo
+            )
+        }
         (RegistryErrorKind::NotFound, Some(module)) => format!(
             "list the tags that exist with: kubectl mpo registry tags {module}{same_registry}"
         ),
@@ -558,6 +565,27 @@ mod tests {
                     .unwrap_or_default();
                 assert!(parses(&hint), "{hint}");
             }
+        }
+        // An unknown repository sends the user to the modules that exist, never back to
+        // the `registry tags` command that just failed.
+        let unknown = RegistryError {
+            kind: RegistryErrorKind::NotFound,
+            message:
+                "list tags of modules/echo: NameUnknown: repository name not known to registry"
+                    .into(),
+        };
+        for (target, flag) in [
+            (&source, "--source test"),
+            (&fallback, "--registry-repo reg.io/modules"),
+        ] {
+            let hint = registry_error(target, Some("echo"), unknown.clone())
+                .hint
+                .unwrap_or_default();
+            assert!(
+                hint.ends_with(&format!("kubectl mpo registry modules {flag}")),
+                "{hint}"
+            );
+            assert!(parses(&hint), "{hint}");
         }
     }
 }

@@ -110,22 +110,52 @@ async fn raw(api_client: kube::Client, url: String) -> Option<Value> {
     api_client.request::<Value>(request).await.ok()
 }
 
-/// `api.list`, with a decode failure named by object and field.
+/// `api.list`, with a decode failure named by object and field. The answer is decoded
+/// while it arrives (on a blocking thread fed chunk by chunk), so a list of thousands
+/// of objects is never held as text beside its objects; unlike kubectl's pages
+/// (`--chunk-size`), one request, which the API server serves from its cache.
 pub async fn list<K>(api: &Api<K>, params: &ListParams) -> kube::Result<ObjectList<K>>
 where
-    K: kube::Resource + Clone + DeserializeOwned + fmt::Debug,
+    K: kube::Resource + Clone + DeserializeOwned + fmt::Debug + Send + 'static,
 {
-    match api.list(params).await {
-        Err(kube::Error::SerdeError(original)) => {
-            let url = api.resource_url().to_string();
-            let found = raw(api.clone().into_client(), url)
+    let url = api.resource_url().to_string();
+    let request = kube::core::Request::new(&url)
+        .list(params)
+        .map_err(kube::Error::BuildRequest)?;
+    let client = api.clone().into_client();
+    let body = client.request_stream(request).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let decode = tokio::task::spawn_blocking(move || {
+        let reader = std::io::BufReader::new(crate::chunks::ChannelReader::new(receiver));
+        serde_json::from_reader::<_, ObjectList<K>>(reader)
+    });
+    let feed = async move {
+        use futures::{AsyncBufRead, AsyncBufReadExt};
+        futures::pin_mut!(body);
+        loop {
+            let chunk = body.fill_buf().await?.to_vec();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            body.as_mut().consume(chunk.len());
+            if sender.send(chunk).await.is_err() {
+                // The decoder stopped (a decode error): it says why.
+                return Ok(());
+            }
+        }
+    };
+    let (fed, decoded): (std::io::Result<()>, _) = tokio::join!(feed, decode);
+    fed.map_err(kube::Error::ReadEvents)?;
+    match decoded.map_err(|err| kube::Error::ReadEvents(std::io::Error::other(err)))? {
+        Ok(list) => Ok(list),
+        Err(original) => {
+            let found = raw(client, url)
                 .await
                 .and_then(|list| check_list::<K>(&list));
             Err(found
                 .map(|failure| as_kube_error(&failure))
                 .unwrap_or(kube::Error::SerdeError(original)))
         }
-        other => other,
     }
 }
 

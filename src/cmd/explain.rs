@@ -59,6 +59,10 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         .map(|t| t.to_string())
         .or_else(|| existing.as_ref().map(|o| o.spec.image_tag.clone()));
 
+    let fallback = crate::app::sources::fallback(&args.fallback)?;
+    if let Some(fallback) = fallback.as_ref().filter(|_| !args.offline) {
+        fallback.announce(ctx);
+    }
     let spinner = ctx.printer.spinner(format!("checking {name}"));
     let (diagnosis, controller) = tokio::join!(
         diagnose::diagnose(
@@ -68,6 +72,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
             args.offline,
             REGISTRY_TIMEOUT,
             !args.offline,
+            fallback.as_ref().map(|f| &f.target),
         ),
         crate::app::generation::detect(&overrides.cluster)
     );

@@ -177,6 +177,7 @@ async fn wait_one(
         true,
         crate::app::sources::REGISTRY_TIMEOUT,
         false,
+        None,
     )
     .await
         && diagnosis.blocked()

@@ -347,7 +347,8 @@ pub fn check_source_exists<'a>(
     let Some(sources) = sources else {
         return Err(
             Step::unknown("source", format!("ModuleSource {source_name}: not readable"))
-                .because("your user may not read ModuleSources (they hold registry credentials); the registry checks are skipped"),
+                .because("your user may not read ModuleSources (they hold registry credentials); the registry is checked only through --registry-repo with your own docker config.json")
+                .fix(format!("kubectl mpo explain {name} --registry-repo HOST/PATH    # the repo of ModuleSource {source_name}")),
         );
     };
     let Some(source) = sources
@@ -501,6 +502,66 @@ pub fn registry_step(
             ))
             .fix(format!("kubectl get modulesource {source_name} -o jsonpath='{{.spec.registry.repo}}'    # host[:port]/path, lower case")),
         RegistryErrorKind::Other => step.because("the registry answered with an error"),
+    }
+}
+
+/// The registry check through `--registry-repo` with the user's own docker config.json
+/// (for users who may not read ModuleSources). Only a missing tag predicts the
+/// controller's `Download error`: any other failure is about the user's access, and the
+/// cluster pulls with the ModuleSource's credentials.
+pub fn registry_step_via_flag(
+    name: &str,
+    tag: &str,
+    repo: &str,
+    image: &str,
+    result: &Result<ResolvedDigest, RegistryError>,
+) -> Step {
+    let error = match result {
+        Ok(resolved) => {
+            let mut summary = format!(
+                "{image} resolves to {} (via --registry-repo)",
+                resolved.digest
+            );
+            if let Some(index) = &resolved.index_digest {
+                summary.push_str(&format!(" (linux/amd64 of index {index})"));
+            }
+            return Step::passed("registry", summary);
+        }
+        Err(error) => error,
+    };
+    let summary = format!("{image}: {}", error.message);
+    let host = repo
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let host = host.split('/').next().unwrap_or_default();
+    let yours = |cause: String| {
+        Step::unknown("registry", summary.clone()).because(format!(
+            "{cause}; this is your access through --registry-repo, the cluster pulls with the ModuleSource's credentials"
+        ))
+    };
+    match error.kind {
+        RegistryErrorKind::NotFound => Step::failed("registry", summary, MSG_DOWNLOAD_ERROR)
+            .because(format!("tag {tag} does not exist in {repo}/{name}"))
+            .fix(format!("kubectl mpo registry tags {name} --registry-repo {repo}    # the tags that exist"))
+            .fix(format!("kubectl mpo edit {name} --tag TAG")),
+        RegistryErrorKind::Credentials => {
+            yours(format!("your docker config.json has no usable entry for {host}"))
+                .fix(format!("docker login {host}    # or pass --registry-config PATH"))
+        }
+        RegistryErrorKind::Unauthorized => {
+            yours(format!("the registry refused your credentials for {host}"))
+                .fix(format!("docker login {host}    # or pass --registry-config PATH"))
+        }
+        RegistryErrorKind::Tls => yours(format!("the TLS certificate of {host} is not trusted here"))
+            .fix("pass --registry-ca PATH with the registry's CA (PEM)"),
+        RegistryErrorKind::Unreachable | RegistryErrorKind::Timeout => {
+            yours(format!("the registry {host} cannot be reached from here"))
+        }
+        RegistryErrorKind::Config => Step::unknown("registry", summary)
+            .because(format!("--registry-repo {repo:?} does not make a valid image reference; the registry was not asked")),
+        RegistryErrorKind::Malformed | RegistryErrorKind::Limit | RegistryErrorKind::Other => {
+            yours("the registry answered with an error".to_string())
+        }
     }
 }
 

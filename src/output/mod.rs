@@ -295,10 +295,19 @@ impl Printer {
 
     /// JSON on stdout, exact: the encoder escapes control characters itself.
     pub fn json<T: Serialize>(&self, value: &T) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(value)
-            .map_err(|err| Error::runtime(format!("cannot render JSON: {err}")))?;
-        text.push('\n');
-        self.raw(text.as_bytes());
+        // Streamed through a buffer: a list of thousands of rows is never held twice.
+        let Ok(mut writer) = self.out.writer.lock() else {
+            return Ok(());
+        };
+        let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, &mut **writer);
+        match serde_json::to_writer_pretty(&mut buffered, value) {
+            Ok(()) => {}
+            // A closed pipe (`| head`) is not an error worth reporting.
+            Err(err) if err.is_io() => return Ok(()),
+            Err(err) => return Err(Error::runtime(format!("cannot render JSON: {err}"))),
+        }
+        let _ = buffered.write_all(b"\n");
+        let _ = buffered.flush();
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{OciDistributionError, OciEnvelope};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde_json::Value;
@@ -26,6 +26,24 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const ACCEPTED: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+
+/// A manifest body as the tool uses it: parsed JSON and the sha256 of the bytes.
+fn parse_manifest(what: &str, body: Vec<u8>) -> Result<(Value, String), RegistryError> {
+    let digest = sha256(&body);
+    let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
+        RegistryError::new(
+            RegistryErrorKind::Malformed,
+            format!("{what}: the answer is not a JSON manifest"),
+        )
+    })?;
+    if !manifest.is_object() {
+        return Err(RegistryError::new(
+            RegistryErrorKind::Malformed,
+            format!("{what}: the answer is not a manifest"),
+        ));
+    }
+    Ok((manifest, digest))
+}
 
 /// The result of the digest rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,13 +428,24 @@ impl SourceRegistry {
     ) -> Result<T, RegistryError> {
         match tokio::time::timeout(self.options.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(classify(what, &err)),
+            Ok(Err(err)) => Err(self.classify(what, &err)),
             Err(_) => Err(self.timed_out(what)),
         }
     }
 
     fn timed_out(&self, what: &str) -> RegistryError {
         RegistryError::timed_out(what, self.options.timeout)
+    }
+
+    /// A failed call in the tool's terms. A connection that timed out inside the HTTP
+    /// client reads as the lookup's own limit ran out, so one table never shows two
+    /// texts for the same cause.
+    fn classify(&self, what: &str, err: &OciDistributionError) -> RegistryError {
+        let err = classify(what, err);
+        if err.kind == RegistryErrorKind::Timeout {
+            return self.timed_out(what);
+        }
+        err
     }
 
     /// Like `bounded`, for idempotent reads: a registry that answers 429 (rate limit) or
@@ -456,7 +485,7 @@ impl SourceRegistry {
                     return Ok(value);
                 }
                 Ok(Err(err)) => {
-                    let err = classify(what, &err);
+                    let err = self.classify(what, &err);
                     let prefix = format!("{what}: ");
                     let detail = err.message.strip_prefix(&prefix).unwrap_or(&err.message);
                     log(&format!("failed: {detail}"), started);
@@ -508,6 +537,21 @@ impl SourceRegistry {
             return Err(self.timed_out(&what));
         };
         self.tokens.prepare(client, &self.auth, &reference).await;
+        // A token from a batch goes with a direct request; a repository the token
+        // service did not grant in the batch gets a token of its own through the OCI
+        // client below.
+        if let Some(token) = self.tokens.batch_token(&reference) {
+            match self
+                .manifest_directly(client, &reference, &what, deadline, Some(&token))
+                .await
+            {
+                Err(err)
+                    if err.kind == RegistryErrorKind::Unauthorized
+                        && self.tokens.take_batched(&reference) => {}
+                Err(err) => return Err(err),
+                Ok(body) => return parse_manifest(&what, body),
+            }
+        }
         let pull = || async {
             match tokio::time::timeout_at(
                 deadline,
@@ -519,57 +563,32 @@ impl SourceRegistry {
                 Err(_) => Err(self.timed_out(&what)),
             }
         };
-        let mut result = pull().await?;
-        if let Err(err) = &result
-            && matches!(classify(&what, err).kind, RegistryErrorKind::Unauthorized)
-            && self.tokens.take_batched(&reference)
-        {
-            // The token service did not grant this repository in the batch: ask for a
-            // token of its own (which replaces the cached one) and try once more.
-            let _ = self
-                .bounded(
-                    &what,
-                    client.auth(&reference, &self.auth, RegistryOperation::Pull),
-                )
-                .await;
-            result = pull().await?;
-        }
+        let result = pull().await?;
         let body = match result {
             Ok((body, _)) => body.to_vec(),
             // oci-client refuses a manifest whose Docker-Content-Digest header disagrees
             // with its body, and does not expose Retry-After: read it directly.
             Err(err) if is_busy(&err) || matches!(err, OciDistributionError::DigestError(_)) => {
-                self.manifest_directly(client, &reference, &what, deadline)
+                self.manifest_directly(client, &reference, &what, deadline, None)
                     .await?
             }
-            Err(err) => return Err(classify(&what, &err)),
+            Err(err) => return Err(self.classify(&what, &err)),
         };
-        let digest = sha256(&body);
-        let manifest: Value = serde_json::from_slice(&body).map_err(|_| {
-            RegistryError::new(
-                RegistryErrorKind::Malformed,
-                format!("{what}: the answer is not a JSON manifest"),
-            )
-        })?;
-        if !manifest.is_object() {
-            return Err(RegistryError::new(
-                RegistryErrorKind::Malformed,
-                format!("{what}: the answer is not a manifest"),
-            ));
-        }
-        Ok((manifest, digest))
+        parse_manifest(&what, body)
     }
 
     /// GET a manifest with the plain HTTP client: the digest is the body's whatever
     /// the `Docker-Content-Digest` header says (ggcr hashes the body, docs/deckhouse-real.md
     /// §3.9; a disagreeing header is a warning), and a 429 or 503 is asked again after
     /// the `Retry-After` it carries (else 0.5 s, 1 s, 2 s...), within `deadline`.
+    /// `token`: a token already fetched for the repository (from a batch).
     async fn manifest_directly(
         &self,
         client: &Client,
         reference: &Reference,
         what: &str,
         deadline: tokio::time::Instant,
+        token: Option<&str>,
     ) -> Result<Vec<u8>, RegistryError> {
         let Some(http) = self.tokens.http() else {
             return Err(RegistryError::new(
@@ -580,15 +599,18 @@ impl SourceRegistry {
         let timed_out = || self.timed_out(what);
         // A token for the repository when the registry has a token service (the client
         // logs in as it would); Basic credentials and anonymous access go as they are.
-        let token = match tokio::time::timeout_at(
-            deadline,
-            client.auth(reference, &self.auth, RegistryOperation::Pull),
-        )
-        .await
-        {
-            Ok(Ok(token)) => token,
-            Ok(Err(_)) => None,
-            Err(_) => return Err(timed_out()),
+        let token = match token {
+            Some(token) => Some(token.to_string()),
+            None => match tokio::time::timeout_at(
+                deadline,
+                client.auth(reference, &self.auth, RegistryOperation::Pull),
+            )
+            .await
+            {
+                Ok(Ok(token)) => token,
+                Ok(Err(_)) => None,
+                Err(_) => return Err(timed_out()),
+            },
         };
         let scheme = self.tokens.scheme();
         let url = format!(
@@ -674,22 +696,21 @@ impl SourceRegistry {
                 Err(_) => return Err(timed_out()),
             };
             if !(200..300).contains(&status) {
-                let kind = match status {
-                    401 | 403 => RegistryErrorKind::Unauthorized,
-                    404 => RegistryErrorKind::NotFound,
-                    _ => RegistryErrorKind::Other,
+                // Read as the OCI client reads an error answer, so both paths give the
+                // same text for the same answer.
+                let url = url.clone();
+                let err = match (status, serde_json::from_slice::<OciEnvelope>(&body)) {
+                    (401, _) => OciDistributionError::UnauthorizedError { url },
+                    (400..500, Ok(envelope)) => {
+                        OciDistributionError::RegistryError { envelope, url }
+                    }
+                    _ => OciDistributionError::ServerError {
+                        code: status,
+                        url,
+                        message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+                    },
                 };
-                let first_line = String::from_utf8_lossy(&body)
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect::<String>();
-                return Err(RegistryError::new(
-                    kind,
-                    format!("{what}: HTTP {status}: {first_line}"),
-                ));
+                return Err(self.classify(what, &err));
             }
             let actual = sha256(&body);
             if let Some(pinned) = reference.digest()
@@ -839,6 +860,7 @@ impl SourceRegistry {
         let reference = self.reference(repository, digest)?;
         let what = format!("GET blob {digest} of {reference}");
         let client = self.client().await;
+        self.tokens.lend(client, &reference).await;
         let stream = self
             .bounded(&what, client.pull_blob_stream(&reference, digest))
             .await?;
@@ -914,6 +936,7 @@ impl SourceRegistry {
                 format!("{reference}: {message}"),
             )
         })?;
+        self.tokens.lend(self.client().await, &reference).await;
         let plan = std::sync::Arc::new(plan.clone());
         let mut tree = ImageTree::new(digest);
         for layer in layers {
@@ -963,7 +986,7 @@ impl SourceRegistry {
             let (limits, plan) = (limits.clone(), plan.clone());
             tokio::task::spawn_blocking(move || {
                 image::read_layer(
-                    ChannelReader::new(receiver),
+                    crate::chunks::ChannelReader::new(receiver),
                     &media_type,
                     &name,
                     before,
@@ -1088,47 +1111,6 @@ where
         )));
     }
     Ok(())
-}
-
-/// A blocking reader over chunks sent by the download task. A closed channel is the end
-/// of the data: when the download fails, the decoder sees a truncated layer and stops.
-struct ChannelReader<B> {
-    receiver: tokio::sync::mpsc::Receiver<B>,
-    chunk: Option<B>,
-    offset: usize,
-}
-
-impl<B> ChannelReader<B> {
-    fn new(receiver: tokio::sync::mpsc::Receiver<B>) -> Self {
-        ChannelReader {
-            receiver,
-            chunk: None,
-            offset: 0,
-        }
-    }
-}
-
-impl<B: AsRef<[u8]>> std::io::Read for ChannelReader<B> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            if let Some(chunk) = &self.chunk {
-                let rest = &chunk.as_ref()[self.offset..];
-                if !rest.is_empty() {
-                    let n = rest.len().min(buf.len());
-                    buf[..n].copy_from_slice(&rest[..n]);
-                    self.offset += n;
-                    return Ok(n);
-                }
-            }
-            match self.receiver.blocking_recv() {
-                Some(chunk) => {
-                    self.chunk = Some(chunk);
-                    self.offset = 0;
-                }
-                None => return Ok(0),
-            }
-        }
-    }
 }
 
 /// `None`: not an index. `Some(Err)`: an index without linux/amd64.

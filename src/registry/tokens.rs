@@ -3,14 +3,19 @@
 //! repositories per token request, as Docker's token specification allows
 //! (https://distribution.github.io/distribution/spec/auth/token/: repeated `scope`).
 //! A repository the token service did not grant in a batch gets a token of its own.
+//!
+//! A batch's token is kept once, shared by its repositories, and sent with the
+//! manifest request directly; it goes into the OCI client's token cache (which keeps a
+//! copy per repository) only for a repository whose blobs are read too. Ten thousand
+//! lookups then hold hundreds of tokens, not ten thousand copies.
 
-use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::RegistryTokenType;
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Client, Reference, RegistryOperation};
 
 use super::auth::{self, Challenge};
@@ -30,8 +35,8 @@ pub struct Tokens {
     /// the first lookup can fetch tokens for all of them.
     planned: Mutex<Vec<Reference>>,
     prefetched: tokio::sync::OnceCell<()>,
-    /// Repositories whose cached token came from a batch.
-    batched: Mutex<HashSet<String>>,
+    /// The token of each repository fetched in a batch, shared within the batch.
+    batched: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl Tokens {
@@ -45,7 +50,7 @@ impl Tokens {
             challenge: tokio::sync::OnceCell::new(),
             planned: Mutex::new(Vec::new()),
             prefetched: tokio::sync::OnceCell::new(),
-            batched: Mutex::new(HashSet::new()),
+            batched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -169,18 +174,39 @@ impl Tokens {
                 let Ok(Some(token)) = tokio::time::timeout(self.timeout, request).await else {
                     return;
                 };
-                for reference in chunk {
-                    let token = RegistryTokenType::Bearer(token.clone());
-                    client
-                        .tokens
-                        .insert(reference, RegistryOperation::Pull, token)
-                        .await;
-                }
+                let token: Arc<str> = Arc::from(token.token());
                 if let Ok(mut batched) = self.batched.lock() {
-                    batched.extend(chunk.iter().map(|r| r.repository().to_string()));
+                    batched.extend(
+                        chunk
+                            .iter()
+                            .map(|r| (r.repository().to_string(), Arc::clone(&token))),
+                    );
                 }
             })
             .await;
+    }
+
+    /// The batch token for `reference`'s repository, if a batch fetched one.
+    pub fn batch_token(&self, reference: &Reference) -> Option<Arc<str>> {
+        self.batched
+            .lock()
+            .ok()?
+            .get(reference.repository())
+            .cloned()
+    }
+
+    /// Before the OCI client reads a blob of `reference`'s repository: puts the batch
+    /// token into its cache, since the client sends only cached tokens with blob reads.
+    pub async fn lend(&self, client: &Client, reference: &Reference) {
+        if let Some(token) = self.batch_token(reference) {
+            let token = RegistryTokenType::Bearer(RegistryToken::Token {
+                token: token.to_string(),
+            });
+            client
+                .tokens
+                .insert(reference, RegistryOperation::Pull, token)
+                .await;
+        }
     }
 
     /// Whether `reference`'s token came from a batch (and forgets it: a repository
@@ -188,7 +214,7 @@ impl Tokens {
     pub fn take_batched(&self, reference: &Reference) -> bool {
         self.batched
             .lock()
-            .map(|mut batched| batched.remove(reference.repository()))
+            .map(|mut batched| batched.remove(reference.repository()).is_some())
             .unwrap_or(false)
     }
 }

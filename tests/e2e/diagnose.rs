@@ -182,6 +182,72 @@ fn status_shows_digests_sync_and_causes() {
     );
 }
 
+/// A user who may not read ModuleSources checks the registry through `--registry-repo`
+/// with their own credentials: the digest, and a missing tag with the message the
+/// controller would write; the report without the flag names the flag.
+#[test]
+fn explain_reaches_the_registry_through_registry_repo() {
+    let name = unique("diag-explain-repo");
+    let digests = crate::support::quiet_override(&name, &["v1"]);
+    let developer = state()
+        .contexts
+        .developer
+        .clone()
+        .expect("developer context");
+    let blind = mpo(&["--context", &developer, "explain", &name, "--no-color"]);
+    assert!(
+        blind
+            .stdout
+            .contains(&format!("kubectl mpo explain {name} --registry-repo")),
+        "{blind:?}"
+    );
+    let tls = state().registry("tls").expect("tls registry");
+    let run = crate::support::through_registry_repo(
+        tls,
+        "tls",
+        &["--context", &developer, "explain", &name, "-o", "json"],
+    );
+    run.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(report["registryDigest"], digests[0].as_str(), "{run:?}");
+    assert_eq!(report["sync"], "in-sync", "{run:?}");
+    assert!(run.stderr.contains("not a ModuleSource"), "{run:?}");
+    let missing = crate::support::through_registry_repo(
+        tls,
+        "tls",
+        &[
+            "--context",
+            &developer,
+            "explain",
+            &name,
+            "--tag",
+            "no-such-tag",
+            "-o",
+            "json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&missing.stdout).expect("JSON");
+    let registry_step = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|step| step["id"] == "registry")
+        .cloned()
+        .unwrap_or_else(|| panic!("a registry step: {missing:?}"));
+    // The ModuleSource stays unread, so this is the registry step's own prediction.
+    assert_eq!(registry_step["state"], "failed", "{missing:?}");
+    assert_eq!(
+        registry_step["controllerMessage"], "Download error",
+        "{missing:?}"
+    );
+    assert!(
+        registry_step["fix"][0]
+            .as_str()
+            .is_some_and(|fix| fix.contains("registry tags") && fix.contains("--registry-repo")),
+        "{missing:?}"
+    );
+}
+
 #[test]
 fn diff_follows_the_digest_rule_and_shows_content_changes() {
     let name = unique("diag-diff");

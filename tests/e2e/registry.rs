@@ -96,6 +96,20 @@ fn registry_failures_are_clear_and_never_leak_credentials() {
     );
     let bad = mpo(&["registry", "files", "echo:bad tag"]);
     bad.assert_code(2);
+    // A repository the registry does not know: the hint lists the modules that exist,
+    // not the tags of the same unknown repository again.
+    let unknown = mpo(&["registry", "tags", "no-such-module", "--source", "test"]);
+    assert_ne!(unknown.code, 0, "{unknown:?}");
+    assert!(
+        unknown
+            .stderr
+            .contains("list the modules it holds with: kubectl mpo registry modules --source test"),
+        "{unknown:?}"
+    );
+    assert!(
+        !unknown.stderr.contains("hint: list the tags"),
+        "{unknown:?}"
+    );
 }
 
 #[test]

@@ -230,6 +230,18 @@ pub fn status_through_registry_repo(
     layout: &str,
     names: &[String],
 ) -> Run {
+    let mut args: Vec<&str> = vec!["status", "-o", "json"];
+    args.extend(names.iter().map(String::as_str));
+    through_registry_repo(registry, layout, &args)
+}
+
+/// `ARGS --registry-repo …` on a sandbox registry, with its credentials in the docker
+/// config.json of a fresh HOME (none from the environment).
+pub fn through_registry_repo(
+    registry: &mpo_sandbox::state::Registry,
+    layout: &str,
+    args: &[&str],
+) -> Run {
     let home = std::env::temp_dir().join(unique("mpo-registry-repo-home"));
     std::fs::create_dir_all(&home).expect("home");
     let config = home.join("config.json");
@@ -246,8 +258,7 @@ pub fn status_through_registry_repo(
         config.display().to_string(),
         state().ca_file.display().to_string(),
     );
-    let mut args: Vec<&str> = vec!["status", "-o", "json"];
-    args.extend(names.iter().map(String::as_str));
+    let mut args = args.to_vec();
     args.extend([
         "--registry-repo",
         &repo,
@@ -256,7 +267,7 @@ pub fn status_through_registry_repo(
         "--registry-ca",
         &ca,
     ]);
-    let mut status = command(&args);
-    status.env("HOME", &home).env_remove("DOCKER_CONFIG");
-    run(status)
+    let mut command = command(&args);
+    command.env("HOME", &home).env_remove("DOCKER_CONFIG");
+    run(command)
 }
