@@ -1,8 +1,11 @@
 //! `kubectl mpo renew MODULE... | --all [--wait]`
 //!
-//! Sets both renew annotations (docs/deckhouse-facts.md §3): `modules.deckhouse.io/renew: "true"`
-//! forces a redeploy on controllers since PR #22716, and a fresh value of the bare
-//! `renew` annotation is an annotation change, which is what wakes older controllers.
+//! Sets the renew annotations (docs/deckhouse-facts.md §3, docs/deckhouse-real.md §3.2):
+//! a fresh value of the bare `renew` annotation is an annotation change, which wakes
+//! every controller for a re-check; `modules.deckhouse.io/renew: "true"` forces a
+//! redeploy and a Deckhouse restart on gen D, so it is set only where the generation
+//! may be D (with a warning for unchanged images), and removed on gen A and B, which
+//! never remove it themselves.
 
 use std::time::Duration;
 
@@ -44,7 +47,11 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
     // The registry's digest now says whether the controller will deploy a new image
     // (then the image is checked first, as create and edit do) or only re-check the
     // one it runs; with --wait it also says what to wait for.
-    let expected = registry_digests(&overrides, &targets).await;
+    let (expected, controller) = tokio::join!(
+        registry_digests(&overrides, &targets),
+        crate::app::generation::detect(&overrides.cluster)
+    );
+    let forces_redeploy = modern_key_forces_redeploy(&controller.generation);
     let mut refused = vec![false; targets.len()];
     for (index, (target, expected)) in targets.iter().zip(&expected).enumerate() {
         let Some(expected) = expected else { continue };
@@ -68,6 +75,25 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
             refused[index] = true;
         }
     }
+    // docs/deckhouse-real.md §3.2: where the controller may be gen D, the modern key
+    // redeploys even an unchanged image and restarts Deckhouse, one override at a time.
+    let unchanged = targets
+        .iter()
+        .zip(&expected)
+        .zip(&refused)
+        .filter(|((target, expected), refused)| {
+            !**refused
+                && expected
+                    .as_deref()
+                    .is_none_or(|e| Some(e) == target.image_digest())
+        })
+        .count();
+    if forces_redeploy && unchanged > 0 {
+        ctx.printer.warn(format!(
+            "controller generation {}: on gen D (Deckhouse with PR #22716) renewing {unchanged} override(s) whose image did not change redeploys each and restarts Deckhouse each time, one after the other",
+            controller.generation
+        ));
+    }
     let patches = join_all(
         targets
             .iter()
@@ -86,8 +112,11 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
                         "renew",
                         &stamp,
                     );
+                    // On gen A and B the modern key does nothing and is never removed:
+                    // left there, it would force a redeploy after an upgrade to gen D.
+                    let modern = forces_redeploy.then_some("true");
                     let patch = json!({ "metadata": { "annotations": {
-                        RENEW_ANNOTATION: "true",
+                        RENEW_ANNOTATION: modern,
                         LEGACY_RENEW_ANNOTATION: stamp,
                         history::HISTORY_ANNOTATION: value,
                     }}});
@@ -276,4 +305,24 @@ async fn wait_one(
         .await;
     }
     Ok(Outcome::Success)
+}
+
+/// Whether the modern renew key may force a redeploy here: not on gen A or B (detected
+/// for certain), possibly on any other (docs/deckhouse-real.md §1, §3.2).
+fn modern_key_forces_redeploy(generation: &str) -> bool {
+    !matches!(generation, "A" | "B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::modern_key_forces_redeploy;
+
+    #[test]
+    fn the_modern_key_is_left_out_only_where_it_cannot_redeploy() {
+        assert!(!modern_key_forces_redeploy("A"));
+        assert!(!modern_key_forces_redeploy("B"));
+        for maybe_d in ["C or D", "B, C or D", "unknown"] {
+            assert!(modern_key_forces_redeploy(maybe_d), "{maybe_d}");
+        }
+    }
 }

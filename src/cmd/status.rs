@@ -67,15 +67,28 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
     let view = View::of(&args)?;
     let fallback = sources::fallback(&args.fallback)?;
     let overrides = Overrides::connect(ctx).await?;
-    let (items, missing) = if args.modules.is_empty() {
-        (
-            overrides.list_selected(args.selector.as_deref()).await?,
-            Vec::new(),
-        )
-    } else {
-        overrides.list_found(&args.modules).await?
+    let names_only = args.output == Some(ListFormat::Name) && !args.watch;
+    // The Modules, ModuleConfigs and ModuleSources are listed while the overrides are:
+    // one round trip to the API server instead of two.
+    let listing = async {
+        if args.modules.is_empty() {
+            Ok((
+                overrides.list_selected(args.selector.as_deref()).await?,
+                Vec::new(),
+            ))
+        } else {
+            overrides.list_found(&args.modules).await
+        }
     };
-    if args.output == Some(ListFormat::Name) && !args.watch {
+    let loading = async {
+        match names_only {
+            true => None,
+            false => Some(World::load_all(&overrides.cluster).await),
+        }
+    };
+    let (listed, world) = tokio::join!(listing, loading);
+    let (items, missing) = listed?;
+    if names_only {
         // Names need no registry.
         for item in &items {
             ctx.printer
@@ -84,7 +97,7 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
         return finish(ctx, missing, Outcome::Success);
     }
 
-    let world = World::load_all(&overrides.cluster).await?;
+    let world = world.expect("loaded unless only names are printed")?;
     let fallback = match fallback.filter(|_| !args.offline) {
         Some(fallback) => {
             fallback.announce(ctx);

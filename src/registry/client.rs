@@ -4,6 +4,7 @@
 //! client's timeout; idempotent reads are retried on 429/503 within it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -151,7 +152,13 @@ pub struct SourceRegistry {
     repo: String,
     options: RegistryOptions,
     notices: std::sync::Mutex<Vec<Notice>>,
+    /// Manifest reads in flight, by reference: a second read of the same reference
+    /// while the first runs (the digest lookup beside the image preflight) waits for
+    /// the first instead of asking again. Finished reads are not kept.
+    in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<ManifestRead>>>,
 }
+
+type ManifestRead = tokio::sync::OnceCell<Result<(Value, String), RegistryError>>;
 
 /// ggcr `name.Registry.Scheme` (docs/deckhouse-real.md §3.8): `scheme: HTTP` (any
 /// case), RFC1918, loopback, `localhost` and `*.localhost` hosts are tried over https
@@ -266,6 +273,7 @@ impl SourceRegistry {
             repo,
             options: options.clone(),
             notices: std::sync::Mutex::new(notices),
+            in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         let first = registry.schemes[0];
         registry.prebuilt = std::sync::Mutex::new(Some(registry.oci_client(first)));
@@ -499,8 +507,35 @@ impl SourceRegistry {
         }
     }
 
-    /// The raw manifest (or index) of `<repo>/<repository>:<tag>` and the sha256 of its body.
+    /// The raw manifest (or index) of `<repo>/<repository>:<tag>` and the sha256 of its
+    /// body; one request for concurrent reads of the same reference.
     async fn manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<(Value, String), RegistryError> {
+        let key = format!("{repository}:{tag}");
+        let read = {
+            let Ok(mut in_flight) = self.in_flight.lock() else {
+                return self.manifest_once(repository, tag).await;
+            };
+            Arc::clone(in_flight.entry(key.clone()).or_default())
+        };
+        let result = read
+            .get_or_init(|| self.manifest_once(repository, tag))
+            .await
+            .clone();
+        if let Ok(mut in_flight) = self.in_flight.lock()
+            && in_flight
+                .get(&key)
+                .is_some_and(|current| Arc::ptr_eq(current, &read))
+        {
+            in_flight.remove(&key);
+        }
+        result
+    }
+
+    async fn manifest_once(
         &self,
         repository: &str,
         tag: &str,
@@ -1406,6 +1441,21 @@ mod against_a_scripted_registry {
             format!("sha256:{:x}", Sha256::digest(MANIFEST))
         );
         assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_of_one_manifest_make_one_request() {
+        let (address, count) = registry(|_| (200, MANIFEST)).await;
+        let registry = client(&address, Duration::from_secs(10));
+        let (first, second) = tokio::join!(
+            registry.module_digest("echo", "v1"),
+            registry.image_info("echo", "v1")
+        );
+        assert_eq!(first.expect("digest").digest, second.expect("info").digest);
+        assert_eq!(count.load(Ordering::SeqCst), 1, "one manifest request");
+        // A later read asks again: nothing is cached past the reads in flight.
+        registry.module_digest("echo", "v1").await.expect("again");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -431,6 +431,46 @@ fn the_modern_renew_key_forces_a_redeploy_only_on_gen_d() {
     }
 }
 
+/// §3.2: `kubectl mpo renew` sets the modern key only where the generation may be D,
+/// and then warns that an unchanged image is redeployed with a Deckhouse restart; on
+/// gen A and B, which never remove the key, it removes a stale one.
+#[test]
+fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
+    let _settings = crate::support::simulator_settings_lock();
+    let name = unique("gen-renew-plugin");
+    let digests = module_with_images(&name, true, &["v1"]);
+    apply(override_object(&name, "v1", "1h")).assert_code(0);
+    eventually(30, "the first deploy", || ready_on(&name, &digests[0]));
+    let key = ".metadata.annotations.modules\\.deckhouse\\.io/renew";
+    let certain = matches!(generation(), 'A' | 'B');
+    if certain {
+        // A key left from an earlier renew, which these controllers never remove.
+        kubectl(&[
+            "annotate",
+            "modulepulloverrides.deckhouse.io",
+            &name,
+            "modules.deckhouse.io/renew=true",
+        ])
+        .assert_code(0);
+    }
+    let run = mpo(&["renew", &name]);
+    run.assert_code(0);
+    assert!(
+        !mpo_field(&name, ".metadata.annotations.renew").is_empty(),
+        "{run:?}"
+    );
+    let warned = run.stderr.contains("redeploys each and restarts Deckhouse");
+    if certain {
+        assert!(!warned, "no warning on gen {}: {run:?}", generation());
+        assert_eq!(mpo_field(&name, key), "", "the stale key is removed");
+    } else {
+        assert!(warned, "gen {} may be D: {run:?}", generation());
+        if generation() == 'C' {
+            assert_eq!(mpo_field(&name, key), "true");
+        }
+    }
+}
+
 /// §3.0 step 3, §3.6: disabling clears `imageDigest` on gen C and D only; gen A checks
 /// no ModuleConfig and stays deployed.
 #[test]
