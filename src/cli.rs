@@ -796,7 +796,7 @@ fn parse_regex(text: &str) -> Result<regex::Regex, String> {
 
 #[derive(Debug, Args)]
 pub struct RegistryImageArgs {
-    /// MODULE or MODULE:TAG (default tag: the override's tag)
+    /// MODULE, MODULE:TAG or MODULE@sha256:DIGEST (default: the override's tag)
     #[arg(value_parser = parse_image_arg)]
     pub image: ImageArg,
     #[command(flatten)]
@@ -810,7 +810,7 @@ pub struct RegistryImageArgs {
 
 #[derive(Debug, Args)]
 pub struct RegistryCatArgs {
-    /// MODULE or MODULE:TAG
+    /// MODULE, MODULE:TAG or MODULE@sha256:DIGEST
     #[arg(value_parser = parse_image_arg)]
     pub image: ImageArg,
     /// Path inside the image
@@ -927,11 +927,22 @@ pub struct ScanInterval {
     pub duration: Duration,
 }
 
-/// `MODULE` or `MODULE:TAG`.
+/// `MODULE`, `MODULE:TAG` or `MODULE@sha256:DIGEST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageArg {
     pub module: ModuleName,
     pub tag: Option<Tag>,
+    /// `sha256:` and 64 lower-case hex digits.
+    pub digest: Option<String>,
+}
+
+impl ImageArg {
+    /// The tag or the digest given, if any (the registry reads either).
+    pub fn reference(&self) -> Option<String> {
+        self.digest
+            .clone()
+            .or_else(|| self.tag.as_ref().map(|tag| tag.to_string()))
+    }
 }
 
 macro_rules! string_newtype {
@@ -997,6 +1008,20 @@ fn parse_scan_interval(text: &str) -> Result<ScanInterval, String> {
 }
 
 fn parse_image_arg(text: &str) -> Result<ImageArg, String> {
+    if let Some((module, digest)) = text.split_once('@') {
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!(
+                "{:?} is not a digest: sha256: and 64 lower-case hex digits, as in MODULE@sha256:…",
+                crate::output::inline(digest)
+            ));
+        }
+        return Ok(ImageArg {
+            module: parse_module_name(module)?,
+            tag: None,
+            digest: Some(digest.to_string()),
+        });
+    }
     let (module, tag) = match text.split_once(':') {
         Some((module, tag)) => (module, Some(parse_tag(tag)?)),
         None => (text, None),
@@ -1004,6 +1029,7 @@ fn parse_image_arg(text: &str) -> Result<ImageArg, String> {
     Ok(ImageArg {
         module: parse_module_name(module)?,
         tag,
+        digest: None,
     })
 }
 
@@ -1074,6 +1100,34 @@ mod tests {
             let err = Cli::try_parse_from(&bad).expect_err(&bad.join(" "));
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn images_are_named_by_tag_or_by_digest() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let image = parse_image_arg(&format!("echo@{digest}")).expect("a digest");
+        assert_eq!(
+            (image.tag.clone(), image.reference()),
+            (None, Some(digest.clone()))
+        );
+        let image = parse_image_arg("echo:v1").expect("a tag");
+        assert_eq!(image.reference().as_deref(), Some("v1"));
+        assert_eq!(parse_image_arg("echo").expect("bare").reference(), None);
+        for bad in [
+            "echo@sha256:xyz".to_string(),
+            format!("echo@sha512:{}", "ab".repeat(32)),
+            format!("echo@sha256:{}", "AB".repeat(32)),
+            format!("Echo@{digest}"),
+        ] {
+            assert!(parse_image_arg(&bad).is_err(), "{bad}");
+        }
+        let cli = Cli::parse_args([
+            "kubectl-mpo",
+            "registry",
+            "files",
+            &format!("echo@{digest}"),
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 
     #[test]

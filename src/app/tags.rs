@@ -91,6 +91,10 @@ pub struct ProvenancePair {
     pub cluster: Option<Provenance>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry: Option<Provenance>,
+    /// When the registry's image was built (its config's `created`, else the OCI
+    /// annotation), for "behind for longer than a scan".
+    #[serde(skip)]
+    pub registry_built: Option<String>,
 }
 
 impl ProvenancePair {
@@ -128,9 +132,11 @@ pub async fn provenance(
         }
     };
     let (registry, cluster) = tokio::join!(registry, cluster);
+    let registry = registry.ok();
     ProvenancePair {
         cluster: cluster.as_ref().map(Provenance::of),
-        registry: registry.ok().as_ref().map(Provenance::of),
+        registry: registry.as_ref().map(Provenance::of),
+        registry_built: registry.and_then(|info| info.created),
     }
 }
 

@@ -144,6 +144,31 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         }
     }
 
+    let provenance = match (&diagnosis.client, &tag, diagnosis.registry_digest()) {
+        (Some(client), Some(tag), Some(_)) => {
+            let deployed = existing.as_ref().and_then(|o| o.image_digest());
+            Some(crate::app::tags::provenance(client, name, tag, deployed).await)
+        }
+        _ => None,
+    };
+    // Ready, but behind an image older than a scan: the deploy fails silently.
+    if let (Some(mpo), Some(provenance)) = (&existing, &provenance)
+        && let Some(step) = checks::failing_deploy(
+            name,
+            mpo,
+            sync,
+            provenance.registry_built.as_deref(),
+            jiff::Timestamp::now(),
+        )
+    {
+        let at = steps
+            .iter()
+            .position(|s| s.id == "override")
+            .map_or(steps.len(), |i| i + 1);
+        steps.insert(at, step);
+    }
+    let provenance = provenance.filter(|p| !p.is_empty());
+
     let other_tag = existing
         .as_ref()
         .is_some_and(|o| tag.as_deref() != Some(o.spec.image_tag.as_str()));
@@ -156,14 +181,6 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
                 .as_ref()
                 .is_none_or(|o| is_ready(o) && sync != SyncState::Behind));
 
-    let provenance = match (&diagnosis.client, &tag, diagnosis.registry_digest()) {
-        (Some(client), Some(tag), Some(_)) => {
-            let deployed = existing.as_ref().and_then(|o| o.image_digest());
-            Some(crate::app::tags::provenance(client, name, tag, deployed).await)
-                .filter(|p| !p.is_empty())
-        }
-        _ => None,
-    };
     let report = Report {
         module: name.to_string(),
         tag: tag.clone(),

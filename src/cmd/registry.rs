@@ -246,7 +246,7 @@ fn render_tags(printer: &crate::output::Printer, details: &[TagDetail], wide: bo
     printer.table(&headers, &rows);
 }
 
-/// `MODULE[:TAG]`; without a tag, the override's tag.
+/// `MODULE[:TAG|@DIGEST]`; without either, the override's tag.
 async fn image_target(
     ctx: &Ctx,
     image: &ImageArg,
@@ -254,8 +254,8 @@ async fn image_target(
 ) -> Result<(Target, String, String)> {
     let module = image.module.to_string();
     let target = target(ctx, Some(&module), common).await?;
-    let tag = match &image.tag {
-        Some(tag) => tag.to_string(),
+    let tag = match image.reference() {
+        Some(reference) => reference,
         None => match target.overrides.get(&module).await? {
             Some(mpo) => {
                 ctx.printer.note(format!(

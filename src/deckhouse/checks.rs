@@ -627,6 +627,52 @@ pub fn override_step(
     }
 }
 
+/// A Ready override still behind a registry image built longer ago than one scan
+/// interval (and a minute): if the image was pushed when it was built, the controller
+/// has seen the new digest, and a deploy whose download or install fails writes no
+/// status (docs/deckhouse-real.md §3.11), so "Ready" stays on the old image. A warning,
+/// not a verdict: an image can be pushed long after it was built. `built`: the image's
+/// `created` (RFC 3339); reproducible builds' epoch dates say nothing and are skipped.
+pub fn failing_deploy(
+    name: &str,
+    mpo: &ModulePullOverride,
+    sync: SyncState,
+    built: Option<&str>,
+    now: jiff::Timestamp,
+) -> Option<Step> {
+    if sync != SyncState::Behind || !is_ready(mpo) {
+        return None;
+    }
+    let interval_text = mpo.spec.scan_interval.as_deref().unwrap_or("15s");
+    let interval = crate::validate::scan_interval(interval_text).ok()?;
+    let built_at: jiff::Timestamp = built?.parse().ok()?;
+    if built_at.as_second() < 946_684_800 {
+        return None;
+    }
+    let waited = now.duration_since(built_at);
+    let limit =
+        jiff::SignedDuration::try_from(interval).ok()? + jiff::SignedDuration::from_secs(60);
+    if waited <= limit {
+        return None;
+    }
+    let summary = format!(
+        "the registry's image of {} was built {} ago and the cluster still runs the old one",
+        mpo.spec.image_tag,
+        crate::output::humanize(waited.unsigned_abs())
+    );
+    Some(
+        Step {
+            state: StepState::Warning,
+            ..Step::passed("deploy", summary)
+        }
+        .because(format!(
+            "if it was pushed then, the controller (scanning every {interval_text}) has seen it: a deploy whose download or install fails writes no status, and the override keeps saying Ready on the old image"
+        ))
+        .fix(format!("kubectl mpo logs {name} --level error    # why the deploy fails"))
+        .fix(format!("kubectl mpo renew {name} --wait    # try again and follow it")),
+    )
+}
+
 /// The ModuleSource's `overridden` flag lags the override by up to one rescan
 /// (3 minutes, docs/deckhouse-real.md §3.16): said, so that nobody chases it.
 pub fn source_lag_note(source: &ModuleSource, name: &str) -> Option<Step> {
@@ -707,6 +753,38 @@ pub fn staleness(mpo: &ModulePullOverride, predicted: Option<&str>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_behind_an_old_build_is_a_failing_deploy() {
+        let mut mpo = ModulePullOverride::default();
+        mpo.metadata.name = Some("echo".into());
+        mpo.spec = crate::deckhouse::resources::MpoSpec {
+            image_tag: "main".into(),
+            scan_interval: Some("1m".into()),
+            ..Default::default()
+        };
+        mpo.status = Some(crate::deckhouse::resources::MpoStatus {
+            message: Some("Ready".into()),
+            image_digest: Some("sha256:old".into()),
+            ..Default::default()
+        });
+        let now: jiff::Timestamp = "2026-11-25T12:00:00Z".parse().expect("time");
+        let old_build = Some("2026-11-25T11:55:00Z");
+        let fresh_build = Some("2026-11-25T11:59:30Z");
+        let step = failing_deploy("echo", &mpo, SyncState::Behind, old_build, now)
+            .expect("5 minutes behind a 1m scan");
+        assert_eq!(step.state, StepState::Warning);
+        assert!(step.summary.contains("built 5m ago"), "{}", step.summary);
+        assert!(step.fix[0].starts_with("kubectl mpo logs echo"));
+        // Within a scan and a minute, in sync, unknown build time, or not Ready: no verdict.
+        assert!(failing_deploy("echo", &mpo, SyncState::Behind, fresh_build, now).is_none());
+        assert!(failing_deploy("echo", &mpo, SyncState::InSync, old_build, now).is_none());
+        assert!(failing_deploy("echo", &mpo, SyncState::Behind, None, now).is_none());
+        let epoch = Some("1970-01-01T00:00:01Z");
+        assert!(failing_deploy("echo", &mpo, SyncState::Behind, epoch, now).is_none());
+        mpo.status.as_mut().expect("status").message = Some("Download error: x".into());
+        assert!(failing_deploy("echo", &mpo, SyncState::Behind, old_build, now).is_none());
+    }
     use crate::deckhouse::resources::SourceRegistry as RegistrySpec;
     use crate::deckhouse::resources::{
         EditionAccess, ModuleAccessibility, ModuleCondition, ModuleConfigSpec, ModuleProperties,

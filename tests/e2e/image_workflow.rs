@@ -378,6 +378,15 @@ fn explain_diff_and_status_wide_show_which_commit_runs_and_which_is_pushed() {
             .contains("registry has:  https://git.example.com/m@bbbbbbbbbbbb"),
         "{explain:?}"
     );
+    // The new build is dated long before the last scan: still Ready on the old image
+    // reads as a deploy that may be failing silently (deckhouse-real §3.11).
+    assert!(
+        explain.stdout.contains("still runs the old one")
+            && explain
+                .stdout
+                .contains(&format!("kubectl mpo logs {name} --level error")),
+        "{explain:?}"
+    );
     let diff = mpo(&["diff", &name, "-o", "json"]);
     diff.assert_code(1);
     let doc: serde_json::Value = serde_json::from_str(&diff.stdout).expect("JSON");

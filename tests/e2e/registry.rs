@@ -44,6 +44,21 @@ fn files_cat_and_images_read_real_image_content() {
     let cat = mpo(&["registry", "cat", "echo:v1.0.0", "version.json"]);
     cat.assert_code(0);
     assert_eq!(cat.stdout.trim(), r#"{"version":"v1.0.0"}"#);
+    // The same image by its digest, as `registry tags` shows it.
+    let tags = mpo(&["registry", "tags", "echo", "-o", "json"]);
+    let tags: serde_json::Value = serde_json::from_str(&tags.stdout).expect("JSON");
+    let digest = tags["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .find(|d| d["tag"] == "v1.0.0")
+        .and_then(|d| d["digest"].as_str())
+        .expect("the digest of v1.0.0")
+        .to_string();
+    let by_digest = mpo(&["registry", "cat", &format!("echo@{digest}"), "version.json"]);
+    by_digest.assert_code(0);
+    assert_eq!(by_digest.stdout, cat.stdout);
+    mpo(&["registry", "cat", "echo@sha256:nope", "version.json"]).assert_code(2);
     let missing = mpo(&["registry", "cat", "echo:v1.0.0", "nope.txt"]);
     missing.assert_code(3);
     assert!(
