@@ -341,7 +341,7 @@ pub async fn pick_tag(
         .unwrap_or(0);
     let shown: Vec<String> = details.iter().map(|d| picker_line(d, width)).collect();
     let prompt = format!(
-        "tag of {}/{module} (type to filter, \u{2191}\u{2193} move, Enter choose, Esc cancel; newest first)",
+        "tag of {}/{module} (type to filter, \u{2191}\u{2193} move, Enter choose, Esc cancel; newest first; no list below: no tag matches)",
         client.repo()
     );
     let term = dialoguer::console::Term::stderr();
