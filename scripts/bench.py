@@ -600,7 +600,8 @@ def preflight_figures(env, runs):
     time.sleep(3)  # the module manager picks the source
     base = [BIN, "create", "pre-000", "--tag", "dev", "--dry-run=server"]
     with_checks, without, ratios = [], [], []
-    for i in range(max(runs, 5)):
+    # A command of about 100 ms: single rounds swing by tens of ms, so more rounds.
+    for i in range(max(runs, 15)):
         pair = [base, base + ["--skip-image-checks"]]
         if i % 2:
             pair.reverse()
