@@ -47,6 +47,15 @@ fn success() -> &'static str {
     if gen_a() { "" } else { "Ready" }
 }
 
+/// A module with one build `v1` and an override on it (scan interval 1h), deployed.
+fn deployed(prefix: &str) -> (String, Vec<String>) {
+    let name = unique(prefix);
+    let digests = module_with_images(&name, true, &["v1"]);
+    apply(override_object(&name, "v1", "1h")).assert_code(0);
+    eventually(30, "the first deploy", || ready_on(&name, &digests[0]));
+    (name, digests)
+}
+
 fn ready_on(name: &str, digest: &str) -> bool {
     mpo_field(name, ".status.imageDigest") == digest
         && mpo_field(name, ".status.message") == success()
@@ -289,10 +298,7 @@ fn scan_interval_zero_never_rescans() {
 /// registry error and checks no values (§1).
 #[test]
 fn failed_downloads_are_silent_and_bad_values_are_validation_errors() {
-    let name = unique("gen-dl");
-    let digests = module_with_images(&name, true, &["v1"]);
-    apply(override_object(&name, "v1", "1h")).assert_code(0);
-    eventually(30, "the first deploy", || ready_on(&name, &digests[0]));
+    let (name, digests) = deployed("gen-dl");
     let updated = mpo_field(&name, ".status.updatedAt");
     let newer = push_module(&name, "v1", "layer to be lost");
     delete_layers(&name, &newer);
@@ -392,10 +398,7 @@ fn delete_layers(module: &str, digest: &str) {
 fn the_modern_renew_key_forces_a_redeploy_only_on_gen_d() {
     // Other tests switch the renew style live; not while this one runs.
     let _settings = crate::support::simulator_settings_lock();
-    let name = unique("gen-renew");
-    let digests = module_with_images(&name, true, &["v1"]);
-    apply(override_object(&name, "v1", "1h")).assert_code(0);
-    eventually(30, "the first deploy", || ready_on(&name, &digests[0]));
+    let (name, _) = deployed("gen-renew");
     let before = mpo_field(&name, ".status.updatedAt");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     kubectl(&[
@@ -437,10 +440,7 @@ fn the_modern_renew_key_forces_a_redeploy_only_on_gen_d() {
 #[test]
 fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
     let _settings = crate::support::simulator_settings_lock();
-    let name = unique("gen-renew-plugin");
-    let digests = module_with_images(&name, true, &["v1"]);
-    apply(override_object(&name, "v1", "1h")).assert_code(0);
-    eventually(30, "the first deploy", || ready_on(&name, &digests[0]));
+    let (name, _) = deployed("gen-renew-plugin");
     let key = ".metadata.annotations.modules\\.deckhouse\\.io/renew";
     let certain = matches!(generation(), 'A' | 'B');
     if certain {
@@ -475,10 +475,7 @@ fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
 /// no ModuleConfig and stays deployed.
 #[test]
 fn disabling_clears_the_digest_from_gen_c_on() {
-    let name = unique("gen-off");
-    let digests = module_with_images(&name, true, &["v1"]);
-    apply(override_object(&name, "v1", "1h")).assert_code(0);
-    eventually(30, "the first deploy", || ready_on(&name, &digests[0]));
+    let (name, digests) = deployed("gen-off");
     kubectl(&[
         "patch",
         "moduleconfigs.deckhouse.io",
