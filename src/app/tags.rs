@@ -3,11 +3,13 @@
 //! concurrently from the manifests and image configs (no layers). `registry tags` and
 //! the tag picker show them.
 
+use std::collections::BTreeMap;
+
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::deckhouse::layout::is_hash_tag;
-use crate::registry::{ImageInfo, SourceRegistry};
+use crate::deckhouse::layout::{APP_IMAGES, is_hash_tag};
+use crate::registry::{ImageInfo, ImageLimits, ReadPlan, SourceRegistry};
 
 /// OCI annotations (or labels) of provenance.
 pub const SOURCE: &str = "org.opencontainers.image.source";
@@ -21,11 +23,21 @@ const CONCURRENCY: usize = 16;
 #[serde(rename_all = "camelCase")]
 pub struct TagDetail {
     pub tag: String,
-    /// `build` (a module image), `app-image` (an application image, tagged by its
-    /// digest as images_digests.json lists it), `release` (`vX.Y.Z`).
+    /// `build` (a module image), `release` (`vX.Y.Z`), `app-image` (an image whose
+    /// digest a build lists in `images_digests.json`), `unlisted` (a hash tag that no
+    /// build lists: an application image of a deleted build).
     pub kind: &'static str,
+    /// The application image's name in `images_digests.json` (`app-image` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The builds whose `images_digests.json` lists this digest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listed_by: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The index the tag points to, when it is one (`digest` is then its amd64 child).
+    #[serde(skip)]
+    pub index_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,9 +152,11 @@ pub async fn provenance(
     }
 }
 
+/// The kind a tag's name suggests, before any build's `images_digests.json` is read:
+/// a long hash tag is taken for an application image that no build lists.
 pub fn kind_of(tag: &str) -> &'static str {
     if is_hash_tag(tag) {
-        "app-image"
+        "unlisted"
     } else if is_release(tag) {
         "release"
     } else {
@@ -173,7 +187,10 @@ pub async fn details(
         let mut detail = TagDetail {
             tag: tag.clone(),
             kind: kind_of(tag),
+            image: None,
+            listed_by: Vec::new(),
             digest: None,
+            index_digest: None,
             created: None,
             size: None,
             provenance: Provenance::default(),
@@ -184,6 +201,7 @@ pub async fn details(
             Ok(info) => {
                 detail.provenance = Provenance::of(&info);
                 detail.digest = Some(info.digest);
+                detail.index_digest = info.index_digest;
                 detail.created = info.created;
                 detail.size = Some(info.size);
             }
@@ -194,6 +212,73 @@ pub async fn details(
     .buffered(CONCURRENCY)
     .collect()
     .await
+}
+
+/// An application image as builds list it in `images_digests.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListedImage {
+    pub name: String,
+    pub builds: Vec<String>,
+}
+
+/// The application images the given module images (builds) list, by digest. Each build
+/// is read once, keeping only `images_digests.json` (layers streamed); a build that
+/// cannot be read is counted in the second value and otherwise skipped.
+pub async fn listed_app_images(
+    client: &SourceRegistry,
+    module: &str,
+    builds: &[String],
+) -> (BTreeMap<String, ListedImage>, usize) {
+    let limits = ImageLimits {
+        timeout: std::time::Duration::from_secs(120),
+        ..ImageLimits::default()
+    };
+    let plan = ReadPlan::keep([APP_IMAGES]);
+    let reads: Vec<_> = futures::stream::iter(builds.iter().map(|build| {
+        let (limits, plan) = (&limits, &plan);
+        async move {
+            let tree = client.image_tree(module, build, limits, plan).await;
+            let listed = tree
+                .ok()
+                .and_then(|tree| crate::app::images::app_images(&tree).ok());
+            (build, listed)
+        }
+    }))
+    .buffered(CONCURRENCY)
+    .collect()
+    .await;
+    let mut listed: BTreeMap<String, ListedImage> = BTreeMap::new();
+    let mut unreadable = 0;
+    for (build, images) in reads {
+        let Some(images) = images else {
+            unreadable += 1;
+            continue;
+        };
+        for (name, digest) in images {
+            let entry = listed.entry(digest).or_insert_with(|| ListedImage {
+                name: name.clone(),
+                builds: Vec::new(),
+            });
+            entry.builds.push(build.clone());
+        }
+    }
+    (listed, unreadable)
+}
+
+/// Marks the tags whose digest (the image's, or its index's) a build lists as
+/// `app-image`, with the image's name and the builds that list it.
+pub fn mark_app_images(details: &mut [TagDetail], listed: &BTreeMap<String, ListedImage>) {
+    for detail in details {
+        let found = [&detail.digest, &detail.index_digest]
+            .into_iter()
+            .flatten()
+            .find_map(|digest| listed.get(digest));
+        if let Some(image) = found {
+            detail.kind = "app-image";
+            detail.image = Some(image.name.clone());
+            detail.listed_by = image.builds.clone();
+        }
+    }
 }
 
 /// Newest first (tags without a creation time last, by name), or by name.
@@ -236,7 +321,66 @@ mod tests {
     fn kinds() {
         assert_eq!(kind_of("v1.2.3"), "release");
         assert_eq!(kind_of("main"), "build");
-        assert_eq!(kind_of(&"a".repeat(64)), "app-image");
+        assert_eq!(kind_of(&"a".repeat(64)), "unlisted");
         assert_eq!(size_text(1536), "1.5 KiB");
+    }
+
+    fn detail(tag: &str, digest: &str, index: Option<&str>) -> TagDetail {
+        TagDetail {
+            tag: tag.into(),
+            kind: kind_of(tag),
+            image: None,
+            listed_by: Vec::new(),
+            digest: Some(digest.into()),
+            index_digest: index.map(Into::into),
+            created: None,
+            size: None,
+            provenance: Provenance::default(),
+            current: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn app_images_are_known_by_the_digest_a_build_lists() {
+        let hash = "b".repeat(64);
+        let other = "c".repeat(64);
+        let mut details = vec![
+            detail("main", "sha256:01", None),
+            detail(&hash, "sha256:child", Some("sha256:index")),
+            detail(&other, "sha256:03", None),
+            detail("backend-latest", "sha256:04", None),
+        ];
+        let listed = BTreeMap::from([
+            (
+                "sha256:index".to_string(),
+                ListedImage {
+                    name: "backend".into(),
+                    builds: vec!["main".into()],
+                },
+            ),
+            (
+                "sha256:04".to_string(),
+                ListedImage {
+                    name: "frontend".into(),
+                    builds: vec!["main".into(), "v1.0.0".into()],
+                },
+            ),
+        ]);
+        mark_app_images(&mut details, &listed);
+        let kinds: Vec<(&str, Option<&str>)> = details
+            .iter()
+            .map(|d| (d.kind, d.image.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("build", None),
+                ("app-image", Some("backend")),
+                ("unlisted", None),
+                ("app-image", Some("frontend")),
+            ]
+        );
+        assert_eq!(details[3].listed_by, ["main", "v1.0.0"]);
     }
 }

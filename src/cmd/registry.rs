@@ -130,14 +130,16 @@ async fn modules(ctx: &Ctx, common: &RegistryArgs, output: Option<NamesFormat>) 
 async fn tags(ctx: &Ctx, args: &RegistryTagsArgs) -> Result<Outcome> {
     let module: &str = &args.module;
     let target = target(ctx, Some(module), &args.common).await?;
-    let mut names: Vec<String> = target
+    let every_tag = target
         .client
         .tags(module)
         .await
-        .map_err(|err| registry_error(&target.source, Some(module), err))?
-        .into_iter()
+        .map_err(|err| registry_error(&target.source, Some(module), err))?;
+    let mut names: Vec<String> = every_tag
+        .iter()
         .filter(|tag| args.all || !is_hash_tag(tag))
         .filter(|tag| args.include.as_ref().is_none_or(|re| re.is_match(tag)))
+        .cloned()
         .collect();
     #[derive(Serialize)]
     struct Doc<'a> {
@@ -168,8 +170,28 @@ async fn tags(ctx: &Ctx, args: &RegistryTagsArgs) -> Result<Outcome> {
         names.len(),
         target.client.repo()
     ));
-    let mut details = app_tags::details(&target.client, module, &names, current.as_deref()).await;
+    let details = app_tags::details(&target.client, module, &names, current.as_deref());
+    // With --all, application images are told by the digests the builds list in
+    // images_digests.json (every build of the repository, not only those shown).
+    let listed = async {
+        if !args.all {
+            return (Default::default(), 0);
+        }
+        let builds: Vec<String> = every_tag
+            .iter()
+            .filter(|tag| !is_hash_tag(tag))
+            .cloned()
+            .collect();
+        app_tags::listed_app_images(&target.client, module, &builds).await
+    };
+    let (mut details, (listed, unreadable)) = tokio::join!(details, listed);
     drop(spinner);
+    app_tags::mark_app_images(&mut details, &listed);
+    if unreadable > 0 {
+        ctx.printer.warn(format!(
+            "{unreadable} build(s) of {module} could not be read: the application images they list show as unlisted"
+        ));
+    }
     app_tags::sort(&mut details, args.sort == TagSort::Name);
     let ordered: Vec<String> = details.iter().map(|d| d.tag.clone()).collect();
     let doc = Doc {
@@ -207,7 +229,13 @@ fn render_tags(printer: &crate::output::Printer, details: &[TagDetail], wide: bo
             };
             let mut row = vec![
                 (tag, if d.current { Tone::Good } else { Tone::Plain }),
-                (d.kind.to_string(), Tone::Plain),
+                (
+                    match &d.image {
+                        Some(image) => format!("{} ({image})", d.kind),
+                        None => d.kind.to_string(),
+                    },
+                    Tone::Plain,
+                ),
                 (
                     digest,
                     if d.error.is_some() {

@@ -456,8 +456,41 @@ fn the_sandbox_seeds_the_image_workflow() {
         details[0]["provenance"]["revision"],
         "2222222222222222222222222222222222222222"
     );
-    assert!(details.iter().any(|d| d["kind"] == "app-image"), "{tags:?}");
+    // Application images are told by the digest a build lists in images_digests.json,
+    // with their name there; the app image of the build CI deleted is listed by none.
+    let app_images: Vec<&serde_json::Value> = details
+        .iter()
+        .filter(|d| d["kind"] == "app-image")
+        .collect();
+    assert!(!app_images.is_empty(), "{tags:?}");
+    for image in &app_images {
+        assert_eq!(image["image"], "backend", "{image}");
+        let build = image["listedBy"][0].as_str().expect("listedBy");
+        let listed = mpo(&[
+            "registry",
+            "images",
+            &format!("preflight-demo:{build}"),
+            "-o",
+            "json",
+        ]);
+        assert!(
+            listed
+                .stdout
+                .contains(image["digest"].as_str().expect("digest")),
+            "{build} lists {image}: {listed:?}"
+        );
+    }
+    let unlisted: Vec<&serde_json::Value> =
+        details.iter().filter(|d| d["kind"] == "unlisted").collect();
+    assert_eq!(
+        unlisted.len(),
+        1,
+        "the deleted build's backend only: {tags:?}"
+    );
+    assert!(unlisted[0].get("image").is_none(), "{tags:?}");
     assert!(!details.iter().any(|d| d["tag"] == "cleaned"), "{tags:?}");
+    let table = mpo(&["registry", "tags", "preflight-demo", "--all"]);
+    assert!(table.stdout.contains("app-image (backend)"), "{table:?}");
 
     mpo(&["explain", "preflight-demo", "--tag", "strict-schema"]).assert_code(1);
     let needs = mpo(&["explain", "preflight-demo", "--tag", "needs-newer-cluster"]);
