@@ -9,7 +9,7 @@ use super::Ctx;
 use super::overrides::Overrides;
 use super::sources;
 use crate::cluster::{Cluster, decode};
-use crate::deckhouse::checks::{self, ClusterFacts, Step, StepState};
+use crate::deckhouse::checks::{self, BundleEnv, ClusterFacts, Step, StepState};
 use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
 use crate::error::Result;
 use crate::output::{To, print_steps};
@@ -27,6 +27,29 @@ pub struct World {
     pub sources: Option<Vec<ModuleSource>>,
     /// All Module names, for "did you mean" (filled only when one module is missing).
     pub module_names: Vec<String>,
+    /// The cluster's edition, bundle and Deckhouse version (bundle defaults, §3.6).
+    pub bundle: BundleEnv,
+}
+
+/// The Deckhouse version and edition (from the `deckhouse` Deployment) with the bundle
+/// of ModuleConfig `deckhouse` (outer `None`: that ModuleConfig is not readable).
+fn bundle_env(
+    (version, edition): (Option<String>, Option<String>),
+    deckhouse_config: Option<Option<&ModuleConfig>>,
+) -> BundleEnv {
+    BundleEnv {
+        edition,
+        bundle: deckhouse_config.map(|config| {
+            config
+                .and_then(|c| c.spec.settings.as_ref())
+                .and_then(|settings| settings.get("bundle"))
+                .and_then(|bundle| bundle.as_str())
+                .filter(|bundle| !bundle.is_empty())
+                .unwrap_or("Default")
+                .to_string()
+        }),
+        dkp_minor: version.as_deref().and_then(super::generation::minor),
+    }
 }
 
 fn forbidden(err: &kube::Error) -> bool {
@@ -68,26 +91,32 @@ impl World {
     pub async fn load_all(cluster: &Cluster) -> Result<Self> {
         let params = kube::api::ListParams::default();
         let (modules_api, configs_api) = (cluster.modules(), cluster.module_configs());
-        let (modules, configs, sources) = tokio::join!(
+        let (modules, configs, sources, deckhouse) = tokio::join!(
             decode::list(&modules_api, &params),
             decode::list(&configs_api, &params),
-            list_sources(cluster)
+            list_sources(cluster),
+            super::generation::deckhouse(cluster)
         );
         let modules =
             modules.map_err(|err| cluster.api_error(err, "list", "modules.deckhouse.io"))?;
         // ModuleConfigs only refine the causes: a user who may not read them (or a
         // cluster without the CRD) still gets a table; an answer that does not decode
         // is reported.
-        let configs = match configs {
-            Ok(list) => list.items,
-            Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => Vec::new(),
+        let (configs, readable) = match configs {
+            Ok(list) => (list.items, true),
+            Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
+                (Vec::new(), false)
+            }
             Err(err) => return Err(cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")),
         };
+        let configs = ByName::new(configs);
+        let bundle = bundle_env(deckhouse, readable.then(|| configs.get("deckhouse")));
         Ok(World {
             modules: ByName::new(modules.items),
-            configs: ByName::new(configs),
+            configs,
             sources: sources?,
             module_names: Vec::new(),
+            bundle,
         })
     }
 
@@ -95,10 +124,16 @@ impl World {
     pub async fn load_one(cluster: &Cluster, name: &str) -> Result<Self> {
         let modules = cluster.modules();
         let configs = cluster.module_configs();
-        let (module, config, sources) = tokio::join!(
+        let (module, config, sources, deckhouse, deckhouse_config) = tokio::join!(
             decode::get_opt(&modules, name),
             decode::get_opt(&configs, name),
-            list_sources(cluster)
+            list_sources(cluster),
+            super::generation::deckhouse(cluster),
+            decode::get_opt(&configs, "deckhouse")
+        );
+        let bundle = bundle_env(
+            deckhouse,
+            deckhouse_config.as_ref().ok().map(Option::as_ref),
         );
         let module = module.map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?;
         let config = match config {
@@ -125,6 +160,7 @@ impl World {
             configs: ByName::new(config.into_iter().collect()),
             sources: sources?,
             module_names,
+            bundle,
         })
     }
 
@@ -136,6 +172,7 @@ impl World {
             config: self.configs.get(name),
             sources: self.sources.as_deref(),
             module_names: &self.module_names,
+            bundle: &self.bundle,
         }
     }
 

@@ -37,7 +37,7 @@ async fn serves(cluster: &Cluster, group_version: &str, plural: &str) -> bool {
 }
 
 /// `v1.78.1` → 78.
-fn minor(version: &str) -> Option<u32> {
+pub fn minor(version: &str) -> Option<u32> {
     version
         .trim()
         .trim_start_matches('v')

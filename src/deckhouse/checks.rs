@@ -93,6 +93,55 @@ pub struct ClusterFacts<'a> {
     pub sources: Option<&'a [ModuleSource]>,
     /// Names of all Modules, for "did you mean".
     pub module_names: &'a [String],
+    /// What decides a module's bundle default.
+    pub bundle: &'a BundleEnv,
+}
+
+/// What decides whether a module without a ModuleConfig is on (docs/deckhouse-real.md
+/// §3.6): the cluster's edition and bundle, and whether this Deckhouse follows bundle
+/// defaults at all (1.77+).
+#[derive(Debug, Clone, Default)]
+pub struct BundleEnv {
+    /// `ce`, `ee`... from the `deckhouse` Deployment; `None` when it is not readable.
+    pub edition: Option<String>,
+    /// ModuleConfig `deckhouse` `spec.settings.bundle` (`Default` when unset); `None`
+    /// when that ModuleConfig is not readable.
+    pub bundle: Option<String>,
+    /// The Deckhouse minor version (`78` for v1.78.1), when readable.
+    pub dkp_minor: Option<u32>,
+}
+
+impl BundleEnv {
+    fn bundle(&self) -> &str {
+        self.bundle.as_deref().unwrap_or("Default")
+    }
+
+    /// `Module.IsEnabledByBundle`: the edition's entry, else `_default`'s, lists the
+    /// cluster bundle; a module without `accessibility` is not enabled by any bundle.
+    pub fn enables(&self, properties: &ModuleProperties) -> bool {
+        let Some(access) = &properties.accessibility else {
+            return false;
+        };
+        self.edition
+            .as_deref()
+            .and_then(|edition| access.editions.get(edition))
+            .or_else(|| access.editions.get("_default"))
+            .is_some_and(|entry| entry.enabled_in_bundles.iter().any(|b| b == self.bundle()))
+    }
+
+    /// "the Default bundle of edition ce", saying what was assumed.
+    fn describe(&self) -> String {
+        let bundle = match &self.bundle {
+            Some(bundle) => format!("the {bundle} bundle"),
+            None => "the Default bundle (assumed: ModuleConfig deckhouse is not readable)".into(),
+        };
+        match &self.edition {
+            Some(edition) => format!("{bundle} of edition {edition}"),
+            None => format!(
+                "{bundle} (the edition is not readable from deployment d8-system/deckhouse: the module's _default entry is used)"
+            ),
+        }
+    }
 }
 
 /// Cluster-side verdict: the steps up to the ModuleSource, and the source to use.
@@ -213,6 +262,7 @@ pub fn check_enabled(
     module: &Module,
     properties: &ModuleProperties,
     config: Option<&ModuleConfig>,
+    env: &BundleEnv,
 ) -> Check<()> {
     let enabled = module.condition("EnabledByModuleConfig");
     let patch_enabled = format!(
@@ -260,37 +310,54 @@ pub fn check_enabled(
             };
             Err(step.fix(renew_hint(name)))
         }
-        _ => {
-            let in_bundle = properties.accessibility.as_ref().is_some_and(|access| {
-                access
-                    .editions
-                    .values()
-                    .any(|edition| edition.enabled_in_bundles.iter().any(|b| b == "Default"))
-            });
-            if in_bundle {
-                Ok((
+        _ if env.enables(properties) => {
+            let by = env.describe();
+            match env.dkp_minor {
+                Some(minor) if minor >= 77 => Ok((
+                    Step::passed(
+                        "enabled",
+                        format!("enabled by default in {by} (no ModuleConfig; Deckhouse 1.{minor} follows it)"),
+                    ),
+                    (),
+                )),
+                Some(minor) => Err(Step::failed(
+                    "enabled",
+                    format!("Module {name} is not enabled (no ModuleConfig)"),
+                    MSG_DISABLED,
+                )
+                .because(format!(
+                    "{by} enables it, but Deckhouse 1.{minor} does not follow bundle defaults for overrides (1.77+ does): it reports \"The module disabled\" until a ModuleConfig enables it"
+                ))
+                .fix(create_config)
+                .fix(renew_hint(name))),
+                None => Ok((
                     Step {
                         state: StepState::Warning,
-                        ..Step::passed("enabled", "enabled by its bundle default (no ModuleConfig)")
+                        ..Step::passed(
+                            "enabled",
+                            format!("enabled by default in {by} (no ModuleConfig)"),
+                        )
                     }
                     .because(
                         "DKP 1.77+ follows the bundle default; older DKP reports \"The module disabled\" \
-                         until a ModuleConfig enables it",
+                         until a ModuleConfig enables it (the Deckhouse version is not readable)",
                     )
                     .fix(create_config),
                     (),
-                ))
-            } else {
-                Err(
-                    Step::failed("enabled", format!("Module {name} is not enabled (no ModuleConfig)"), MSG_DISABLED)
-                        .because(format!(
-                            "there is no ModuleConfig {name} and the module is not enabled by default in its bundle"
-                        ))
-                        .fix(create_config)
-                        .fix(renew_hint(name)),
-                )
+                )),
             }
         }
+        _ => Err(Step::failed(
+            "enabled",
+            format!("Module {name} is not enabled (no ModuleConfig)"),
+            MSG_DISABLED,
+        )
+        .because(format!(
+            "there is no ModuleConfig {name}, and {} does not enable it by default",
+            env.describe()
+        ))
+        .fix(create_config)
+        .fix(renew_hint(name))),
     }
 }
 
@@ -425,7 +492,10 @@ fn run_cluster_checks<'a>(
         }
     };
     record(steps, check_not_embedded(name, properties))?;
-    record(steps, check_enabled(name, module, properties, facts.config))?;
+    record(
+        steps,
+        check_enabled(name, module, properties, facts.config, facts.bundle),
+    )?;
     let source_name = record(steps, check_active_source(name, properties, facts.config))?;
     record(steps, check_source_exists(name, source_name, facts.sources))
 }
@@ -862,8 +932,16 @@ mod tests {
             config,
             sources,
             module_names: &[],
+            bundle: &UNKNOWN_ENV,
         }
     }
+
+    /// Neither edition, bundle nor Deckhouse version readable.
+    static UNKNOWN_ENV: BundleEnv = BundleEnv {
+        edition: None,
+        bundle: None,
+        dkp_minor: None,
+    };
 
     #[test]
     fn every_controller_message_in_order() {
@@ -939,6 +1017,49 @@ mod tests {
         assert_eq!(verdict.steps[2].state, StepState::Warning);
         assert!(verdict.steps.iter().all(|s| s.state != StepState::Failed));
 
+        // The cluster's own edition and bundle decide (§3.6), and Deckhouse before
+        // 1.77 does not follow bundle defaults at all.
+        let mut per_edition = module("e", "test", &["test"], None);
+        if let Some(p) = per_edition.properties.as_mut() {
+            let entry = |bundles: &[&str]| EditionAccess {
+                available: None,
+                enabled_in_bundles: bundles.iter().map(|b| b.to_string()).collect(),
+            };
+            p.accessibility = Some(ModuleAccessibility {
+                editions: [
+                    ("_default".to_string(), entry(&["Default"])),
+                    ("ce".to_string(), entry(&["Minimal"])),
+                ]
+                .into_iter()
+                .collect(),
+            });
+        }
+        let env = |edition: Option<&str>, bundle: &str, minor: Option<u32>| BundleEnv {
+            edition: edition.map(Into::into),
+            bundle: Some(bundle.into()),
+            dkp_minor: minor,
+        };
+        let step = |env: &BundleEnv| {
+            let properties = per_edition.properties.as_ref().unwrap();
+            match check_enabled("e", &per_edition, properties, None, env) {
+                Ok((step, ())) => (step.state, step.summary),
+                Err(step) => (step.state, step.cause.unwrap_or_default()),
+            }
+        };
+        let (state, text) = step(&env(Some("ce"), "Default", Some(78)));
+        assert_eq!(state, StepState::Failed, "{text}");
+        assert!(text.contains("the Default bundle of edition ce"), "{text}");
+        let (state, text) = step(&env(Some("ce"), "Minimal", Some(78)));
+        assert_eq!(state, StepState::Passed, "{text}");
+        assert_eq!(
+            step(&env(Some("ee"), "Default", Some(78))).0,
+            StepState::Passed
+        );
+        let (state, text) = step(&env(Some("ee"), "Default", Some(76)));
+        assert_eq!(state, StepState::Failed, "{text}");
+        assert!(text.contains("Deckhouse 1.76"), "{text}");
+        assert_eq!(step(&env(None, "Default", None)).0, StepState::Warning);
+
         let not_bundled = module("n", "test", &["test"], None);
         assert_eq!(
             verdict_message(&facts("n", Some(&not_bundled), None, Some(&sources))).as_deref(),
@@ -972,6 +1093,7 @@ mod tests {
             config: None,
             sources: None,
             module_names: &names,
+            bundle: &UNKNOWN_ENV,
         };
         assert!(cluster_checks(&f).steps[0].fix[0].contains("did you mean echo"));
     }
@@ -1036,6 +1158,7 @@ mod tests {
             &module,
             module.properties.as_ref().unwrap(),
             Some(&config),
+            &UNKNOWN_ENV,
         )
         .unwrap_err();
         assert_eq!(step.controller_message.as_deref(), Some(MSG_DISABLED));

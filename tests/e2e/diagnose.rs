@@ -414,3 +414,60 @@ fn single_manifest_digest_equals_docker_content_digest() {
     let report: serde_json::Value = serde_json::from_str(&explain.stdout).expect("JSON");
     assert_eq!(report["registryDigest"], header.as_str());
 }
+
+/// §3.6: without a ModuleConfig, the cluster's own edition (`ce` in the sandbox) and
+/// bundle (`Default`) decide whether a module is on, not "any edition's Default";
+/// `explain` names them and agrees with what the controller writes.
+#[test]
+fn the_bundle_default_follows_the_clusters_edition_and_bundle() {
+    let name = unique("diag-bundle");
+    module_with_images(&name, true, &["v1"]);
+    kubectl(&["delete", "moduleconfig", &name, "--wait"]).assert_code(0);
+    let accessibility = |ce: &str| {
+        format!(
+            r#"{{"properties":{{"accessibility":{{"editions":{{"_default":{{"enabledInBundles":["Default"]}},"ce":{{"enabledInBundles":[{ce}]}}}}}}}}}}"#
+        )
+    };
+    kubectl(&[
+        "patch",
+        "modules.deckhouse.io",
+        &name,
+        "--type=merge",
+        "-p",
+        &accessibility(r#""Minimal""#),
+    ])
+    .assert_code(0);
+    mpo(&["create", &name, "--tag", "v1", "--force"]).assert_code(0);
+    eventually(30, "the controller to report the module disabled", || {
+        mpo_field(&name, ".status.message") == "The module disabled"
+    });
+    let report = mpo(&["explain", &name, "--no-color"]);
+    report.assert_code(1);
+    assert!(
+        report
+            .stdout
+            .contains("the Default bundle of edition ce does not enable it"),
+        "{report:?}"
+    );
+    assert!(report.stdout.contains("kind: ModuleConfig"), "{report:?}");
+
+    kubectl(&[
+        "patch",
+        "modules.deckhouse.io",
+        &name,
+        "--type=merge",
+        "-p",
+        &accessibility(r#""Minimal","Default""#),
+    ])
+    .assert_code(0);
+    mpo(&["renew", &name, "--wait", "--timeout", "60s"]).assert_code(0);
+    assert_eq!(mpo_field(&name, ".status.message"), "Ready");
+    let report = mpo(&["explain", &name, "--no-color"]);
+    report.assert_code(0);
+    assert!(
+        report
+            .stdout
+            .contains("enabled by default in the Default bundle of edition ce"),
+        "{report:?}"
+    );
+}
