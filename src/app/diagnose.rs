@@ -9,7 +9,7 @@ use super::Ctx;
 use super::overrides::Overrides;
 use super::sources;
 use crate::cluster::{Cluster, decode};
-use crate::deckhouse::checks::{self, BundleEnv, ClusterFacts, Step, StepState};
+use crate::deckhouse::checks::{self, ClusterFacts, DeckhouseEnv, Step, StepState};
 use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
 use crate::error::Result;
 use crate::output::{To, print_steps};
@@ -27,17 +27,18 @@ pub struct World {
     pub sources: Option<Vec<ModuleSource>>,
     /// All Module names, for "did you mean" (filled only when one module is missing).
     pub module_names: Vec<String>,
-    /// The cluster's edition, bundle and Deckhouse version (bundle defaults, §3.6).
-    pub bundle: BundleEnv,
+    /// The cluster's edition, bundle, Deckhouse version and experimental allowance.
+    pub deckhouse: DeckhouseEnv,
 }
 
 /// The Deckhouse version and edition (from the `deckhouse` Deployment) with the bundle
-/// of ModuleConfig `deckhouse` (outer `None`: that ModuleConfig is not readable).
-fn bundle_env(
+/// and experimental allowance of ModuleConfig `deckhouse` (outer `None`: that
+/// ModuleConfig is not readable).
+fn deckhouse_env(
     (version, edition): (Option<String>, Option<String>),
     deckhouse_config: Option<Option<&ModuleConfig>>,
-) -> BundleEnv {
-    BundleEnv {
+) -> DeckhouseEnv {
+    DeckhouseEnv {
         edition,
         bundle: deckhouse_config.map(|config| {
             config
@@ -49,6 +50,13 @@ fn bundle_env(
                 .to_string()
         }),
         dkp_minor: version.as_deref().and_then(super::generation::minor),
+        allow_experimental: deckhouse_config.map(|config| {
+            config
+                .and_then(|c| c.spec.settings.as_ref())
+                .and_then(|settings| settings.get("allowExperimentalModules"))
+                .and_then(|allow| allow.as_bool())
+                .unwrap_or(false)
+        }),
     }
 }
 
@@ -91,7 +99,7 @@ impl World {
     pub async fn load_all(cluster: &Cluster) -> Result<Self> {
         let params = kube::api::ListParams::default();
         let (modules_api, configs_api) = (cluster.modules(), cluster.module_configs());
-        let (modules, configs, sources, deckhouse) = tokio::join!(
+        let (modules, configs, sources, version) = tokio::join!(
             decode::list(&modules_api, &params),
             decode::list(&configs_api, &params),
             list_sources(cluster),
@@ -110,13 +118,13 @@ impl World {
             Err(err) => return Err(cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")),
         };
         let configs = ByName::new(configs);
-        let bundle = bundle_env(deckhouse, readable.then(|| configs.get("deckhouse")));
+        let deckhouse = deckhouse_env(version, readable.then(|| configs.get("deckhouse")));
         Ok(World {
             modules: ByName::new(modules.items),
             configs,
             sources: sources?,
             module_names: Vec::new(),
-            bundle,
+            deckhouse,
         })
     }
 
@@ -124,17 +132,14 @@ impl World {
     pub async fn load_one(cluster: &Cluster, name: &str) -> Result<Self> {
         let modules = cluster.modules();
         let configs = cluster.module_configs();
-        let (module, config, sources, deckhouse, deckhouse_config) = tokio::join!(
+        let (module, config, sources, version, deckhouse_config) = tokio::join!(
             decode::get_opt(&modules, name),
             decode::get_opt(&configs, name),
             list_sources(cluster),
             super::generation::deckhouse(cluster),
             decode::get_opt(&configs, "deckhouse")
         );
-        let bundle = bundle_env(
-            deckhouse,
-            deckhouse_config.as_ref().ok().map(Option::as_ref),
-        );
+        let deckhouse = deckhouse_env(version, deckhouse_config.as_ref().ok().map(Option::as_ref));
         let module = module.map_err(|err| cluster.api_error(err, "get", "modules.deckhouse.io"))?;
         let config = match config {
             Ok(config) => config,
@@ -160,7 +165,7 @@ impl World {
             configs: ByName::new(config.into_iter().collect()),
             sources: sources?,
             module_names,
-            bundle,
+            deckhouse,
         })
     }
 
@@ -172,7 +177,7 @@ impl World {
             config: self.configs.get(name),
             sources: self.sources.as_deref(),
             module_names: &self.module_names,
-            bundle: &self.bundle,
+            deckhouse: &self.deckhouse,
         }
     }
 

@@ -93,15 +93,16 @@ pub struct ClusterFacts<'a> {
     pub sources: Option<&'a [ModuleSource]>,
     /// Names of all Modules, for "did you mean".
     pub module_names: &'a [String],
-    /// What decides a module's bundle default.
-    pub bundle: &'a BundleEnv,
+    /// What the `deckhouse` module decides for every module.
+    pub deckhouse: &'a DeckhouseEnv,
 }
 
-/// What decides whether a module without a ModuleConfig is on (docs/deckhouse-real.md
-/// §3.6): the cluster's edition and bundle, and whether this Deckhouse follows bundle
-/// defaults at all (1.77+).
+/// What the cluster-wide Deckhouse settings decide for one module: whether a module
+/// without a ModuleConfig is on (docs/deckhouse-real.md §3.6: the edition, the bundle,
+/// and whether this Deckhouse follows bundle defaults at all, 1.77+), and whether the
+/// admission webhook lets an experimental module be enabled (§3.17).
 #[derive(Debug, Clone, Default)]
-pub struct BundleEnv {
+pub struct DeckhouseEnv {
     /// `ce`, `ee`... from the `deckhouse` Deployment; `None` when it is not readable.
     pub edition: Option<String>,
     /// ModuleConfig `deckhouse` `spec.settings.bundle` (`Default` when unset); `None`
@@ -109,9 +110,15 @@ pub struct BundleEnv {
     pub bundle: Option<String>,
     /// The Deckhouse minor version (`78` for v1.78.1), when readable.
     pub dkp_minor: Option<u32>,
+    /// ModuleConfig `deckhouse` `spec.settings.allowExperimentalModules` (`false` when
+    /// unset); `None` when that ModuleConfig is not readable.
+    pub allow_experimental: Option<bool>,
 }
 
-impl BundleEnv {
+/// The command that allows experimental modules (docs/deckhouse-real.md §3.17).
+pub const ALLOW_EXPERIMENTAL_FIX: &str = "kubectl patch moduleconfig deckhouse --type=merge -p '{\"spec\":{\"settings\":{\"allowExperimentalModules\":true}}}'";
+
+impl DeckhouseEnv {
     fn bundle(&self) -> &str {
         self.bundle.as_deref().unwrap_or("Default")
     }
@@ -262,7 +269,7 @@ pub fn check_enabled(
     module: &Module,
     properties: &ModuleProperties,
     config: Option<&ModuleConfig>,
-    env: &BundleEnv,
+    env: &DeckhouseEnv,
 ) -> Check<()> {
     let enabled = module.condition("EnabledByModuleConfig");
     let patch_enabled = format!(
@@ -271,7 +278,7 @@ pub fn check_enabled(
     let create_config = format!(
         "kubectl apply -f - <<EOF\napiVersion: deckhouse.io/v1alpha1\nkind: ModuleConfig\nmetadata:\n  name: {name}\nspec:\n  enabled: true\nEOF"
     );
-    match enabled.map(|c| c.status.as_str()) {
+    let verdict = match enabled.map(|c| c.status.as_str()) {
         Some("True") => Ok((
             Step::passed("enabled", "enabled (condition EnabledByModuleConfig=True)"),
             (),
@@ -292,17 +299,17 @@ pub fn check_enabled(
             );
             let step = if config_says_off {
                 step.because(format!("ModuleConfig {name} has spec.enabled: false"))
-                    .fix(patch_enabled)
+                    .fix(patch_enabled.clone())
             } else if config_silent {
                 step.because(format!(
                     "ModuleConfig {name} does not set spec.enabled, which the controller reads as disabled"
                 ))
-                .fix(patch_enabled)
+                .fix(patch_enabled.clone())
             } else if config.is_none() {
                 step.because(format!(
                     "the module is off ({reason}) and there is no ModuleConfig {name}"
                 ))
-                .fix(create_config)
+                .fix(create_config.clone())
             } else {
                 step.because(format!(
                     "the module manager turned it off: {reason}; a ModuleConfig cannot override that"
@@ -328,7 +335,7 @@ pub fn check_enabled(
                 .because(format!(
                     "{by} enables it, but Deckhouse 1.{minor} does not follow bundle defaults for overrides (1.77+ does): it reports \"The module disabled\" until a ModuleConfig enables it"
                 ))
-                .fix(create_config)
+                .fix(create_config.clone())
                 .fix(renew_hint(name))),
                 None => Ok((
                     Step {
@@ -342,7 +349,7 @@ pub fn check_enabled(
                         "DKP 1.77+ follows the bundle default; older DKP reports \"The module disabled\" \
                          until a ModuleConfig enables it (the Deckhouse version is not readable)",
                     )
-                    .fix(create_config),
+                    .fix(create_config.clone()),
                     (),
                 )),
             }
@@ -356,9 +363,33 @@ pub fn check_enabled(
             "there is no ModuleConfig {name}, and {} does not enable it by default",
             env.describe()
         ))
-        .fix(create_config)
+        .fix(create_config.clone())
         .fix(renew_hint(name))),
-    }
+    };
+    // The ModuleConfig webhook refuses to enable an experimental module unless the
+    // deckhouse ModuleConfig allows them (§3.17): a fix that enables one says so first.
+    let experimental = properties
+        .stage
+        .as_deref()
+        .is_some_and(|stage| stage.eq_ignore_ascii_case("experimental"))
+        && env.allow_experimental != Some(true);
+    let allow_first = |mut step: Step| {
+        if experimental
+            && step
+                .fix
+                .iter()
+                .any(|f| *f == patch_enabled || *f == create_config)
+        {
+            step.fix.insert(
+                0,
+                format!("{ALLOW_EXPERIMENTAL_FIX}    # {name} is Experimental: the ModuleConfig webhook refuses to enable it without this"),
+            );
+        }
+        step
+    };
+    verdict
+        .map(|(step, ())| (allow_first(step), ()))
+        .map_err(allow_first)
 }
 
 /// Check 4: the module has an active source (`properties.source`).
@@ -494,7 +525,7 @@ fn run_cluster_checks<'a>(
     record(steps, check_not_embedded(name, properties))?;
     record(
         steps,
-        check_enabled(name, module, properties, facts.config, facts.bundle),
+        check_enabled(name, module, properties, facts.config, facts.deckhouse),
     )?;
     let source_name = record(steps, check_active_source(name, properties, facts.config))?;
     record(steps, check_source_exists(name, source_name, facts.sources))
@@ -932,15 +963,16 @@ mod tests {
             config,
             sources,
             module_names: &[],
-            bundle: &UNKNOWN_ENV,
+            deckhouse: &UNKNOWN_ENV,
         }
     }
 
     /// Neither edition, bundle nor Deckhouse version readable.
-    static UNKNOWN_ENV: BundleEnv = BundleEnv {
+    static UNKNOWN_ENV: DeckhouseEnv = DeckhouseEnv {
         edition: None,
         bundle: None,
         dkp_minor: None,
+        allow_experimental: None,
     };
 
     #[test]
@@ -1034,12 +1066,13 @@ mod tests {
                 .collect(),
             });
         }
-        let env = |edition: Option<&str>, bundle: &str, minor: Option<u32>| BundleEnv {
+        let env = |edition: Option<&str>, bundle: &str, minor: Option<u32>| DeckhouseEnv {
             edition: edition.map(Into::into),
             bundle: Some(bundle.into()),
             dkp_minor: minor,
+            allow_experimental: Some(false),
         };
-        let step = |env: &BundleEnv| {
+        let step = |env: &DeckhouseEnv| {
             let properties = per_edition.properties.as_ref().unwrap();
             match check_enabled("e", &per_edition, properties, None, env) {
                 Ok((step, ())) => (step.state, step.summary),
@@ -1093,7 +1126,7 @@ mod tests {
             config: None,
             sources: None,
             module_names: &names,
-            bundle: &UNKNOWN_ENV,
+            deckhouse: &UNKNOWN_ENV,
         };
         assert!(cluster_checks(&f).steps[0].fix[0].contains("did you mean echo"));
     }
@@ -1146,6 +1179,33 @@ mod tests {
         );
         let unreadable = check_source_exists("echo", "test", None).unwrap_err();
         assert_eq!(unreadable.state, StepState::Unknown);
+    }
+
+    #[test]
+    fn enabling_an_experimental_module_first_allows_experimental_modules() {
+        let mut module = module("exp", "test", &["test"], Some("False"));
+        if let Some(p) = module.properties.as_mut() {
+            p.stage = Some("Experimental".into());
+        }
+        let off = config("exp", false);
+        let env = |allow: Option<bool>| DeckhouseEnv {
+            allow_experimental: allow,
+            ..DeckhouseEnv::default()
+        };
+        let properties = module.properties.as_ref().unwrap();
+        for allow in [None, Some(false)] {
+            let step =
+                check_enabled("exp", &module, properties, Some(&off), &env(allow)).unwrap_err();
+            assert!(
+                step.fix[0].starts_with(ALLOW_EXPERIMENTAL_FIX),
+                "{:?}",
+                step.fix
+            );
+            assert!(step.fix[1].contains("\"enabled\":true"), "{:?}", step.fix);
+        }
+        let step =
+            check_enabled("exp", &module, properties, Some(&off), &env(Some(true))).unwrap_err();
+        assert!(step.fix[0].contains("\"enabled\":true"), "{:?}", step.fix);
     }
 
     #[test]

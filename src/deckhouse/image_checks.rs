@@ -381,9 +381,8 @@ pub fn check_stage(
             s.cause = Some(format!(
                 "the '{module}' module is experimental, set param in 'deckhouse' ModuleConfig - spec.settings.allowExperimentalModules: true to allow it"
             ));
-            s.fix.push(
-                "kubectl patch moduleconfig deckhouse --type merge -p '{\"spec\":{\"settings\":{\"allowExperimentalModules\":true}}}'".into(),
-            );
+            s.fix
+                .push(crate::deckhouse::checks::ALLOW_EXPERIMENTAL_FIX.into());
             s
         }
     }

@@ -471,3 +471,55 @@ fn the_bundle_default_follows_the_clusters_edition_and_bundle() {
         "{report:?}"
     );
 }
+
+/// §3.17: the ModuleConfig webhook refuses to enable an experimental module while the
+/// deckhouse ModuleConfig does not allow them, so the fix `explain` prints allows them
+/// first; the enabling command alone is what the webhook refuses.
+#[test]
+fn the_fix_for_a_disabled_experimental_module_allows_experimental_modules_first() {
+    let name = unique("diag-exp");
+    module_with_images(&name, false, &["v1"]);
+    kubectl(&[
+        "patch",
+        "modules.deckhouse.io",
+        &name,
+        "--type=merge",
+        "-p",
+        r#"{"properties":{"stage":"Experimental"}}"#,
+    ])
+    .assert_code(0);
+    mpo(&["create", &name, "--tag", "v1", "--force"]).assert_code(0);
+    let report = mpo(&["explain", &name, "--no-color"]);
+    report.assert_code(1);
+    let fixes: Vec<&str> = report
+        .stdout
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| !line.starts_with("fix:"))
+        .take_while(|line| !line.starts_with('✗') && !line.starts_with('✓'))
+        .map(|line| line.trim_start_matches("fix:").trim())
+        .collect();
+    assert!(
+        fixes[0].starts_with(
+            "kubectl patch moduleconfig deckhouse --type=merge -p '{\"spec\":{\"settings\":{\"allowExperimentalModules\":true}}}'"
+        ),
+        "{report:?}"
+    );
+    assert!(
+        fixes[1].starts_with(&format!("kubectl patch moduleconfig {name} ")),
+        "{report:?}"
+    );
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(fixes[1])
+        .env("KUBECONFIG", &state().kubeconfig);
+    let alone = crate::support::run(shell);
+    assert_ne!(alone.code, 0, "{alone:?}");
+    assert!(
+        alone
+            .stderr
+            .contains(&format!("the '{name}' module is experimental")),
+        "{alone:?}"
+    );
+}
