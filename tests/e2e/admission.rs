@@ -5,12 +5,10 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{eventually, kubectl, module_with_images, mpo, unique};
+use crate::support::{eventually, kubectl, kubectl_apply, module_with_images, mpo, unique};
 
 fn apply(object: Value) -> crate::support::Run {
-    let file = std::env::temp_dir().join(format!("{}.json", unique("adm-object")));
-    std::fs::write(&file, object.to_string()).expect("write object");
-    kubectl(&["apply", "-f", &file.display().to_string()])
+    kubectl_apply(&object)
 }
 
 fn module(name: &str, properties: Value) {

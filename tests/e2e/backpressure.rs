@@ -24,9 +24,7 @@ fn throttled_rejections() -> f64 {
 }
 
 fn apply(object: serde_json::Value) {
-    let file = std::env::temp_dir().join(format!("{}.json", unique("backpressure")));
-    std::fs::write(&file, object.to_string()).expect("write");
-    kubectl(&["apply", "-f", &file.display().to_string()]).assert_code(0);
+    crate::support::kubectl_apply(&object).assert_code(0);
 }
 
 /// Overrides with names starting with `prefix`, for a longer list.
@@ -113,9 +111,7 @@ fn replace_crd(crd_name: &str, round: usize) {
         version["schema"]["openAPIV3Schema"]["description"] =
             format!("{crd_name} (sandbox revision {round}-{})", unique("crd")).into();
     }
-    let file = std::env::temp_dir().join(format!("{}.json", unique("crd")));
-    std::fs::write(&file, crd.to_string()).expect("write");
-    kubectl(&["replace", "-f", &file.display().to_string()]).assert_code(0);
+    crate::support::kubectl_with_stdin(&["replace", "-f", "-"], &crd.to_string()).assert_code(0);
 }
 
 #[test]
@@ -212,8 +208,8 @@ fn a_fractional_module_config_version_never_fails_a_command() {
 }
 
 /// A ServiceAccount that may manage overrides, with a token, and the kubeconfig that
-/// uses it; returns (kubeconfig path, binding name).
-fn service_account_user(name: &str) -> (std::path::PathBuf, String) {
+/// uses it; returns (kubeconfig file, removed when dropped; binding name).
+fn service_account_user(name: &str) -> (tempfile::NamedTempFile, String) {
     apply(
         serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
             {"apiVersion": "v1", "kind": "ServiceAccount",
@@ -248,17 +244,17 @@ fn service_account_user(name: &str) -> (std::path::PathBuf, String) {
         "users": [{"name": "sa", "user": {"token": token.stdout.trim()}}],
         "contexts": [{"name": "sa", "context": {"cluster": "sandbox", "user": "sa"}}],
     });
-    let path = std::env::temp_dir().join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
-    (path, name.to_string())
+    let file = crate::support::temp_file(name, ".kubeconfig", &kubeconfig.to_string());
+    (file, name.to_string())
 }
 
 #[test]
 fn a_watch_refused_mid_wait_is_reported_at_once() {
     // The controller's registry stalls, so the wait would last its whole --timeout.
     let name = crate::faults::module_without_override("stall");
-    let (kubeconfig, binding) = service_account_user(&unique("watcher"));
-    let kubeconfig = kubeconfig.display().to_string();
+    // The file stays until the test ends: the spawned plugin reads it.
+    let (kubeconfig_file, binding) = service_account_user(&unique("watcher"));
+    let kubeconfig = kubeconfig_file.path().display().to_string();
     // --request-timeout 5s: each watch request lasts about 3 s, so the revoked
     // permission is checked again soon, as on a long wait.
     let mut child = command(&[
@@ -304,8 +300,9 @@ fn a_watch_refused_mid_wait_is_reported_at_once() {
 
 #[test]
 fn a_status_watch_refused_midway_is_reported_at_once() {
-    let (kubeconfig, binding) = service_account_user(&unique("status-watcher"));
-    let kubeconfig = kubeconfig.display().to_string();
+    // The file stays until the test ends: the spawned plugin reads it.
+    let (kubeconfig_file, binding) = service_account_user(&unique("status-watcher"));
+    let kubeconfig = kubeconfig_file.path().display().to_string();
     let mut child = command(&[
         "status",
         "--watch",

@@ -56,22 +56,23 @@ printf '%s\n' "${COMPREPLY[@]}"
 "#;
 
 /// A directory on PATH with kubectl-mpo (a link to the built binary) and, when
-/// `helper`, the completion helper that `completion --install-helper` puts there.
-fn plugin_dir(helper: bool) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("mpo-completion-path"));
-    std::fs::create_dir_all(&dir).expect("dir");
+/// `helper`, the completion helper that `completion --install-helper` puts there;
+/// removed when the returned value is dropped.
+fn plugin_dir(helper: bool) -> tempfile::TempDir {
+    let temp = crate::support::temp_dir("mpo-completion-path");
+    let dir = temp.path();
     std::os::unix::fs::symlink(binary(), dir.join("kubectl-mpo")).expect("link");
     if helper {
         let mut install = Command::new(dir.join("kubectl-mpo"));
         install
             .args(["completion", "--install-helper"])
-            .env("PATH", path_with(&dir));
+            .env("PATH", path_with(dir));
         let run = run(install);
         run.assert_code(0);
         assert!(run.stdout.contains("kubectl_complete-mpo"), "{run:?}");
         assert!(dir.join("kubectl_complete-mpo").is_file(), "{run:?}");
     }
-    dir
+    temp
 }
 
 /// `dir`, then PATH without any other kubectl-mpo or helper.
@@ -119,11 +120,12 @@ fn kubectl_mpo_tab_completes_through_bash_with_the_installed_helper() {
     let without = plugin_dir(false);
     // Without the helper, kubectl cannot complete below `mpo`.
     assert!(
-        !bash_complete(&without, "kubectl mpo st").contains(&"status".to_string()),
+        !bash_complete(without.path(), "kubectl mpo st").contains(&"status".to_string()),
         "completed without the helper"
     );
-    let dir = plugin_dir(true);
-    let complete = |line: &str| bash_complete(&dir, line);
+    let temp = plugin_dir(true);
+    let dir = temp.path();
+    let complete = |line: &str| bash_complete(dir, line);
 
     assert!(complete("kubectl mpo ").contains(&"explain".to_string()));
     assert_eq!(complete("kubectl mpo ex"), ["explain"]);
@@ -207,8 +209,9 @@ fn kubectl_mpo_tab_completes_through_bash_with_the_installed_helper() {
 
 #[test]
 fn kubectl_mpo_completion_bash_completes_below_the_top_level() {
-    let dir = plugin_dir(false);
-    let complete = |line: &str| bash_complete(&dir, line);
+    let temp = plugin_dir(false);
+    let dir = temp.path();
+    let complete = |line: &str| bash_complete(dir, line);
     assert_eq!(complete("kubectl-mpo ren"), ["renew"]);
     assert_eq!(
         complete("kubectl-mpo status -o "),
@@ -263,12 +266,13 @@ fn completion_scripts_for_each_shell() {
 
 #[test]
 fn the_helper_is_installed_next_to_the_binary_on_path() {
-    let dir = plugin_dir(true);
+    let temp = plugin_dir(true);
+    let dir = temp.path();
     // A second run changes nothing.
     let mut again = Command::new(dir.join("kubectl-mpo"));
     again
         .args(["completion", "--install-helper"])
-        .env("PATH", path_with(&dir));
+        .env("PATH", path_with(dir));
     let again = run(again);
     again.assert_code(0);
     assert!(again.stdout.contains("already installed"), "{again:?}");
@@ -288,7 +292,8 @@ fn the_helper_is_installed_next_to_the_binary_on_path() {
 }
 
 fn helper(words: &[&str]) -> Run {
-    let dir = plugin_dir(true);
+    let temp = plugin_dir(true);
+    let dir = temp.path();
     let mut command = Command::new(dir.join("kubectl_complete-mpo"));
     command
         .args(words)
@@ -333,12 +338,13 @@ fn helper_runs_the_binary_next_to_it() {
 /// `_describe` is replaced by a function that prints the candidates it is given.
 #[test]
 fn zsh_and_fish_scripts_complete_below_the_top_level() {
-    let dir = plugin_dir(false);
+    let temp = plugin_dir(false);
+    let dir = temp.path();
     let shell = |program: &str, script: &str| {
         let mut command = Command::new(program);
         command
             .args(["-c", script])
-            .env("PATH", path_with(&dir))
+            .env("PATH", path_with(dir))
             .env("KUBECONFIG", &state().kubeconfig)
             .env("HOME", home_dir())
             .stdin(Stdio::null());

@@ -451,10 +451,11 @@ fn scripted_editor(dir: &std::path::Path, rounds: &[&str]) -> String {
 #[test]
 fn edit_in_an_editor_reopens_an_invalid_save_on_the_users_text() {
     let name = ready_override("conv-edit-reopen");
-    let dir = std::env::temp_dir().join(unique("mpo-reopen"));
+    let temp = crate::support::temp_dir("mpo-reopen");
+    let dir = temp.path();
     // Round 0 saves broken YAML; round 1 sees it again under the error and fixes it.
     let editor = scripted_editor(
-        &dir,
+        dir,
         &[
             "sed -i 's/imageTag: v1/imageTag: [oops/' \"$1\"",
             "sed -i 's/imageTag: \\[oops/imageTag: v2/' \"$1\"",
@@ -490,9 +491,9 @@ fn edit_in_an_editor_reopens_an_invalid_save_on_the_users_text() {
     );
 
     // Saving the reopened text unchanged gives up, and nothing is changed.
-    let dir = std::env::temp_dir().join(unique("mpo-reopen-giveup"));
+    let temp = crate::support::temp_dir("mpo-reopen-giveup");
     let editor = scripted_editor(
-        &dir,
+        temp.path(),
         &["sed -i 's/imageTag: v2/imageTag: [oops/' \"$1\"", "true"],
     );
     let mut edit = command(&["edit", &name]);

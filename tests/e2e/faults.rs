@@ -52,9 +52,7 @@ fn fault_server(mode: &'static str) -> u16 {
 }
 
 fn apply(object: serde_json::Value) {
-    let file = std::env::temp_dir().join(format!("{}.json", unique("fault")));
-    std::fs::write(&file, object.to_string()).expect("write");
-    kubectl(&["apply", "-f", &file.display().to_string()]).assert_code(0);
+    crate::support::kubectl_apply(&object).assert_code(0);
 }
 
 /// A module whose ModuleSource points at a fault server, with an override; returns the
@@ -351,17 +349,15 @@ impl ApiServerProxy {
     }
 
     /// The sandbox's admin kubeconfig, with the server address of the proxy (same
-    /// certificate: the proxy only relays bytes).
-    fn kubeconfig(&self) -> std::path::PathBuf {
+    /// certificate: the proxy only relays bytes); removed when the file is dropped.
+    fn kubeconfig(&self) -> tempfile::NamedTempFile {
         let state = crate::support::state();
         let text = std::fs::read_to_string(&state.kubeconfig).expect("kubeconfig");
         let text = text.replace(
             &state.api_server,
             &format!("https://127.0.0.1:{}", self.port),
         );
-        let path = std::env::temp_dir().join(format!("{}.kubeconfig", unique("proxy")));
-        std::fs::write(&path, text).expect("write kubeconfig");
-        path
+        crate::support::temp_file("proxy", ".kubeconfig", &text)
     }
 }
 
@@ -371,7 +367,9 @@ fn api_server_lost_during_wait_is_a_runtime_failure_and_the_override_stays_whole
     // whole --timeout; the API server then goes away under the running command.
     let name = module_without_override("stall");
     let proxy = ApiServerProxy::start();
-    let kubeconfig = proxy.kubeconfig().display().to_string();
+    // The file stays until the test ends: the spawned plugin reads it.
+    let kubeconfig_file = proxy.kubeconfig();
+    let kubeconfig = kubeconfig_file.path().display().to_string();
     let child = waiting_create(&name, &["--kubeconfig", &kubeconfig]);
     let cut = Instant::now();
     proxy.cut();

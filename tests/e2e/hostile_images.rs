@@ -81,7 +81,8 @@ os._exit(code if code >= 0 else 128 - code)
 /// Runs the binary against the sandbox (the environment of `support::command`) and
 /// measures its peak RSS.
 fn measured(args: &[&str]) -> Measured {
-    let report = std::env::temp_dir().join(unique("mpo-rss"));
+    let report_dir = crate::support::temp_dir("mpo-rss");
+    let report = report_dir.path().join("max-rss");
     let template = command(args);
     let mut wrapped = std::process::Command::new("python3");
     wrapped
@@ -102,7 +103,6 @@ fn measured(args: &[&str]) -> Measured {
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or_else(|| panic!("no RSS reported for {args:?}: {output:?}"));
-    let _ = std::fs::remove_file(&report);
     Measured {
         run: Run {
             code: output.status.code().unwrap_or(-1),

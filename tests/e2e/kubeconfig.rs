@@ -297,9 +297,8 @@ fn low_level_errors_are_said_in_plain_words() {
 /// The binary with no kubeconfig at all: only the connection flags.
 fn without_kubeconfig(args: &[&str]) -> Run {
     let mut command = support::command(args);
-    let home = std::env::temp_dir().join(unique("kc-flags-home"));
-    std::fs::create_dir_all(&home).expect("home");
-    command.env_remove("KUBECONFIG").env("HOME", home);
+    let home = support::temp_dir("kc-flags-home");
+    command.env_remove("KUBECONFIG").env("HOME", home.path());
     support::run(command)
 }
 

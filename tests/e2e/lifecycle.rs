@@ -135,10 +135,13 @@ fn edit_in_an_editor_keeps_a_concurrent_change_to_another_field() {
     let script = format!(
         "sed -i 's/imageTag: v1/imageTag: v2/' \"$1\" && KUBECONFIG={kubeconfig} kubectl patch modulepulloverrides.deckhouse.io {name} --type=merge -p '{{\"spec\":{{\"scanInterval\":\"5m\"}}}}' >/dev/null"
     );
-    let editor = std::env::temp_dir().join(format!("{name}-editor.sh"));
-    std::fs::write(&editor, format!("#!/bin/sh\n{script}\n")).expect("write editor");
+    let editor = crate::support::temp_file(
+        &format!("{name}-editor"),
+        ".sh",
+        &format!("#!/bin/sh\n{script}\n"),
+    );
     let mut command = crate::support::command(&["edit", &name]);
-    command.env("EDITOR", format!("sh {}", editor.display()));
+    command.env("EDITOR", format!("sh {}", editor.path().display()));
     let run = crate::support::run(command);
     run.assert_code(0);
     assert_eq!(mpo_field(&name, ".spec.imageTag"), "v2");
@@ -233,9 +236,7 @@ fn read_only_user_gets_a_clear_403() {
 
 /// Applies a Deckhouse object as JSON with kubectl.
 fn apply_json(object: serde_json::Value) {
-    let file = std::env::temp_dir().join(format!("{}.json", unique("object")));
-    std::fs::write(&file, object.to_string()).expect("write object");
-    kubectl(&["apply", "-f", &file.display().to_string()]).assert_code(0);
+    crate::support::kubectl_apply(&object).assert_code(0);
 }
 
 #[test]

@@ -148,14 +148,14 @@ fn users_who_cannot_read_module_sources_use_their_docker_config() {
     );
 
     // Credentials from ~/.docker/config.json, keyed the way `docker login` writes them.
-    let home = std::env::temp_dir().join(unique("mpo-docker-home"));
-    std::fs::create_dir_all(home.join(".docker")).expect("home");
+    let home = crate::support::temp_dir("mpo-docker-home");
+    std::fs::create_dir_all(home.path().join(".docker")).expect("home");
     let auth = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{password}",
         tls.username.as_deref().unwrap_or_default()
     ));
     std::fs::write(
-        home.join(".docker/config.json"),
+        home.path().join(".docker/config.json"),
         format!(
             r#"{{"auths":{{"https://{}":{{"auth":"{auth}"}}}}}}"#,
             tls.host
@@ -167,7 +167,7 @@ fn users_who_cannot_read_module_sources_use_their_docker_config() {
         full.extend_from_slice(args);
         full.extend_from_slice(&["--registry-repo", &repo, "--registry-ca", &ca]);
         let mut command = crate::support::command(&full);
-        command.env("HOME", &home).env_remove("DOCKER_CONFIG");
+        command.env("HOME", home.path()).env_remove("DOCKER_CONFIG");
         crate::support::run(command)
     };
     let tags = as_developer(&["registry", "tags", "echo", "-o", "name"]);
@@ -199,7 +199,7 @@ fn users_who_cannot_read_module_sources_use_their_docker_config() {
     as_developer(&["diff", &name]).assert_code(0);
 
     // A broken config file is bad input: exit 2, and its content is never echoed.
-    let garbage = home.join("garbage.json");
+    let garbage = home.path().join("garbage.json");
     std::fs::write(&garbage, "not-json secret-garbage-4711").expect("garbage");
     let garbage_path = garbage.display().to_string();
     let bad = as_developer(&[
@@ -286,13 +286,10 @@ fn status_asks_a_token_service_for_many_repositories_at_once() {
             })
         })
         .collect();
-    let list = std::env::temp_dir().join(format!("{prefix}.json"));
-    std::fs::write(
-        &list,
-        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+    crate::support::kubectl_apply(
+        &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}),
     )
-    .expect("write");
-    crate::support::kubectl(&["apply", "-f", &list.display().to_string()]).assert_code(0);
+    .assert_code(0);
 
     let status = crate::support::status_through_registry_repo(token, "token", &names);
     status.assert_code(0);

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
@@ -83,14 +83,53 @@ pub fn run(mut command: Command) -> Run {
 }
 
 /// An empty HOME so that no user file (~/.kube/config, ~/.docker/config.json) leaks in.
+///
+/// One per test process, shared by its tests, so it lives in a static, and statics are
+/// never dropped: a `TempDir` would not be removed either. It is therefore kept in the
+/// cargo target dir (`CARGO_TARGET_TMPDIR/e2e-home/PID`, not /tmp), and each run first
+/// removes the homes of runs whose process is gone, so at most the last one remains.
 pub fn home_dir() -> PathBuf {
     static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("kubectl-mpo-e2e-home-{}", std::process::id()));
+        let homes = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-home");
+        if let Ok(entries) = std::fs::read_dir(&homes) {
+            for entry in entries.flatten() {
+                let pid = entry.file_name();
+                if !Path::new("/proc").join(&pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = homes.join(std::process::id().to_string());
         let _ = std::fs::create_dir_all(&dir);
         dir
     })
     .clone()
+}
+
+/// A fresh directory in the system temp dir, removed when the returned value is
+/// dropped: bind it to a variable for as long as anything (a spawned process too)
+/// uses it.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .tempdir()
+        .unwrap_or_else(|err| panic!("cannot create a temporary directory {prefix}-*: {err}"))
+}
+
+/// A file in the system temp dir holding `contents`, removed when the returned value
+/// is dropped (same rule as [`temp_dir`]).
+pub fn temp_file(prefix: &str, suffix: &str, contents: &str) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .suffix(suffix)
+        .tempfile()
+        .unwrap_or_else(|err| panic!("cannot create a temporary file {prefix}-*: {err}"));
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.flush())
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", file.path().display()));
+    file
 }
 
 /// A name unique to this test run, for objects a test creates.
@@ -120,6 +159,38 @@ pub fn kubectl(args: &[&str]) -> Run {
         .env("KUBECONFIG", &state().kubeconfig)
         .stdin(Stdio::null());
     run(command)
+}
+
+/// Runs kubectl (as [`kubectl`]) with `input` on its standard input.
+pub fn kubectl_with_stdin(args: &[&str], input: &str) -> Run {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", &state().kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run kubectl: {err}"));
+    let mut stdin = child.stdin.take().expect("kubectl stdin");
+    // Written from another thread, so that neither side waits on a full pipe.
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|err| panic!("waiting for kubectl: {err}"));
+    let run = Run::from_output(output);
+    // A kubectl that failed may have stopped reading early; its run says why.
+    match writer.join() {
+        Ok(Err(err)) if run.code == 0 => panic!("writing kubectl's input: {err}\n{run:?}"),
+        Err(_) => panic!("the thread writing kubectl's input panicked"),
+        _ => run,
+    }
+}
+
+/// `kubectl apply -f -` of `object` (one object or a `List`) as admin; no file on disk.
+pub fn kubectl_apply(object: &serde_json::Value) -> Run {
+    kubectl_with_stdin(&["apply", "-f", "-"], &object.to_string())
 }
 
 /// A JSON field of an override, read with kubectl.
@@ -242,9 +313,8 @@ pub fn through_registry_repo(
     layout: &str,
     args: &[&str],
 ) -> Run {
-    let home = std::env::temp_dir().join(unique("mpo-registry-repo-home"));
-    std::fs::create_dir_all(&home).expect("home");
-    let config = home.join("config.json");
+    let home = temp_dir("mpo-registry-repo-home");
+    let config = home.path().join("config.json");
     std::fs::write(
         &config,
         serde_json::json!({"auths": {&registry.host: {
@@ -268,6 +338,6 @@ pub fn through_registry_repo(
         &ca,
     ]);
     let mut command = command(&args);
-    command.env("HOME", &home).env_remove("DOCKER_CONFIG");
+    command.env("HOME", home.path()).env_remove("DOCKER_CONFIG");
     run(command)
 }

@@ -79,7 +79,8 @@ fn assert_private_and_removed(record: &Path, run: &Run) {
 fn edit_buffer_is_private_and_removed_after_the_editor() {
     let name = unique("tmpedit");
     quiet_override(&name, &["v1"]);
-    let record = std::env::temp_dir().join(unique("mpo-editor-record"));
+    let temp = crate::support::temp_dir("mpo-editor-record");
+    let record = temp.path();
 
     // The editor changes nothing: the edit is cancelled.
     let editor = fake_editor(&record.join("unchanged"), "exit 0");
@@ -98,7 +99,6 @@ fn edit_buffer_is_private_and_removed_after_the_editor() {
     failing.assert_code(3);
     assert_private_and_removed(&record.join("failing"), &failing);
 
-    let _ = std::fs::remove_dir_all(&record);
     crate::support::mpo(&["delete", &name, "--yes"]);
 }
 
@@ -106,8 +106,9 @@ fn edit_buffer_is_private_and_removed_after_the_editor() {
 fn edit_buffer_is_removed_after_ctrl_c_on_a_terminal() {
     let name = unique("tmpedit-int");
     quiet_override(&name, &["v1"]);
-    let record = std::env::temp_dir().join(unique("mpo-editor-record"));
-    let editor = fake_editor(&record, "sleep 30");
+    let temp = crate::support::temp_dir("mpo-editor-record");
+    let record = temp.path();
+    let editor = fake_editor(record, "sleep 30");
     let line = format!("{} edit {name}", binary().display());
     let mut child = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
@@ -144,7 +145,6 @@ fn edit_buffer_is_removed_after_ctrl_c_on_a_terminal() {
     );
     run.assert_code(130);
     assert!(run.all().contains("interrupted"), "{run:?}");
-    assert_private_and_removed(&record, &run);
-    let _ = std::fs::remove_dir_all(&record);
+    assert_private_and_removed(record, &run);
     crate::support::mpo(&["delete", &name, "--yes"]);
 }
