@@ -147,7 +147,7 @@ pub enum Command {
     /// Force an immediate re-check (and redeploy on newer controllers)
     #[command(
         override_usage = "kubectl mpo renew MODULE... [OPTIONS]\n       kubectl mpo renew --all [OPTIONS]",
-        after_help = "Examples:\n  kubectl mpo renew echo --wait\n  kubectl mpo renew --all"
+        after_help = "Examples:\n  kubectl mpo renew echo --wait\n  kubectl mpo renew echo --check-only    # re-check only, never a forced redeploy\n  kubectl mpo renew --all --yes"
     )]
     Renew(RenewArgs),
 
@@ -522,6 +522,14 @@ pub struct RenewArgs {
     /// Renew even if the registry's new image fails the image checks
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub force: bool,
+
+    /// Only wake the controller for a re-check: never force a redeploy (gen D)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub check_only: bool,
+
+    /// Redeploy several unchanged images without asking (gen D restarts Deckhouse for each)
+    #[arg(short = 'y', long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", default_value = "false", require_equals = true, hide_default_value = true, hide_possible_values = true, action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub yes: bool,
 
     #[command(flatten)]
     pub wait: WaitArgs,

@@ -9,8 +9,10 @@ use super::Ctx;
 use super::overrides::Overrides;
 use super::sources;
 use crate::cluster::{Cluster, decode};
-use crate::deckhouse::checks::{self, ClusterFacts, DeckhouseEnv, Step, StepState};
-use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride, ModuleSource};
+use crate::deckhouse::checks::{self, ClusterFacts, DeckhouseEnv, Judge, Step, StepState};
+use crate::deckhouse::resources::{
+    Module, ModuleConfig, ModulePullOverride, ModuleSource, MpoVersion,
+};
 use crate::error::Result;
 use crate::output::{To, print_steps};
 use crate::registry::{
@@ -169,8 +171,8 @@ impl World {
         })
     }
 
-    /// The checks' view of one module.
-    pub fn facts<'a>(&'a self, name: &'a str) -> ClusterFacts<'a> {
+    /// The checks' view of one module, as `judge` sees it.
+    pub fn facts<'a>(&'a self, name: &'a str, judge: Judge<'a>) -> ClusterFacts<'a> {
         ClusterFacts {
             name,
             module: self.modules.get(name),
@@ -178,6 +180,7 @@ impl World {
             sources: self.sources.as_deref(),
             module_names: &self.module_names,
             deckhouse: &self.deckhouse,
+            judge,
         }
     }
 
@@ -187,9 +190,10 @@ impl World {
     /// would grow with the square of the number of modules.
     pub fn cause_and_source<'a>(
         &'a self,
-        name: &'a str,
+        object: &'a ModulePullOverride,
     ) -> (Option<String>, Option<&'a ModuleSource>) {
-        let verdict = checks::cluster_checks(&self.facts(name));
+        let name = object.metadata.name.as_deref().unwrap_or_default();
+        let verdict = checks::cluster_checks(&self.facts(name, Judge::of(object)));
         let cause = verdict
             .steps
             .iter()
@@ -236,19 +240,71 @@ impl Diagnosis {
     }
 }
 
+/// What one diagnosis looks at, and how far.
+pub struct Request<'a> {
+    pub tag: Option<&'a str>,
+    /// No registry lookup.
+    pub offline: bool,
+    pub timeout: Duration,
+    /// Also read the image's settings schema and `module.yaml`.
+    pub inspect_image: bool,
+    /// `--registry-repo`: the registry to ask instead of the ModuleSource's.
+    pub fallback: Option<&'a RegistryTarget>,
+    pub judge: Judge<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// The cluster checks only, as `judge` makes them.
+    pub fn offline(judge: Judge<'a>) -> Self {
+        Request {
+            tag: None,
+            offline: true,
+            timeout: sources::REGISTRY_TIMEOUT,
+            inspect_image: false,
+            fallback: None,
+            judge,
+        }
+    }
+
+    /// The cluster checks and the registry's answer for `tag`.
+    pub fn online(tag: &'a str, judge: Judge<'a>) -> Self {
+        Request {
+            tag: Some(tag),
+            offline: false,
+            ..Request::offline(judge)
+        }
+    }
+}
+
+/// Who judges an override on this cluster: on a v1alpha1-only cluster (gen A) the
+/// ModuleSource named by `named` (`--source`), else by the existing override, else
+/// none yet; the Module on the others.
+pub fn judge_for<'a>(
+    overrides: &Overrides,
+    existing: Option<&'a ModulePullOverride>,
+    named: Option<&'a str>,
+) -> Judge<'a> {
+    match (overrides.version, named, existing) {
+        (MpoVersion::V1alpha2, _, _) => Judge::Module,
+        (MpoVersion::V1alpha1, Some(named), _) => Judge::SpecSource(Some(named)),
+        (MpoVersion::V1alpha1, None, Some(existing)) => Judge::of(existing),
+        (MpoVersion::V1alpha1, None, None) => Judge::SpecSource(None),
+    }
+}
+
 /// The cluster checks, then (with a tag, online, and a readable source or
 /// `--registry-repo`) the registry.
-pub async fn diagnose(
-    cluster: &Cluster,
-    name: &str,
-    tag: Option<&str>,
-    offline: bool,
-    timeout: Duration,
-    inspect_image: bool,
-    fallback: Option<&RegistryTarget>,
-) -> Result<Diagnosis> {
+pub async fn diagnose(cluster: &Cluster, name: &str, request: Request<'_>) -> Result<Diagnosis> {
+    let Request {
+        tag,
+        offline,
+        timeout,
+        inspect_image,
+        fallback,
+        judge,
+    } = request;
     let world = World::load_one(cluster, name).await?;
-    let verdict = checks::cluster_checks(&world.facts(name));
+    let verdict = checks::cluster_checks(&world.facts(name, judge));
     let mut steps = verdict.steps;
     let source = verdict.source.cloned();
     let mut registry = None;
@@ -289,10 +345,15 @@ pub async fn diagnose(
                 Vec::new(),
             ),
         };
-        steps.push(match from_source {
+        let mut step = match from_source {
             Some(source) => checks::registry_step(name, tag, source, &image, &result),
             None => checks::registry_step_via_flag(name, tag, &target.repo, &image, &result),
-        });
+        };
+        if matches!(judge, Judge::SpecSource(_)) {
+            // Gen A writes the registry client's own error text (§3.3).
+            step.controller_message = None;
+        }
+        steps.push(step);
         if result.is_ok() {
             steps.extend(image_steps);
         }
@@ -322,6 +383,8 @@ pub struct Preflight {
 
 /// `creating`: no override exists yet, so fixes say `create`, not `edit`.
 /// `inspect_image`: also read the image's settings schema and `module.yaml`.
+/// `named_source`: on a v1alpha1-only cluster, the ModuleSource the override names
+/// (`--source`, or the existing override's `spec.source`).
 pub async fn preflight(
     ctx: &Ctx,
     overrides: &Overrides,
@@ -329,18 +392,14 @@ pub async fn preflight(
     tag: &str,
     creating: bool,
     inspect_image: bool,
+    named_source: Option<&str>,
 ) -> Result<Preflight> {
     let spinner = ctx.printer.spinner(format!("checking {module}:{tag}"));
-    let diagnosis = diagnose(
-        &overrides.cluster,
-        module,
-        Some(tag),
-        false,
-        sources::REGISTRY_TIMEOUT,
+    let request = Request {
         inspect_image,
-        None,
-    )
-    .await;
+        ..Request::online(tag, judge_for(overrides, None, named_source))
+    };
+    let diagnosis = diagnose(&overrides.cluster, module, request).await;
     drop(spinner);
     let mut diagnosis = diagnosis?;
     if creating {
@@ -398,11 +457,7 @@ pub async fn explain_failure(ctx: &Ctx, overrides: &Overrides, object: &ModulePu
     if let Ok(diagnosis) = diagnose(
         &overrides.cluster,
         &name,
-        Some(&tag),
-        false,
-        sources::REGISTRY_TIMEOUT,
-        false,
-        None,
+        Request::online(&tag, Judge::of(object)),
     )
     .await
     {

@@ -439,7 +439,7 @@ pub async fn lookup_all(
     let mut jobs = Vec::with_capacity(items.len());
     for (index, mpo) in items.iter().enumerate() {
         let name = mpo.metadata.name.as_deref().unwrap_or_default();
-        let (cluster_cause, source) = world.cause_and_source(name);
+        let (cluster_cause, source) = world.cause_and_source(mpo);
         let target = match (fallback, source) {
             (Some(fallback), _) => Some(fallback.clone()),
             (None, Some(source)) => Some(RegistryTarget::from_source(source)),

@@ -40,6 +40,7 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         &tag,
         true,
         !args.skip_image_checks,
+        args.source.as_deref(),
     )
     .await?;
     if !checks.ok {

@@ -72,7 +72,16 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     let mut expected_digests = Vec::new();
     let mut history_value = None;
     if let Some(tag) = &changes.tag {
-        let checks = diagnose::preflight(ctx, &overrides, &module, tag, false, true).await?;
+        let checks = diagnose::preflight(
+            ctx,
+            &overrides,
+            &module,
+            tag,
+            false,
+            true,
+            original.spec.source.as_deref(),
+        )
+        .await?;
         expected_digests.extend(checks.registry_digest.clone());
         expected_digests.extend(checks.registry_index_digest.clone());
         if checks.image_failed && !args.force {

@@ -63,16 +63,20 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     if let Some(fallback) = fallback.as_ref().filter(|_| !args.offline) {
         fallback.announce(ctx);
     }
+    let judge = diagnose::judge_for(&overrides, existing.as_ref(), None);
     let spinner = ctx.printer.spinner(format!("checking {name}"));
     let (diagnosis, controller) = tokio::join!(
         diagnose::diagnose(
             &overrides.cluster,
             name,
-            tag.as_deref(),
-            args.offline,
-            REGISTRY_TIMEOUT,
-            !args.offline,
-            fallback.as_ref().map(|f| &f.target),
+            diagnose::Request {
+                tag: tag.as_deref(),
+                offline: args.offline,
+                timeout: REGISTRY_TIMEOUT,
+                inspect_image: !args.offline,
+                fallback: fallback.as_ref().map(|f| &f.target),
+                judge,
+            },
         ),
         crate::app::generation::detect(&overrides.cluster)
     );
@@ -87,7 +91,12 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     }
     let mut steps = diagnosis.steps.clone();
     let registry_digest = diagnosis.registry_digest().map(|d| d.digest.clone());
-    let predicted = checks::predicted_message(&steps);
+    // Gen A writes an empty message on success (docs/deckhouse-real.md §3.3).
+    let predicted =
+        checks::predicted_message(&steps).map(|message| match (judge, message.as_str()) {
+            (checks::Judge::SpecSource(_), checks::MSG_READY) => String::new(),
+            _ => message,
+        });
 
     let mut stale = None;
     let mut sync = SyncState::Unknown;

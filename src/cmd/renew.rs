@@ -1,11 +1,12 @@
-//! `kubectl mpo renew MODULE... | --all [--wait]`
+//! `kubectl mpo renew MODULE... | --all [--check-only] [--yes] [--wait]`
 //!
 //! Sets the renew annotations (docs/deckhouse-facts.md §3, docs/deckhouse-real.md §3.2):
 //! a fresh value of the bare `renew` annotation is an annotation change, which wakes
 //! every controller for a re-check; `modules.deckhouse.io/renew: "true"` forces a
 //! redeploy and a Deckhouse restart on gen D, so it is set only where the generation
-//! may be D (with a warning for unchanged images), and removed on gen A and B, which
-//! never remove it themselves.
+//! may be D (with a warning for unchanged images, and a question, or `--yes`, for
+//! several), never with `--check-only`, and removed on gen A and B, which never remove
+//! it themselves.
 
 use std::time::Duration;
 
@@ -51,7 +52,9 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
         registry_digests(&overrides, &targets),
         crate::app::generation::detect(&overrides.cluster)
     );
-    let forces_redeploy = modern_key_forces_redeploy(&controller.generation);
+    // --check-only never sets the modern key; it still removes a stale one on A and B.
+    let may_be_d = modern_key_forces_redeploy(&controller.generation);
+    let forces_redeploy = may_be_d && !args.check_only;
     let mut refused = vec![false; targets.len()];
     for (index, (target, expected)) in targets.iter().zip(&expected).enumerate() {
         let Some(expected) = expected else { continue };
@@ -59,9 +62,16 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
             continue;
         }
         let name = target.metadata.name.clone().unwrap_or_default();
-        let checks =
-            diagnose::preflight(ctx, &overrides, &name, &target.spec.image_tag, false, true)
-                .await?;
+        let checks = diagnose::preflight(
+            ctx,
+            &overrides,
+            &name,
+            &target.spec.image_tag,
+            false,
+            true,
+            target.spec.source.as_deref(),
+        )
+        .await?;
         if checks.image_failed && !args.force {
             ctx.printer.error(
                 &Error::condition(format!(
@@ -93,6 +103,35 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
             "controller generation {}: on gen D (Deckhouse with PR #22716) renewing {unchanged} override(s) whose image did not change redeploys each and restarts Deckhouse each time, one after the other",
             controller.generation
         ));
+        // Several restarts in a row are asked for, as deletions are.
+        if unchanged > 1 && !args.yes {
+            let again = if args.all {
+                "--all".to_string()
+            } else {
+                targets
+                    .iter()
+                    .filter_map(|t| t.metadata.name.as_deref())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            if !ctx.printer.interactive() {
+                return Err(Error::usage(format!(
+                    "refusing to redeploy {unchanged} unchanged overrides without confirmation"
+                ))
+                .with_hint(format!(
+                    "pass --yes to redeploy them (kubectl mpo renew {again} --yes), or only re-check: kubectl mpo renew {again} --check-only"
+                )));
+            }
+            let question = format!(
+                "Redeploy {unchanged} overrides whose image did not change (a Deckhouse restart each on gen D)?"
+            );
+            if !crate::output::confirm(&question)? {
+                ctx.printer.note(format!(
+                    "nothing was renewed; to only re-check: kubectl mpo renew {again} --check-only"
+                ));
+                return Ok(Outcome::Success);
+            }
+        }
     }
     let patches = join_all(
         targets
@@ -114,12 +153,15 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
                     );
                     // On gen A and B the modern key does nothing and is never removed:
                     // left there, it would force a redeploy after an upgrade to gen D.
-                    let modern = forces_redeploy.then_some("true");
-                    let patch = json!({ "metadata": { "annotations": {
-                        RENEW_ANNOTATION: modern,
+                    let mut annotations = json!({
                         LEGACY_RENEW_ANNOTATION: stamp,
                         history::HISTORY_ANNOTATION: value,
-                    }}});
+                    });
+                    // A re-check only leaves the modern key as it is where it may work.
+                    if !may_be_d || forces_redeploy {
+                        annotations[RENEW_ANNOTATION] = json!(forces_redeploy.then_some("true"));
+                    }
+                    let patch = json!({ "metadata": { "annotations": annotations } });
                     overrides
                         .merge_patch(&name, &patch, false, "patch")
                         .await
@@ -202,11 +244,7 @@ async fn wait_one(
     if let Ok(diagnosis) = diagnose::diagnose(
         &overrides.cluster,
         &name,
-        None,
-        true,
-        crate::app::sources::REGISTRY_TIMEOUT,
-        false,
-        None,
+        diagnose::Request::offline(crate::deckhouse::checks::Judge::of(before)),
     )
     .await
         && diagnosis.blocked()

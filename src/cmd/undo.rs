@@ -45,7 +45,16 @@ pub async fn run(ctx: &Ctx, args: UndoArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     let tag = target.tag.clone();
-    let checks = diagnose::preflight(ctx, &overrides, &module, &tag, false, true).await?;
+    let checks = diagnose::preflight(
+        ctx,
+        &overrides,
+        &module,
+        &tag,
+        false,
+        true,
+        original.spec.source.as_deref(),
+    )
+    .await?;
     if checks.image_failed && !args.force {
         return Err(Error::condition(format!(
             "the image {module}:{tag} does not fit this cluster (see above); nothing was changed"

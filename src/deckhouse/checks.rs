@@ -95,6 +95,30 @@ pub struct ClusterFacts<'a> {
     pub module_names: &'a [String],
     /// What the `deckhouse` module decides for every module.
     pub deckhouse: &'a DeckhouseEnv,
+    /// Which controller judges the override.
+    pub judge: Judge<'a>,
+}
+
+impl<'a> Judge<'a> {
+    /// The judge of an existing override: a v1alpha1 object names its source.
+    pub fn of(object: &'a ModulePullOverride) -> Self {
+        match object.spec.source.as_deref() {
+            Some(source) => Judge::SpecSource(Some(source)),
+            None => Judge::Module,
+        }
+    }
+}
+
+/// Which controller judges an override, and so which checks it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge<'a> {
+    /// The v1alpha2 controllers (gen B–D): the Module, its ModuleConfig, then the
+    /// module's active source (docs/deckhouse-real.md §3.0).
+    Module,
+    /// Gen A (v1alpha1 only, §3.3): the ModuleSource named in `spec.source` and the
+    /// registry, nothing of the Module or ModuleConfig. `None` before the override
+    /// exists: `create` then names the module's active source.
+    SpecSource(Option<&'a str>),
 }
 
 /// What the cluster-wide Deckhouse settings decide for one module: whether a module
@@ -158,7 +182,7 @@ pub struct ClusterVerdict<'a> {
 }
 
 fn renew_hint(name: &str) -> String {
-    format!("kubectl mpo renew {name}    # re-check now instead of waiting up to 60 s")
+    format!("kubectl mpo renew {name} --check-only    # re-check now instead of waiting up to 60 s")
 }
 
 /// Whether a status message means the override works: `Ready` (gen B–D), or an empty
@@ -206,12 +230,7 @@ pub fn check_module_exists<'a>(facts: &ClusterFacts<'a>) -> Check<&'a Module> {
         }
         step = step.fix("kubectl get modules    # the module names the cluster knows".to_string());
         // `registry modules` needs --source when there are several.
-        let sources: Vec<&str> = facts
-            .sources
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| s.metadata.name.as_deref())
-            .collect();
+        let sources = source_names(facts.sources.unwrap_or_default());
         match sources.as_slice() {
             [] => {}
             [_] => {
@@ -449,14 +468,8 @@ pub fn check_source_exists<'a>(
                 .fix(format!("kubectl mpo explain {name} --registry-repo HOST/PATH    # the repo of ModuleSource {source_name}")),
         );
     };
-    let Some(source) = sources
-        .iter()
-        .find(|s| s.metadata.name.as_deref() == Some(source_name))
-    else {
-        let others: Vec<&str> = sources
-            .iter()
-            .filter_map(|s| s.metadata.name.as_deref())
-            .collect();
+    let Some(source) = find_source(sources, source_name) else {
+        let others = source_names(sources);
         let step = Step::failed(
             "source",
             format!("ModuleSource {source_name} does not exist"),
@@ -487,6 +500,21 @@ pub fn check_source_exists<'a>(
     ))
 }
 
+/// The ModuleSource of that name.
+fn find_source<'a>(sources: &'a [ModuleSource], name: &str) -> Option<&'a ModuleSource> {
+    sources
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some(name))
+}
+
+/// The names of the ModuleSources there are, for "existing: ...".
+fn source_names(sources: &[ModuleSource]) -> Vec<&str> {
+    sources
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect()
+}
+
 /// Records a check's step; the value when it passed.
 fn record<T>(steps: &mut Vec<Step>, check: Check<T>) -> Option<T> {
     match check {
@@ -505,8 +533,108 @@ fn record<T>(steps: &mut Vec<Step>, check: Check<T>) -> Option<T> {
 /// the first that fails, as the controller does.
 pub fn cluster_checks<'a>(facts: &ClusterFacts<'a>) -> ClusterVerdict<'a> {
     let mut steps = Vec::new();
-    let source = run_cluster_checks(facts, &mut steps);
+    let source = match facts.judge {
+        Judge::Module => run_cluster_checks(facts, &mut steps),
+        Judge::SpecSource(named) => run_gen_a_checks(facts, named, &mut steps),
+    };
     ClusterVerdict { steps, source }
+}
+
+/// Gen A (docs/deckhouse-real.md §3.3): the controller checks nothing of the Module or
+/// ModuleConfig and pulls from the ModuleSource the override names. What the module's
+/// own state means is still said, as warnings: the image is deployed, but Deckhouse
+/// does not run a module that is missing or disabled.
+fn run_gen_a_checks<'a>(
+    facts: &ClusterFacts<'a>,
+    named: Option<&'a str>,
+    steps: &mut Vec<Step>,
+) -> Option<&'a ModuleSource> {
+    let name = facts.name;
+    let mut module_steps = Vec::new();
+    run_cluster_checks(facts, &mut module_steps);
+    // Before the override exists: the module's active source, else its only one.
+    let active = facts
+        .module
+        .and_then(|module| module.properties.as_ref())
+        .and_then(|properties| match properties.source.as_deref() {
+            Some(source) if !source.is_empty() && source != "Embedded" => Some(source),
+            _ => match properties.available_sources.as_slice() {
+                [only] => Some(only.as_str()),
+                _ => None,
+            },
+        });
+    for mut step in module_steps {
+        // The module's own source does not matter here: spec.source does.
+        if matches!(step.id, "active-source" | "source") {
+            continue;
+        }
+        if step.state == StepState::Failed {
+            step.state = StepState::Warning;
+            step.controller_message = None;
+            step.cause = Some(format!(
+                "{}; this controller (gen A) does not check it and deploys anyway, but Deckhouse does not run the module until it is fixed",
+                step.cause.as_deref().unwrap_or(&step.summary)
+            ));
+            step.fix.retain(|fix| !fix.starts_with("kubectl mpo renew"));
+        }
+        steps.push(step);
+    }
+    let Some(source_name) = named.or(active) else {
+        steps.push(
+            Step {
+                controller_message: None,
+                ..Step::failed(
+                    "source",
+                    format!("no ModuleSource to name in spec.source for {name}"),
+                    "",
+                )
+            }
+            .because("this cluster serves ModulePullOverride v1alpha1 only, where the override names its ModuleSource, and the module has no active source to take")
+            .fix("kubectl get modulesources    # which sources exist")
+            .fix(format!("kubectl mpo create {name} --tag TAG --source NAME")),
+        );
+        return None;
+    };
+    let origin = if named.is_some() {
+        "spec.source"
+    } else {
+        "the module's active source, which create names in spec.source"
+    };
+    let Some(sources) = facts.sources else {
+        steps.push(Step::unknown(
+            "source",
+            format!("ModuleSource {source_name} ({origin}): you may not read ModuleSources"),
+        ));
+        return None;
+    };
+    let Some(source) = find_source(sources, source_name) else {
+        let others = source_names(sources);
+        let mut step = Step::failed(
+            "source",
+            format!("ModuleSource {source_name} ({origin}) does not exist"),
+            &format!("ModuleSource \"{source_name}\" not found"),
+        )
+        .because(if others.is_empty() {
+            "there is no ModuleSource in the cluster".to_string()
+        } else {
+            format!("existing: {}", others.join(", "))
+        });
+        if let Some(other) = others.first() {
+            step = step.fix(format!(
+                "kubectl patch modulepulloverride {name} --type=merge -p '{{\"spec\":{{\"source\":\"{other}\"}}}}'"
+            ));
+        }
+        steps.push(step);
+        return None;
+    };
+    steps.push(Step::passed(
+        "source",
+        format!(
+            "ModuleSource {source_name} ({origin}) exists (repo {})",
+            source.spec.registry.repo
+        ),
+    ));
+    Some(source)
 }
 
 fn run_cluster_checks<'a>(
@@ -691,7 +819,7 @@ pub fn override_step(
             ..step
         }
         .because(stale)
-        .fix(format!("kubectl mpo renew {name} --wait"));
+        .fix(format!("kubectl mpo renew {name} --check-only --wait"));
     }
     match (is_ready(mpo), sync) {
         (true, SyncState::Behind) => Step {
@@ -706,7 +834,7 @@ pub fn override_step(
             "a newer build was pushed; the controller notices at its next scan (scanInterval {})",
             mpo.spec.scan_interval.as_deref().unwrap_or("15s")
         ))
-        .fix(format!("kubectl mpo renew {name} --wait"))
+        .fix(format!("kubectl mpo renew {name} --check-only --wait"))
         .fix(format!(
             "kubectl mpo diff {name} --content    # what changed"
         )),
@@ -770,7 +898,7 @@ pub fn failing_deploy(
             "if it was pushed then, the controller (scanning every {interval_text}) has seen it: a deploy whose download or install fails writes no status, and the override keeps saying Ready on the old image"
         ))
         .fix(format!("kubectl mpo logs {name} --level error    # why the deploy fails"))
-        .fix(format!("kubectl mpo renew {name} --wait    # try again and follow it")),
+        .fix(format!("kubectl mpo renew {name} --check-only --wait    # try again and follow it")),
     )
 }
 
@@ -964,6 +1092,7 @@ mod tests {
             sources,
             module_names: &[],
             deckhouse: &UNKNOWN_ENV,
+            judge: Judge::Module,
         }
     }
 
@@ -1127,6 +1256,7 @@ mod tests {
             sources: None,
             module_names: &names,
             deckhouse: &UNKNOWN_ENV,
+            judge: Judge::Module,
         };
         assert!(cluster_checks(&f).steps[0].fix[0].contains("did you mean echo"));
     }
@@ -1179,6 +1309,48 @@ mod tests {
         );
         let unreadable = check_source_exists("echo", "test", None).unwrap_err();
         assert_eq!(unreadable.state, StepState::Unknown);
+    }
+
+    /// Gen A (§3.3): spec.source and the registry decide; the module's own state is
+    /// only a warning.
+    #[test]
+    fn gen_a_judges_by_spec_source_and_warns_about_the_module() {
+        let sources = [source("test"), source("other")];
+        let disabled = module("echo", "other", &["other"], Some("False"));
+        let off = config("echo", false);
+        let mut f = facts("echo", Some(&disabled), Some(&off), Some(&sources));
+        f.judge = Judge::SpecSource(Some("test"));
+        let verdict = cluster_checks(&f);
+        assert!(verdict.steps.iter().all(|s| s.state != StepState::Failed));
+        let enabled = verdict.steps.iter().find(|s| s.id == "enabled").unwrap();
+        assert_eq!(enabled.state, StepState::Warning);
+        assert!(enabled.cause.as_deref().unwrap().contains("deploys anyway"));
+        assert_eq!(
+            verdict.source.and_then(|s| s.metadata.name.as_deref()),
+            Some("test")
+        );
+        assert_eq!(
+            predicted_message(&verdict.steps).as_deref(),
+            Some(MSG_READY)
+        );
+
+        f.judge = Judge::SpecSource(Some("gone"));
+        assert_eq!(
+            verdict_message(&f).as_deref(),
+            Some("ModuleSource \"gone\" not found")
+        );
+        // Before the override exists, create names the module's active source.
+        f.judge = Judge::SpecSource(None);
+        assert_eq!(
+            cluster_checks(&f)
+                .source
+                .and_then(|s| s.metadata.name.as_deref()),
+            Some("other")
+        );
+        // A missing Module does not stop gen A either.
+        let mut missing = facts("ghost", None, None, Some(&sources));
+        missing.judge = Judge::SpecSource(Some("test"));
+        assert_eq!(verdict_message(&missing).as_deref(), Some(MSG_READY));
     }
 
     #[test]

@@ -206,7 +206,7 @@ pub fn health_steps(
                 let fix = match health.reason.as_deref() {
                     Some("HookError") => vec![
                         format!("read the hook's error: {logs}"),
-                        "fix the hook, push a new build, then: kubectl mpo renew {name} --wait"
+                        "fix the hook, push a new build, then: kubectl mpo renew {name} --check-only --wait"
                             .replace("{name}", name),
                     ],
                     _ if health.config_error.is_some() => vec![
@@ -230,7 +230,7 @@ pub fn health_steps(
                     StepState::Warning,
                     format!("module {name} is not running {tag} yet: {words} (version {version})"),
                     Some("Deckhouse restarts after a deploy and then starts the module; this takes a while".into()),
-                    vec![format!("wait for it: kubectl mpo renew {name} --wait"), format!("watch its log: kubectl mpo logs {name} -f")],
+                    vec![format!("wait for it: kubectl mpo renew {name} --check-only --wait"), format!("watch its log: kubectl mpo logs {name} -f")],
                 )
             }
         });
