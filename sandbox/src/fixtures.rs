@@ -27,8 +27,22 @@ pub async fn push_module_to(
     tag: &str,
     note: &str,
 ) -> anyhow::Result<String> {
+    push_module_at(state, registry, repo_path(registry), module, tag, note).await
+}
+
+/// Like `push_module_to`, under the repo path `path` (`<path>/<module>:<tag>`): a
+/// ModuleSource of its own, whose catalog does not list the shared repos' modules
+/// (two sources on one repo would make all its modules a Conflict, §3.14-§3.15).
+pub async fn push_module_at(
+    state: &State,
+    registry: &str,
+    path: &str,
+    module: &str,
+    tag: &str,
+    note: &str,
+) -> anyhow::Result<String> {
     let pusher = Pusher::new(state, registry)?;
-    let repository = format!("{}/{module}", repo_path(registry));
+    let repository = format!("{path}/{module}");
     let revision: String = note.chars().filter(char::is_ascii_alphanumeric).collect();
     let backend = push_app_image(&pusher, &repository, "backend", &revision).await?;
     let frontend = push_app_image(&pusher, &repository, "frontend", "r1").await?;
@@ -56,9 +70,87 @@ pub async fn module_with_images(
     for tag in tags {
         digests.push(push_module(state, module, tag, &format!("{tag} build")).await?);
     }
+    // The source's catalog lists it, as Deckhouse's module publishing does (§3.14).
+    push_catalog_tag(state, repo_path("tls"), module).await?;
     module_objects(state, module, enabled, json!({})).await?;
     wait_settled(state, module, enabled).await?;
     Ok(digests)
+}
+
+/// Tags `<path>:<module>` on the `tls` registry: a module in the catalog of a source
+/// whose repo is `<host>/<path>` (docs/deckhouse-real.md §3.14). The image holds the
+/// module's name, so each catalog tag has a digest of its own; returns it.
+pub async fn push_catalog_tag(state: &State, path: &str, module: &str) -> anyhow::Result<String> {
+    let pusher = Pusher::new(state, "tls")?;
+    let pushed = pusher
+        .push_image(
+            path,
+            module,
+            &[Layer::with_files([("module", module.as_bytes().to_vec())])],
+            "amd64",
+        )
+        .await?;
+    Ok(pushed.digest)
+}
+
+/// A ModuleSource `name` of its own on the `tls` registry (repo
+/// `<host>/catalog-tests/<name>`, the sandbox's credentials and CA) whose catalog lists
+/// `modules`, with one image `<module>:v1` each (but for names no repository may
+/// have); returns the repo path and the catalog
+/// tags' digests, in order.
+pub async fn catalog_source(
+    state: &State,
+    name: &str,
+    modules: &[&str],
+) -> anyhow::Result<(String, Vec<String>)> {
+    let path = format!("catalog-tests/{name}");
+    let pusher = Pusher::new(state, "tls")?;
+    let mut digests = Vec::new();
+    for module in modules {
+        digests.push(push_catalog_tag(state, &path, module).await?);
+        // Names no repository may have (upper case) get no image.
+        if module.bytes().all(|b| !b.is_ascii_uppercase()) {
+            pusher
+                .push_image(
+                    &format!("{path}/{module}"),
+                    "v1",
+                    &[Layer::with_files(module_files(module, "v1", &[], "v1"))],
+                    "amd64",
+                )
+                .await?;
+        }
+    }
+    let registry = state.registry("tls")?;
+    let cfg = crate::image::docker_cfg(
+        &[(
+            &registry.host,
+            registry.username.as_deref().unwrap_or_default(),
+            registry.password.as_deref().unwrap_or_default(),
+        )],
+        true,
+    );
+    let client = crate::client(state).await?;
+    deckhouse_api(&client, "v1alpha1", "ModuleSource", "modulesources")
+        .patch(
+            name,
+            &PatchParams::apply("mpo-sandbox-fixtures").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource",
+                "metadata": {"name": name},
+                "spec": {"registry": {
+                    "repo": format!("{}/{path}", registry.host),
+                    "dockerCfg": cfg,
+                    "ca": std::fs::read_to_string(&state.ca_file)?,
+                }},
+            })),
+        )
+        .await?;
+    Ok((path, digests))
+}
+
+/// Deletes `<path>@digest` from the `tls` registry (a catalog tag dropped).
+pub async fn delete_catalog_tag(state: &State, path: &str, digest: &str) -> anyhow::Result<()> {
+    delete_from(state, path, digest).await
 }
 
 /// A hook that succeeds and one that fails, as shell hooks in the image's `hooks/`.
@@ -236,11 +328,15 @@ pub async fn push_module_image(
 /// Deletes `<repo>/<module>@digest` (and so every tag on it) from the `tls` registry,
 /// as a CI cleanup job does, through the registry API (`storage.delete.enabled`).
 pub async fn delete_manifest(state: &State, module: &str, digest: &str) -> anyhow::Result<()> {
+    delete_from(state, &format!("{}/{module}", repo_path("tls")), digest).await
+}
+
+/// Deletes `<repository>@digest` from the `tls` registry through its API.
+async fn delete_from(state: &State, repository: &str, digest: &str) -> anyhow::Result<()> {
     let registry = state.registry("tls")?;
     let url = format!(
-        "https://{}/v2/{}/{module}/manifests/{digest}",
-        registry.host,
-        repo_path("tls")
+        "https://{}/v2/{repository}/manifests/{digest}",
+        registry.host
     );
     let user = format!(
         "{}:{}",

@@ -275,6 +275,22 @@ impl ModuleRegistry {
         Err(format!("GET {url}: unauthorized"))
     }
 
+    /// The module catalog: the tags of the repository itself (docs/deckhouse-real.md
+    /// §3.14), read with the source's credentials.
+    pub async fn catalog(&self) -> Result<Vec<String>, RegistryFailure> {
+        let connected = self.connect().await?;
+        let text = format!("{}:latest", self.repo);
+        let reference: Reference = text
+            .parse()
+            .map_err(|error| failure(format!("parse reference {text}: {error}")))?;
+        let tags = connected
+            .client
+            .list_tags(&reference, &self.auth, None, None)
+            .await
+            .map_err(|error| failure(format!("list tags of {}: {}", self.repo, chain(&error))))?;
+        Ok(tags.tags)
+    }
+
     fn reference(&self, module: &str, tag_or_digest: &str) -> Result<Reference, RegistryFailure> {
         let separator = if tag_or_digest.starts_with("sha256:") {
             '@'

@@ -13,6 +13,8 @@
 //! - `busy-long`: as `busy-429` with a window of [`LONG_BUSY_SECONDS`].
 //! - `modules`: passed through unchanged.
 //!
+//! A mode's own tag list (the catalog of the source repo `<front>/<mode>`) is empty.
+//!
 //! `GET /requests` lists the manifest requests seen (mode, path, answer status), newest
 //! last, for tests that check when a client came back.
 
@@ -107,6 +109,13 @@ async fn forward(State(front): State<Arc<Front>>, request: Request) -> Response 
         Some((mode, rest)) => (mode.to_string(), format!("/v2/modules/{rest}")),
         None => (String::new(), path.clone()),
     };
+    // A mode's own tag list (`<front>/<mode>` as a ModuleSource repo: its module
+    // catalog, docs/deckhouse-real.md §3.14) is empty: forwarded, it would be the
+    // `plain` source's catalog, and a source listing plain's modules makes them all a
+    // Conflict (§3.15).
+    if !mode.is_empty() && mode != "modules" && path == format!("/v2/{mode}/tags/list") {
+        return Json(serde_json::json!({"name": mode, "tags": []})).into_response();
+    }
     let manifest = upstream_path.contains("/manifests/");
     if manifest && let Some((seconds, status)) = busy_window(&mode) {
         let opened = {

@@ -701,13 +701,24 @@ async fn create_objects(
         ("token-module", true),
         ("plain-module", true),
     ];
+    // The sources with broken access share the `test` repository, whose catalog lists
+    // their modules too (§3.14): their ModuleConfigs choose them (§3.15).
+    let chosen = [
+        ("bad-creds-module", "bad-creds"),
+        ("no-ca-module", "no-ca"),
+        ("wrong-host-module", "wrong-host"),
+    ];
     for (name, enabled) in configs {
+        let mut spec = json!({"enabled": enabled, "version": 1});
+        if let Some((_, source)) = chosen.iter().find(|(module, _)| *module == name) {
+            spec["source"] = json!(source);
+        }
         apply(
             &config_api,
             json!({
                 "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
                 "metadata": {"name": name},
-                "spec": {"enabled": enabled, "version": 1},
+                "spec": spec,
             }),
         )
         .await?;

@@ -2,7 +2,7 @@
 //! the ModuleSource controller and the module manager against the real API server and
 //! registries, following docs/deckhouse-real.md and docs/deckhouse-facts.md §2–§4. It shares no code with the plugin.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -233,11 +233,12 @@ pub async fn run(state: &State) -> anyhow::Result<()> {
     if let Err(error) = sync_modules(&apis).await {
         eprintln!("module manager: {error:#}");
     }
-    if let Err(error) = rescan_sources(&apis).await {
+    let memory = tokio::sync::Mutex::new(SourceMemory::default());
+    if let Err(error) = rescan_sources(&apis, &memory, None).await {
         eprintln!("source controller: {error:#}");
     }
     tokio::spawn(module_manager(apis.clone()));
-    tokio::spawn(source_controller(apis.clone()));
+    tokio::spawn(source_controller(apis.clone(), memory.into_inner()));
     override_controller(apis).await
 }
 
@@ -357,6 +358,17 @@ fn observe(tracked: &mut HashMap<String, Tracked>, object: &DynamicObject) {
     }
 }
 
+/// Every object of a kind, by name.
+async fn by_name(api: &Api<DynamicObject>) -> anyhow::Result<HashMap<String, DynamicObject>> {
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|object| Some((object.metadata.name.clone()?, object)))
+        .collect())
+}
+
 fn now_rfc3339() -> String {
     jiff::Timestamp::now()
         .round(jiff::Unit::Second)
@@ -450,13 +462,22 @@ async fn set_module_condition(
     reason: &str,
     message: &str,
 ) -> anyhow::Result<bool> {
-    if let Some(existing) = condition(module, kind)
-        && str_at(existing, "/status") == status
-        && str_at(existing, "/reason") == reason
-        && str_at(existing, "/message") == message
-    {
-        return Ok(false);
-    }
+    set_module_conditions(apis, module, &[(kind, Some((status, reason, message)))]).await
+}
+
+/// A condition's status, reason and message.
+type ConditionValue<'a> = (&'a str, &'a str, &'a str);
+
+/// One condition to set (`Some`) or remove (`None`), by type.
+type ConditionChange<'a> = (&'a str, Option<ConditionValue<'a>>);
+
+/// Applies condition changes in one status write; no write when nothing changes.
+/// `module` must be current.
+async fn set_module_conditions(
+    apis: &Apis,
+    module: &DynamicObject,
+    changes: &[ConditionChange<'_>],
+) -> anyhow::Result<bool> {
     let now = now_rfc3339();
     let mut conditions: Vec<Value> = module
         .data
@@ -464,17 +485,39 @@ async fn set_module_condition(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    conditions.retain(|condition| condition.get("type").and_then(Value::as_str) != Some(kind));
-    let mut entry = json!({
-        "type": kind, "status": status, "lastProbeTime": now, "lastTransitionTime": now,
-    });
-    if !reason.is_empty() {
-        entry["reason"] = json!(reason);
+    let mut changed = false;
+    for (kind, wanted) in changes {
+        let existing = condition(module, kind);
+        let same = match (existing, wanted) {
+            (None, None) => true,
+            (Some(existing), Some((status, reason, message))) => {
+                str_at(existing, "/status") == *status
+                    && str_at(existing, "/reason") == *reason
+                    && str_at(existing, "/message") == *message
+            }
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        changed = true;
+        conditions.retain(|condition| condition.get("type").and_then(Value::as_str) != Some(kind));
+        if let Some((status, reason, message)) = wanted {
+            let mut entry = json!({
+                "type": kind, "status": status, "lastProbeTime": now, "lastTransitionTime": now,
+            });
+            if !reason.is_empty() {
+                entry["reason"] = json!(reason);
+            }
+            if !message.is_empty() {
+                entry["message"] = json!(message);
+            }
+            conditions.push(entry);
+        }
     }
-    if !message.is_empty() {
-        entry["message"] = json!(message);
+    if !changed {
+        return Ok(false);
     }
-    conditions.push(entry);
     let name = module.metadata.name.clone().unwrap_or_default();
     apis.module
         .patch_status(
@@ -839,14 +882,7 @@ async fn module_manager(apis: Apis) {
 async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
     let settings = apis.settings().await;
     let bundle = apis.bundle().await;
-    let configs: HashMap<String, DynamicObject> = apis
-        .config
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|config| Some((config.metadata.name.clone()?, config)))
-        .collect();
+    let configs = by_name(&apis.config).await?;
     for module in apis.module.list(&ListParams::default()).await?.items {
         let Some(name) = module.metadata.name.clone() else {
             continue;
@@ -897,9 +933,13 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
                 && settings.dkp_minor >= 77
                 && enabled_by_bundle(&module, &settings.edition, &bundle));
         let current = str_at(properties, "/source");
+        let phase_now = str_at(&module.data, "/status/phase");
         let (source, phase) = if !enabled {
-            let phase = if available.is_empty() {
+            // §4: a disabled module is Downloaded; Available and Unavailable are kept.
+            let phase = if available.is_empty() || phase_now == "Available" {
                 "Available"
+            } else if phase_now == "Unavailable" {
+                "Unavailable"
             } else {
                 "Downloaded"
             };
@@ -908,6 +948,10 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
             match (chosen, available.as_slice()) {
                 (Some(chosen), _) => (chosen.to_string(), "Ready"),
                 (None, [single]) => ((*single).to_string(), "Ready"),
+                // The chosen source is not cleared when it goes away: that is how an
+                // enabled module comes to name a deleted source (§3.0 "The source not
+                // found", §3.14).
+                (None, []) if !current.is_empty() => (current.to_string(), "Ready"),
                 (None, []) => (String::new(), "Available"),
                 (None, several) if several.contains(&"deckhouse") => {
                     ("deckhouse".to_string(), "Ready")
@@ -930,20 +974,46 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
         } else {
             module
         };
-        // Several sources and no choice: IsReady=False, reason Conflict (§3.15).
+        // Several sources and no choice: IsReady=False, reason Conflict (§3.15). A
+        // ModuleConfig that turns the module off: EnabledByModuleManager and IsReady
+        // False, reason ModuleConfig, hooksState cleared (§4 "Disabled"); both go
+        // when it is turned on again.
+        const OFF: ConditionValue = ("False", "ModuleConfig", "turned off by module config");
+        let ready_reason = condition(&module, "IsReady").map(|c| str_at(c, "/reason"));
+        let manager_off = condition(&module, "EnabledByModuleManager")
+            .is_some_and(|c| str_at(c, "/reason") == "ModuleConfig");
+        let mut changes: Vec<ConditionChange> = Vec::new();
         if phase == "Conflict" {
-            set_module_condition(
-                apis,
-                &module,
+            changes.push((
                 "IsReady",
-                "False",
-                "Conflict",
-                "several available sources",
-            )
-            .await?;
-        } else if condition(&module, "IsReady").is_some_and(|c| str_at(c, "/reason") == "Conflict")
+                Some(("False", "Conflict", "several available sources")),
+            ));
+        } else if enabled_by_config == Some(false) {
+            changes.push(("EnabledByModuleManager", Some(OFF)));
+            changes.push(("IsReady", Some(OFF)));
+        } else if matches!(ready_reason, Some("Conflict" | "ModuleConfig"))
+            || (enabled && ready_reason == Some("NotInstalled"))
         {
-            remove_module_condition(apis, &module, "IsReady").await?;
+            changes.push(("IsReady", None));
+        }
+        if manager_off && enabled_by_config != Some(false) {
+            changes.push(("EnabledByModuleManager", None));
+        }
+        let module = if set_module_conditions(apis, &module, &changes).await? {
+            apis.module.get(&name).await?
+        } else {
+            module
+        };
+        if enabled_by_config == Some(false)
+            && !str_at(&module.data, "/status/hooksState").is_empty()
+        {
+            apis.module
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "status": { "hooksState": "" } })),
+                )
+                .await?;
         }
         // After a deploy the module's run owns its phase (deckhouse_pod.rs, §4).
         let run_owns_phase = phase == "Ready" && condition(&module, "IsReady").is_some();
@@ -960,50 +1030,210 @@ async fn sync_modules(apis: &Apis) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn remove_module_condition(
-    apis: &Apis,
-    module: &DynamicObject,
-    kind: &str,
-) -> anyhow::Result<bool> {
-    if condition(module, kind).is_none() {
-        return Ok(false);
-    }
-    let mut conditions: Vec<Value> = module
-        .data
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    conditions.retain(|condition| condition.get("type").and_then(Value::as_str) != Some(kind));
-    let name = module.metadata.name.clone().unwrap_or_default();
-    apis.module
-        .patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "conditions": conditions } })),
-        )
-        .await?;
-    Ok(true)
+// ---------------------------------------------------------------------------------------
+// ModuleSource controller (§3.14, §3.16): Module objects from each source's registry
+// catalog, and `status.modules`, on its own rescan interval.
+
+/// What the source controller remembers between scans.
+#[derive(Default)]
+struct SourceMemory {
+    /// Source names and generations of the last scan: a new or changed source is
+    /// scanned at once, and one gone since was deleted.
+    generations: HashMap<String, i64>,
+    /// Sources whose client could not be built (a dockerCfg that does not parse), by
+    /// the generation tried: not retried until the spec changes (§3.14).
+    bad_spec: HashMap<String, i64>,
 }
 
-// ---------------------------------------------------------------------------------------
-// ModuleSource controller: status.modules with `overridden`, on its own rescan interval.
-
-/// Runs after the first `rescan_sources` in `run`.
-async fn source_controller(apis: Apis) {
-    loop {
-        let settings = apis.settings().await;
-        tokio::time::sleep(settings.source_rescan).await;
-        if let Err(error) = rescan_sources(&apis).await {
-            eprintln!("source controller: {error:#}");
+impl SourceMemory {
+    /// Whether a watch event asks for a scan now: a source appeared, its spec changed,
+    /// or it is gone. Status writes (the scans' own) do not.
+    fn wants_scan(&self, event: &watcher::Event<DynamicObject>) -> Option<String> {
+        match event {
+            watcher::Event::Apply(source) | watcher::Event::Delete(source) => {
+                let name = source.metadata.name.clone().unwrap_or_default();
+                let deleted = matches!(event, watcher::Event::Delete(_));
+                let changed = self.generations.get(&name)
+                    != Some(&source.metadata.generation.unwrap_or_default());
+                (deleted || changed).then_some(name)
+            }
+            _ => None,
         }
     }
 }
 
-/// §3.16: each rescan recomputes `overridden` (an MPO exists); overridden entries keep
-/// their old `version` and `checksum`; `policy` is the ModuleConfig's `updatePolicy`,
-/// else Deckhouse's (empty here).
-async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
+/// Runs after the first `rescan_sources` in `run`: every source each rescan interval,
+/// and a source at once when it appears, its spec changes or it is deleted.
+async fn source_controller(apis: Apis, memory: SourceMemory) {
+    let memory = std::sync::Arc::new(tokio::sync::Mutex::new(memory));
+    let mut events = watcher(apis.source.clone(), watcher::Config::default()).boxed();
+    let mut last = tokio::time::Instant::now();
+    loop {
+        let due = last + apis.settings().await.source_rescan;
+        let only = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(event)) => match memory.lock().await.wants_scan(&event) {
+                    Some(name) => Some(HashSet::from([name])),
+                    None => continue,
+                },
+                Some(Err(error)) => {
+                    eprintln!("source watch error: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep_until(due) => None,
+        };
+        if only.is_none() {
+            last = tokio::time::Instant::now();
+        }
+        // Scans run side by side, as reconciles of different sources do.
+        let (apis, memory) = (apis.clone(), memory.clone());
+        tokio::spawn(async move {
+            if let Err(error) = rescan_sources(&apis, &memory, only.as_ref()).await {
+                eprintln!("source controller: {error:#}");
+            }
+        });
+    }
+}
+
+/// The catalog names Deckhouse makes Modules of (§3.14): not `modules`, at most 64
+/// characters, DNS-1123 labels (newer source), at most 1500.
+fn catalog_modules(tags: Vec<String>) -> Vec<String> {
+    let dns_label = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-')
+    };
+    tags.into_iter()
+        .filter(|tag| tag != "modules" && tag.len() <= 64 && dns_label(tag))
+        .take(1500)
+        .collect()
+}
+
+fn available_sources(module: &DynamicObject) -> Vec<String> {
+    module
+        .data
+        .pointer("/properties/availableSources")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A Module as the source controller creates it from a catalog tag (§3.14).
+async fn create_catalog_module(apis: &Apis, name: &str, source: &str) -> anyhow::Result<()> {
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "deckhouse.io/v1alpha1", "kind": "Module",
+        "metadata": {"name": name},
+        "properties": {"availableSources": [source], "weight": 900, "version": ""},
+    }))?;
+    let created = match apis
+        .module
+        .create(&kube::api::PostParams::default(), &object)
+        .await
+    {
+        Ok(created) => created,
+        // Made meanwhile (by a seeder or a test playing an earlier scan): the next
+        // scan adds the source to it.
+        Err(kube::Error::Api(response)) if response.code == 409 => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let now = now_rfc3339();
+    let status = json!({ "status": {
+        "phase": "Available",
+        "conditions": [
+            {"type": "EnabledByModuleManager", "status": "False", "lastProbeTime": now, "lastTransitionTime": now},
+            {"type": "IsReady", "status": "False", "reason": "NotInstalled", "lastProbeTime": now, "lastTransitionTime": now},
+        ],
+    }});
+    apis.module
+        .patch_status(
+            created.metadata.name.as_deref().unwrap_or(name),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await?;
+    println!("module {name} created from the catalog of ModuleSource {source}");
+    Ok(())
+}
+
+/// Takes `source` off a Module's `availableSources` (its catalog tag is gone, or the
+/// source was deleted); a Module left with none is deleted unless it is enabled (§3.14).
+/// The Module as it is after, `None` once deleted.
+async fn drop_source(
+    apis: &Apis,
+    module: &DynamicObject,
+    source: &str,
+    configs: &HashMap<String, DynamicObject>,
+) -> anyhow::Result<Option<DynamicObject>> {
+    let name = module.metadata.name.clone().unwrap_or_default();
+    let mut available = available_sources(module);
+    available.retain(|s| s != source);
+    let enabled = configs
+        .get(&name)
+        .and_then(|config| config.data.pointer("/spec/enabled"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if available.is_empty() && !enabled {
+        apis.module.delete(&name, &Default::default()).await?;
+        println!("module {name} deleted: its last source {source} no longer offers it");
+        return Ok(None);
+    }
+    let patched = apis
+        .module
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "properties": { "availableSources": available } })),
+        )
+        .await?;
+    Ok(Some(patched))
+}
+
+/// `drop_source`, keeping the scan's view of the Modules current.
+async fn drop_source_in(
+    apis: &Apis,
+    modules: &mut HashMap<String, DynamicObject>,
+    name: &str,
+    source: &str,
+    configs: &HashMap<String, DynamicObject>,
+) -> anyhow::Result<()> {
+    let Some(module) = modules.get(name) else {
+        return Ok(());
+    };
+    if !available_sources(module).iter().any(|s| s == source) {
+        return Ok(());
+    }
+    match drop_source(apis, module, source, configs).await? {
+        Some(module) => modules.insert(name.to_string(), module),
+        None => modules.remove(name),
+    };
+    Ok(())
+}
+
+/// One scan of every source. §3.14: each readable catalog tag is a Module (created
+/// when missing, the source added to its `availableSources`); a tag gone from the
+/// catalog, or a deleted source, takes the source off the Module. §3.16: the catalog
+/// is listed in `status.modules` with `overridden` (an override exists) recomputed,
+/// old `version`/`checksum` kept for overridden entries, `policy` the ModuleConfig's
+/// `updatePolicy`. A client that cannot be built (bad dockerCfg) writes the error to
+/// `status.message` and is not retried until the spec changes; a catalog that cannot
+/// be read changes no Module. `only`: scan just these sources (those a watch event
+/// named); deleted sources are always handled.
+async fn rescan_sources(
+    apis: &Apis,
+    memory: &tokio::sync::Mutex<SourceMemory>,
+    only: Option<&HashSet<String>>,
+) -> anyhow::Result<()> {
     let overrides: Vec<String> = apis
         .mpo
         .list(&ListParams::default())
@@ -1012,19 +1242,71 @@ async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|mpo| mpo.metadata.name)
         .collect();
-    let configs: HashMap<String, DynamicObject> = apis
-        .config
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|config| Some((config.metadata.name.clone()?, config)))
+    let configs = by_name(&apis.config).await?;
+    let mut modules = by_name(&apis.module).await?;
+    let sources = apis.source.list(&ListParams::default()).await?.items;
+    let current: HashMap<String, i64> = sources
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.metadata.name.clone()?,
+                s.metadata.generation.unwrap_or_default(),
+            ))
+        })
         .collect();
-    let modules = apis.module.list(&ListParams::default()).await?.items;
-    for source in apis.source.list(&ListParams::default()).await?.items {
+    // Deleted sources: every Module they offered loses them. The memory is held only
+    // while it is read or written, never across a registry request.
+    let (gone, bad_spec) = {
+        let mut memory = memory.lock().await;
+        let gone: Vec<String> = memory
+            .generations
+            .keys()
+            .filter(|name| !current.contains_key(*name))
+            .cloned()
+            .collect();
+        memory
+            .generations
+            .retain(|name, _| current.contains_key(name));
+        memory.bad_spec.retain(|name, _| current.contains_key(name));
+        (gone, memory.bad_spec.clone())
+    };
+    for gone in gone {
+        let names: Vec<String> = modules.keys().cloned().collect();
+        for name in names {
+            if let Err(error) = drop_source_in(apis, &mut modules, &name, &gone, &configs).await {
+                eprintln!("source controller: Module {name}: {error:#}");
+            }
+        }
+    }
+    // Each source is its own reconcile: the catalogs are read concurrently, so that a
+    // registry that stalls holds up only its own source.
+    let scanned: Vec<DynamicObject> = sources
+        .into_iter()
+        .filter(|source| {
+            let name = source.metadata.name.as_deref().unwrap_or_default();
+            let generation = source.metadata.generation.unwrap_or_default();
+            only.is_none_or(|only| only.contains(name)) && bad_spec.get(name) != Some(&generation)
+        })
+        .collect();
+    let catalogs = futures::future::join_all(scanned.iter().map(|source| async move {
+        match ModuleRegistry::from_source(&source.data) {
+            Ok(registry) => match registry.catalog().await {
+                Ok(tags) => Ok(catalog_modules(tags)),
+                Err(failure) => Err((false, failure.to_string())),
+            },
+            Err(failure) => Err((true, failure.to_string())),
+        }
+    }))
+    .await;
+    for (source, catalog) in scanned.into_iter().zip(catalogs) {
         let Some(source_name) = source.metadata.name.clone() else {
             continue;
         };
+        let generation = source.metadata.generation.unwrap_or_default();
+        let mut remembered = memory.lock().await;
+        remembered
+            .generations
+            .insert(source_name.clone(), generation);
         let previous: HashMap<String, Value> = source
             .data
             .pointer("/status/modules")
@@ -1033,52 +1315,110 @@ async fn rescan_sources(apis: &Apis) -> anyhow::Result<()> {
             .flatten()
             .filter_map(|entry| Some((entry.get("name")?.as_str()?.to_string(), entry.clone())))
             .collect();
-        let mut listed = Vec::new();
-        for module in &modules {
-            let Some(module_name) = module.metadata.name.as_deref() else {
-                continue;
-            };
-            let offered = module
-                .data
-                .pointer("/properties/availableSources")
-                .and_then(Value::as_array)
-                .is_some_and(|list| {
-                    list.iter()
-                        .any(|entry| entry.as_str() == Some(&source_name))
-                });
-            if !offered {
-                continue;
+        let catalog = match catalog {
+            Ok(catalog) => {
+                remembered.bad_spec.remove(&source_name);
+                drop(remembered);
+                catalog
             }
-            let overridden = overrides.iter().any(|name| name == module_name);
-            let policy = configs
-                .get(module_name)
-                .map(|config| str_at(&config.data, "/spec/updatePolicy"))
-                .unwrap_or_default();
-            let mut entry = json!({
-                "name": module_name,
-                "version": str_at(&module.data, "/properties/version"),
-                "policy": policy,
-                "overridden": overridden,
-            });
-            if overridden && let Some(old) = previous.get(module_name) {
-                entry["version"] = json!(str_at(old, "/version"));
-                if let Some(checksum) = old.get("checksum") {
-                    entry["checksum"] = checksum.clone();
+            Err((bad_spec, message)) => {
+                if bad_spec {
+                    remembered.bad_spec.insert(source_name.clone(), generation);
                 }
+                drop(remembered);
+                write_source_status(apis, &source_name, json!({ "message": message })).await?;
+                continue;
             }
-            listed.push(entry);
+        };
+        // One Module's failure is logged and the scan goes on, as a controller's
+        // reconcile of one object does not stop the others.
+        for name in &catalog {
+            let done = match modules.get(name) {
+                None => create_catalog_module(apis, name, &source_name).await,
+                Some(module) if !available_sources(module).contains(&source_name) => {
+                    let mut available = available_sources(module);
+                    available.push(source_name.clone());
+                    apis.module
+                        .patch(
+                            name,
+                            &PatchParams::default(),
+                            &Patch::Merge(
+                                json!({ "properties": { "availableSources": available } }),
+                            ),
+                        )
+                        .await
+                        .map(|patched| {
+                            modules.insert(name.clone(), patched);
+                        })
+                        .map_err(Into::into)
+                }
+                Some(_) => Ok(()),
+            };
+            if let Err(error) = done {
+                eprintln!("source controller: Module {name}: {error:#}");
+            }
         }
-        let status = json!({ "status": {
-            "modules": listed,
-            "modulesCount": listed.len(),
-            "phase": "Active",
-            "syncTime": now_rfc3339(),
-        }});
-        apis.source
-            .patch_status(&source_name, &PatchParams::default(), &Patch::Merge(status))
-            .await
-            .with_context(|| format!("ModuleSource {source_name}"))?;
+        // "Tag forgotten": a module the catalog listed at the last scan and no longer does.
+        for forgotten in previous.keys().filter(|name| !catalog.contains(name)) {
+            if let Err(error) =
+                drop_source_in(apis, &mut modules, forgotten, &source_name, &configs).await
+            {
+                eprintln!("source controller: Module {forgotten}: {error:#}");
+            }
+        }
+        let listed: Vec<Value> = catalog
+            .iter()
+            .map(|module_name| {
+                let overridden = overrides.iter().any(|name| name == module_name);
+                let policy = configs
+                    .get(module_name)
+                    .map(|config| str_at(&config.data, "/spec/updatePolicy"))
+                    .unwrap_or_default();
+                let version = modules
+                    .get(module_name)
+                    .map(|module| str_at(&module.data, "/properties/version"))
+                    .unwrap_or_default();
+                let mut entry = json!({
+                    "name": module_name,
+                    "version": version,
+                    "policy": policy,
+                    "overridden": overridden,
+                });
+                if overridden && let Some(old) = previous.get(module_name) {
+                    entry["version"] = json!(str_at(old, "/version"));
+                    if let Some(checksum) = old.get("checksum") {
+                        entry["checksum"] = checksum.clone();
+                    }
+                }
+                entry
+            })
+            .collect();
+        write_source_status(
+            apis,
+            &source_name,
+            json!({
+                "modules": listed,
+                "modulesCount": listed.len(),
+                "phase": "Active",
+                "message": "",
+            }),
+        )
+        .await?;
     }
+    Ok(())
+}
+
+/// A ModuleSource status write, with `syncTime` (every status write stamps it).
+async fn write_source_status(apis: &Apis, name: &str, mut status: Value) -> anyhow::Result<()> {
+    status["syncTime"] = json!(now_rfc3339());
+    apis.source
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .with_context(|| format!("ModuleSource {name}"))?;
     Ok(())
 }
 

@@ -20,9 +20,7 @@ fn gen_a() -> bool {
 
 /// Applies an object given as JSON with kubectl; returns the run.
 fn apply(object: Value) -> crate::support::Run {
-    let file = std::env::temp_dir().join(format!("{}.json", unique("gen-object")));
-    std::fs::write(&file, object.to_string()).expect("write object");
-    kubectl(&["apply", "-f", &file.display().to_string()])
+    crate::support::kubectl_apply(&object)
 }
 
 /// An override as this generation's API takes it (v1alpha1 needs `spec.source`).
@@ -468,6 +466,45 @@ fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
         if generation() == 'C' {
             assert_eq!(mpo_field(&name, key), "true");
         }
+    }
+}
+
+/// §3.2: where the controller may be gen D, renewing several unchanged overrides means
+/// a Deckhouse restart for each, so it is asked for (`--yes` off a terminal) and
+/// changes nothing unanswered; `--check-only` only wakes the controller and never sets
+/// the modern key. On gen A and B nothing is asked.
+#[test]
+fn renewing_several_unchanged_overrides_is_asked_for_where_it_may_redeploy() {
+    let _settings = crate::support::simulator_settings_lock();
+    let (first, _) = deployed("gen-many");
+    let (second, _) = deployed("gen-many");
+    let key = ".metadata.annotations.modules\\.deckhouse\\.io/renew";
+    let stamp = |name: &str| mpo_field(name, ".metadata.annotations.renew");
+    let refused = mpo(&["renew", &first, &second]);
+    if matches!(generation(), 'A' | 'B') {
+        refused.assert_code(0);
+        return;
+    }
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("--yes") && refused.stderr.contains("--check-only"),
+        "{refused:?}"
+    );
+    assert_eq!(stamp(&first), "", "nothing was renewed: {refused:?}");
+
+    let checked = mpo(&["renew", &first, &second, "--check-only"]);
+    checked.assert_code(0);
+    assert!(
+        !checked.stderr.contains("restarts Deckhouse"),
+        "{checked:?}"
+    );
+    for name in [&first, &second] {
+        assert!(!stamp(name).is_empty(), "{checked:?}");
+        assert_eq!(mpo_field(name, key), "", "no forced redeploy: {checked:?}");
+    }
+    mpo(&["renew", &first, &second, "--yes"]).assert_code(0);
+    if generation() == 'C' {
+        assert_eq!(mpo_field(&first, key), "true");
     }
 }
 

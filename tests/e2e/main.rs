@@ -6,6 +6,7 @@ mod support;
 
 mod admission;
 mod backpressure;
+mod catalog;
 mod cli;
 mod completion;
 mod conventions;

@@ -21,16 +21,29 @@ fn module_of_source(name: &str, source: &str, registry: Value) {
     .unwrap_or_else(|err| panic!("preparing module {name} of {source}: {err:#}"));
 }
 
-/// Pushes `modules/<name>:<tag>` to the plain-HTTP registry; returns its digest.
+/// Pushes `modules/<name>:<tag>` to the plain-HTTP registry (behind the registry front
+/// as `<front>/<mode>/<name>`); returns its digest.
 fn push_to_http_registry(name: &str, tag: &str) -> String {
-    block_on(mpo_sandbox::fixtures::push_module_to(
+    push_at("http", mpo_sandbox::seed::repo_path("http"), name, tag)
+}
+
+/// Pushes `<name>/<name>:<tag>` to the plain-HTTP registry: the repo of a source of the
+/// module's own (a source on the shared `modules` repo would offer plain's modules too,
+/// §3.14, and make them a Conflict); returns its digest.
+fn push_to_own_http_repo(name: &str, tag: &str) -> String {
+    push_at("http", name, name, tag)
+}
+
+fn push_at(registry: &str, path: &str, name: &str, tag: &str) -> String {
+    block_on(mpo_sandbox::fixtures::push_module_at(
         state(),
-        "http",
+        registry,
+        path,
         name,
         tag,
-        "plain http build",
+        "own repo build",
     ))
-    .unwrap_or_else(|err| panic!("pushing {name}:{tag}: {err:#}"))
+    .unwrap_or_else(|err| panic!("pushing {path}/{name}:{tag}: {err:#}"))
 }
 
 fn status_json(args: &[&str]) -> (crate::support::Run, Value) {
@@ -71,11 +84,11 @@ fn front_answers(path: &str) -> Vec<u64> {
 fn https_source_on_a_loopback_plain_http_registry_falls_back_to_http() {
     let name = unique("https-on-http");
     let http = state().registry("http").expect("http registry");
-    let digest = push_to_http_registry(&name, "v1");
+    let digest = push_to_own_http_repo(&name, "v1");
     module_of_source(
         &name,
         &name,
-        json!({"repo": format!("{}/modules", http.host), "scheme": "HTTPS"}),
+        json!({"repo": format!("{}/{name}", http.host), "scheme": "HTTPS"}),
     );
     mpo(&[
         "create",
@@ -113,12 +126,12 @@ fn https_source_on_a_loopback_plain_http_registry_falls_back_to_http() {
 fn a_garbage_ca_is_warned_about_and_ignored() {
     let name = unique("garbage-ca");
     let http = state().registry("http").expect("http registry");
-    let digest = push_to_http_registry(&name, "v1");
+    let digest = push_to_own_http_repo(&name, "v1");
     module_of_source(
         &name,
         &name,
         json!({
-            "repo": format!("{}/modules", http.host), "scheme": "HTTP",
+            "repo": format!("{}/{name}", http.host), "scheme": "HTTP",
             "ca": "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n",
         }),
     );
@@ -224,9 +237,7 @@ fn override_without_module(name: &str) {
         "metadata": {"name": name},
         "spec": {"imageTag": "v1", "scanInterval": "1h", "rollback": false},
     });
-    let file = std::env::temp_dir().join(format!("{name}.json"));
-    std::fs::write(&file, object.to_string()).expect("write");
-    kubectl(&["apply", "-f", &file.display().to_string()]).assert_code(0);
+    crate::support::kubectl_apply(&object).assert_code(0);
 }
 
 fn status_through_front(
@@ -314,7 +325,9 @@ fn raw_json_docker_cfg_with_a_url_key_is_matched_by_host_and_port() {
     use base64::Engine;
     let name = unique("raw-cfg");
     let tls = state().registry("tls").expect("tls registry");
-    let digests = crate::support::module_with_images(&name, true, &["v1"]);
+    let source = format!("{name}-src");
+    let path = format!("catalog-tests/{source}");
+    let digests = [push_at("tls", &path, &name, "v1")];
     let auth = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",
         tls.username.as_deref().unwrap_or_default(),
@@ -323,12 +336,11 @@ fn raw_json_docker_cfg_with_a_url_key_is_matched_by_host_and_port() {
     let ca = std::fs::read_to_string(&state().ca_file).expect("CA");
     let docker_cfg =
         json!({"auths": {format!("https://{}/v2/", tls.host): {"auth": auth}}}).to_string();
-    let source = format!("{name}-src");
     module_of_source(
         &name,
         &source,
         json!({
-            "repo": format!("{}/{}", tls.host, mpo_sandbox::seed::repo_path("tls")),
+            "repo": format!("{}/{path}", tls.host),
             "scheme": "HTTPS", "ca": ca, "dockerCfg": docker_cfg,
         }),
     );
