@@ -70,8 +70,6 @@ pub async fn module_with_images(
     for tag in tags {
         digests.push(push_module(state, module, tag, &format!("{tag} build")).await?);
     }
-    // The source's catalog lists it, as Deckhouse's module publishing does (§3.14).
-    push_catalog_tag(state, repo_path("tls"), module).await?;
     module_objects(state, module, enabled, json!({})).await?;
     wait_settled(state, module, enabled).await?;
     Ok(digests)

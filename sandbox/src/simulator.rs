@@ -1098,6 +1098,25 @@ async fn source_controller(apis: Apis, memory: SourceMemory) {
     }
 }
 
+/// The release channel a module follows, as Deckhouse tags it (`EarlyAccess` →
+/// `early-access`); `stable` when the Module names none.
+fn release_channel(module: Option<&DynamicObject>) -> String {
+    let named = module
+        .map(|module| str_at(&module.data, "/properties/releaseChannel"))
+        .unwrap_or_default();
+    if named.is_empty() {
+        return "stable".into();
+    }
+    let mut channel = String::new();
+    for (index, c) in named.chars().enumerate() {
+        if c.is_ascii_uppercase() && index > 0 {
+            channel.push('-');
+        }
+        channel.push(c.to_ascii_lowercase());
+    }
+    channel
+}
+
 /// The catalog names Deckhouse makes Modules of (§3.14): not `modules`, at most 64
 /// characters, DNS-1123 labels (newer source), at most 1500.
 fn catalog_modules(tags: Vec<String>) -> Vec<String> {
@@ -1224,8 +1243,10 @@ async fn drop_source_in(
 /// when missing, the source added to its `availableSources`); a tag gone from the
 /// catalog, or a deleted source, takes the source off the Module. §3.16: the catalog
 /// is listed in `status.modules` with `overridden` (an override exists) recomputed,
-/// old `version`/`checksum` kept for overridden entries, `policy` the ModuleConfig's
-/// `updatePolicy`. A client that cannot be built (bad dockerCfg) writes the error to
+/// old `version`/`checksum` kept for overridden entries (not pulled), `policy` the
+/// ModuleConfig's `updatePolicy`; the others' release on their channel gives the
+/// `checksum`, or the entry's `error` and the message `Some errors occurred. Inspect
+/// status for details`. A client that cannot be built (bad dockerCfg) writes the error to
 /// `status.message` and is not retried until the spec changes; a catalog that cannot
 /// be read changes no Module. `only`: scan just these sources (those a watch event
 /// named); deleted sources are always handled.
@@ -1291,7 +1312,7 @@ async fn rescan_sources(
     let catalogs = futures::future::join_all(scanned.iter().map(|source| async move {
         match ModuleRegistry::from_source(&source.data) {
             Ok(registry) => match registry.catalog().await {
-                Ok(tags) => Ok(catalog_modules(tags)),
+                Ok(tags) => Ok((registry, catalog_modules(tags))),
                 Err(failure) => Err((false, failure.to_string())),
             },
             Err(failure) => Err((true, failure.to_string())),
@@ -1315,11 +1336,11 @@ async fn rescan_sources(
             .flatten()
             .filter_map(|entry| Some((entry.get("name")?.as_str()?.to_string(), entry.clone())))
             .collect();
-        let catalog = match catalog {
-            Ok(catalog) => {
+        let (registry, catalog) = match catalog {
+            Ok(read) => {
                 remembered.bad_spec.remove(&source_name);
                 drop(remembered);
-                catalog
+                read
             }
             Err((bad_spec, message)) => {
                 if bad_spec {
@@ -1366,33 +1387,54 @@ async fn rescan_sources(
                 eprintln!("source controller: Module {forgotten}: {error:#}");
             }
         }
-        let listed: Vec<Value> = catalog
-            .iter()
-            .map(|module_name| {
-                let overridden = overrides.iter().any(|name| name == module_name);
-                let policy = configs
-                    .get(module_name)
-                    .map(|config| str_at(&config.data, "/spec/updatePolicy"))
-                    .unwrap_or_default();
-                let version = modules
-                    .get(module_name)
-                    .map(|module| str_at(&module.data, "/properties/version"))
-                    .unwrap_or_default();
-                let mut entry = json!({
-                    "name": module_name,
-                    "version": version,
-                    "policy": policy,
-                    "overridden": overridden,
-                });
-                if overridden && let Some(old) = previous.get(module_name) {
+        let mut listed: Vec<Value> = Vec::with_capacity(catalog.len());
+        for module_name in &catalog {
+            let overridden = overrides.iter().any(|name| name == module_name);
+            let policy = configs
+                .get(module_name)
+                .map(|config| str_at(&config.data, "/spec/updatePolicy"))
+                .unwrap_or_default();
+            let module = modules.get(module_name);
+            let version = module
+                .map(|module| str_at(&module.data, "/properties/version"))
+                .unwrap_or_default();
+            let mut entry = json!({
+                "name": module_name,
+                "version": version,
+                "policy": policy,
+                "overridden": overridden,
+            });
+            if overridden {
+                // Not pulled: the old version and checksum stay.
+                if let Some(old) = previous.get(module_name) {
                     entry["version"] = json!(str_at(old, "/version"));
                     if let Some(checksum) = old.get("checksum") {
                         entry["checksum"] = checksum.clone();
                     }
                 }
-                entry
-            })
-            .collect();
+            } else {
+                // The module's release on its channel: its digest is the checksum, a
+                // failure the entry's `error`.
+                let channel = release_channel(module);
+                match registry
+                    .module_digest(&format!("{module_name}/release"), &channel)
+                    .await
+                {
+                    Ok(digest) => entry["checksum"] = json!(digest),
+                    Err(failure) => {
+                        entry["error"] = json!(format!(
+                            "fetch the {channel} release of {module_name}: {failure}"
+                        ))
+                    }
+                }
+            }
+            listed.push(entry);
+        }
+        let message = if listed.iter().any(|entry| entry.get("error").is_some()) {
+            "Some errors occurred. Inspect status for details"
+        } else {
+            ""
+        };
         write_source_status(
             apis,
             &source_name,
@@ -1400,7 +1442,7 @@ async fn rescan_sources(
                 "modules": listed,
                 "modulesCount": listed.len(),
                 "phase": "Active",
-                "message": "",
+                "message": message,
             }),
         )
         .await?;
@@ -1436,6 +1478,24 @@ fn announce_deploy(name: &str, tag: &str, resolved: &str, source: &DynamicObject
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_channels_are_tagged_in_kebab_case() {
+        let module = |channel: &str| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "deckhouse.io/v1alpha1", "kind": "Module",
+                "metadata": {"name": "m"}, "properties": {"releaseChannel": channel},
+            }))
+            .expect("module")
+        };
+        assert_eq!(
+            release_channel(Some(&module("EarlyAccess"))),
+            "early-access"
+        );
+        assert_eq!(release_channel(Some(&module("Alpha"))), "alpha");
+        assert_eq!(release_channel(Some(&module(""))), "stable");
+        assert_eq!(release_channel(None), "stable");
+    }
 
     #[test]
     fn intervals() {

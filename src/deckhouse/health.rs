@@ -264,14 +264,24 @@ pub fn health_steps(
             .and_then(|s| s.sync_time.clone())
             .unwrap_or_else(|| "never".into());
         let timing = format!("last sync {sync}, rescans every 3 minutes");
+        // The source's error is about its own pull of the module's releases, which an
+        // override bypasses (docs/deckhouse-real.md §3.16): it matters once the override
+        // is deleted and the module returns to its release channel.
         match error {
             Some(error) => steps.push(step(
                 "source-errors",
-                StepState::Failed,
+                StepState::Warning,
                 format!(
                     "ModuleSource {source_name} reports an error for {name}: {error} ({timing})"
                 ),
-                status.and_then(|s| s.message.clone()),
+                Some(format!(
+                    "{}the source could not fetch the module's release; the override does not need it, but the module falls back to its release channel when the override is deleted",
+                    status
+                        .and_then(|s| s.message.as_deref())
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!("{m}: "))
+                        .unwrap_or_default()
+                )),
                 vec![format!("kubectl get modulesource {source_name} -o yaml")],
             )),
             None => steps.push(step(

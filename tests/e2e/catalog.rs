@@ -1,6 +1,7 @@
 //! The ModuleSource controller makes Module objects from each source's registry
 //! catalog and takes them away again (docs/deckhouse-real.md §3.14), and lists the
-//! catalog in `status.modules` (§3.16). The plugin reads what it made.
+//! catalog in `status.modules` with `overridden`, kept versions and release errors
+//! (§3.16). The plugin reads what it made.
 
 use serde_json::Value;
 
@@ -83,6 +84,19 @@ fn modules_come_and_go_with_the_source_catalog() {
             .iter()
             .filter_map(|m| m["name"].as_str().map(str::to_string))
             .collect();
+    // §3.16: the source pulls each module's release on its channel; these have none,
+    // so each entry has an `error` and the source says so.
+    let source_object = object("modulesources.deckhouse.io", &source).expect("source");
+    assert_eq!(
+        source_object["status"]["message"], "Some errors occurred. Inspect status for details",
+        "{source_object}"
+    );
+    assert!(
+        source_object["status"]["modules"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("release")),
+        "{source_object}"
+    );
     let mut want = vec![kept.clone(), dropped.clone(), orphaned.clone()];
     want.sort();
     let mut got = listed.clone();
@@ -118,6 +132,14 @@ fn modules_come_and_go_with_the_source_catalog() {
     let lag = format!("ModuleSource {source} does not show {kept} as overridden yet");
     let report = mpo(&["explain", &kept, "--no-color"]);
     assert!(report.stdout.contains(&lag), "{report:?}");
+    // The release error does not block the override: a warning.
+    report.assert_code(0);
+    assert!(
+        report.stdout.contains(&format!(
+            "ModuleSource {source} reports an error for {kept}"
+        )),
+        "{report:?}"
+    );
     let rescan = |channel: &str| {
         kubectl(&[
             "patch",
@@ -140,6 +162,10 @@ fn modules_come_and_go_with_the_source_catalog() {
         entry()["overridden"] == true
     });
     assert_eq!(entry()["version"], "", "the old version is kept");
+    assert!(
+        entry().get("error").is_none(),
+        "an overridden module is not pulled"
+    );
     assert_eq!(
         module(&kept).expect("module")["properties"]["version"],
         "v1"
@@ -147,6 +173,12 @@ fn modules_come_and_go_with_the_source_catalog() {
     let report = mpo(&["explain", &kept, "--no-color"]);
     report.assert_code(0);
     assert!(!report.stdout.contains(&lag), "{report:?}");
+    assert!(
+        report.stdout.contains(&format!(
+            "ModuleSource {source} reports no error for {kept}"
+        )),
+        "{report:?}"
+    );
 
     // Tags forgotten by the catalog: the source leaves those Modules, and one left with
     // no source is deleted unless it is enabled.
