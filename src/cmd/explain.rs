@@ -176,6 +176,16 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
             .map_or(steps.len(), |i| i + 1);
         steps.insert(at, step);
     }
+    if let Some(step) = existing
+        .as_ref()
+        .and_then(|mpo| checks::stale_renew_key(name, mpo, &controller.generation))
+    {
+        let at = steps
+            .iter()
+            .position(|s| s.id == "override")
+            .map_or(steps.len(), |i| i + 1);
+        steps.insert(at, step);
+    }
     let provenance = provenance.filter(|p| !p.is_empty());
 
     let other_tag = existing

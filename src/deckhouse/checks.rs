@@ -923,6 +923,48 @@ pub fn source_lag_note(source: &ModuleSource, name: &str) -> Option<Step> {
     ))
 }
 
+/// A `modules.deckhouse.io/renew` key left on an override where nothing removes it
+/// (docs/deckhouse-real.md §3.2): gen A–C never remove it (A and B ignore it), and after
+/// an upgrade to gen D it forces a redeploy and a Deckhouse restart. On a cluster that
+/// may be gen D, a key still there on a Ready override (gen D removes it after the
+/// redeploy) is most likely gen C's. `generation`: as `generation::detect` says it.
+pub fn stale_renew_key(name: &str, mpo: &ModulePullOverride, generation: &str) -> Option<Step> {
+    let key = mpo
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(crate::deckhouse::resources::RENEW_ANNOTATION)?;
+    let certain = matches!(generation, "A" | "B");
+    if !certain && !is_ready(mpo) {
+        // Gen D may still be redeploying.
+        return None;
+    }
+    let who = if certain {
+        format!("this controller (gen {generation}) ignores it and never removes it")
+    } else {
+        "gen D removes it once it has redeployed, so on a Ready override it is most likely left on gen C, which never removes it".to_string()
+    };
+    Some(
+        Step {
+            state: StepState::Warning,
+            ..Step::passed(
+                "renew-key",
+                format!(
+                    "the override carries {}={key:?}, left from an earlier renew",
+                    crate::deckhouse::resources::RENEW_ANNOTATION
+                ),
+            )
+        }
+        .because(format!(
+            "{who}; after an upgrade to gen D it forces a redeploy of the unchanged image and a Deckhouse restart"
+        ))
+        .fix(format!(
+            "kubectl annotate modulepulloverride {name} {}-",
+            crate::deckhouse::resources::RENEW_ANNOTATION
+        )),
+    )
+}
+
 /// How the cluster's digest relates to the registry's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -982,6 +1024,34 @@ pub fn staleness(mpo: &ModulePullOverride, predicted: Option<&str>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renew_key_nothing_removes_is_reported() {
+        let mut mpo = ModulePullOverride::default();
+        mpo.metadata.annotations = Some(
+            [(
+                crate::deckhouse::resources::RENEW_ANNOTATION.to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+        );
+        mpo.status = Some(crate::deckhouse::resources::MpoStatus {
+            message: Some("Ready".into()),
+            image_digest: Some("sha256:a".into()),
+            ..Default::default()
+        });
+        let step = stale_renew_key("echo", &mpo, "B").expect("gen B never removes it");
+        assert_eq!(step.state, StepState::Warning);
+        assert!(step.cause.as_deref().unwrap().contains("gen B"));
+        assert!(step.fix[0].ends_with("modules.deckhouse.io/renew-"));
+        assert!(stale_renew_key("echo", &mpo, "C or D").is_some());
+        // Not Ready on a cluster that may be gen D: it may still be redeploying.
+        mpo.status.as_mut().unwrap().message = Some("Download error: x".into());
+        assert!(stale_renew_key("echo", &mpo, "C or D").is_none());
+        assert!(stale_renew_key("echo", &mpo, "A").is_some());
+        mpo.metadata.annotations = None;
+        assert!(stale_renew_key("echo", &mpo, "A").is_none());
+    }
 
     #[test]
     fn ready_behind_an_old_build_is_a_failing_deploy() {

@@ -450,6 +450,13 @@ fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
             "modules.deckhouse.io/renew=true",
         ])
         .assert_code(0);
+        // explain reports it: these controllers never remove it.
+        let report = mpo(&["explain", &name, "--no-color"]);
+        assert!(
+            report.stdout.contains("left from an earlier renew")
+                && report.stdout.contains(&format!("gen {}", generation())),
+            "{report:?}"
+        );
     }
     let run = mpo(&["renew", &name]);
     run.assert_code(0);
@@ -465,6 +472,12 @@ fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
         assert!(warned, "gen {} may be D: {run:?}", generation());
         if generation() == 'C' {
             assert_eq!(mpo_field(&name, key), "true");
+            // Gen C keeps it on the Ready override: explain says what it will do later.
+            let report = mpo(&["explain", &name, "--no-color"]);
+            assert!(
+                report.stdout.contains("most likely left on gen C"),
+                "{report:?}"
+            );
         }
     }
 }
