@@ -4,6 +4,30 @@ use crate::support::{
     eventually, kubectl, module_with_images, mpo, mpo_field, push_module, state, unique,
 };
 
+/// Merges `patch` (a JSON merge patch) into Module `name`, as the source controller or
+/// the module manager would change it.
+fn patch_module(name: &str, patch: &str) {
+    kubectl(&[
+        "patch",
+        "modules.deckhouse.io",
+        name,
+        "--type=merge",
+        "-p",
+        patch,
+    ])
+    .assert_code(0);
+}
+
+/// A fix the plugin printed, run as a user pastes it into a shell.
+fn run_fix(fix: &str) -> crate::support::Run {
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(fix)
+        .env("KUBECONFIG", &state().kubeconfig);
+    crate::support::run(shell)
+}
+
 #[test]
 fn explain_names_the_cause_and_the_fix_for_each_message() {
     let cases = [
@@ -297,15 +321,10 @@ fn multi_arch_index_compares_the_amd64_child() {
 fn the_printed_fix_for_two_sources_clears_the_problem() {
     let name = unique("diag-two");
     module_with_images(&name, true, &["v1"]);
-    kubectl(&[
-        "patch",
-        "modules.deckhouse.io",
+    patch_module(
         &name,
-        "--type=merge",
-        "-p",
         r#"{"properties":{"availableSources":["test","token"]}}"#,
-    ])
-    .assert_code(0);
+    );
     eventually(10, "the module to lose its active source", || {
         mpo(&["explain", &name, "--tag", "v1"])
             .stdout
@@ -321,12 +340,7 @@ fn the_printed_fix_for_two_sources_clears_the_problem() {
         .expect("a fix line")
         .to_string();
     assert!(fix.starts_with("kubectl patch moduleconfig"), "{fix}");
-    let mut shell = std::process::Command::new("sh");
-    shell
-        .arg("-c")
-        .arg(&fix)
-        .env("KUBECONFIG", &state().kubeconfig);
-    crate::support::run(shell).assert_code(0);
+    run_fix(&fix).assert_code(0);
     eventually(10, "the source to be chosen", || {
         mpo(&["explain", &name])
             .stdout
@@ -428,15 +442,7 @@ fn the_bundle_default_follows_the_clusters_edition_and_bundle() {
             r#"{{"properties":{{"accessibility":{{"editions":{{"_default":{{"enabledInBundles":["Default"]}},"ce":{{"enabledInBundles":[{ce}]}}}}}}}}}}"#
         )
     };
-    kubectl(&[
-        "patch",
-        "modules.deckhouse.io",
-        &name,
-        "--type=merge",
-        "-p",
-        &accessibility(r#""Minimal""#),
-    ])
-    .assert_code(0);
+    patch_module(&name, &accessibility(r#""Minimal""#));
     mpo(&["create", &name, "--tag", "v1", "--force"]).assert_code(0);
     eventually(30, "the controller to report the module disabled", || {
         mpo_field(&name, ".status.message") == "The module disabled"
@@ -451,15 +457,7 @@ fn the_bundle_default_follows_the_clusters_edition_and_bundle() {
     );
     assert!(report.stdout.contains("kind: ModuleConfig"), "{report:?}");
 
-    kubectl(&[
-        "patch",
-        "modules.deckhouse.io",
-        &name,
-        "--type=merge",
-        "-p",
-        &accessibility(r#""Minimal","Default""#),
-    ])
-    .assert_code(0);
+    patch_module(&name, &accessibility(r#""Minimal","Default""#));
     mpo(&["renew", &name, "--wait", "--timeout", "60s"]).assert_code(0);
     assert_eq!(mpo_field(&name, ".status.message"), "Ready");
     let report = mpo(&["explain", &name, "--no-color"]);
@@ -479,15 +477,7 @@ fn the_bundle_default_follows_the_clusters_edition_and_bundle() {
 fn the_fix_for_a_disabled_experimental_module_allows_experimental_modules_first() {
     let name = unique("diag-exp");
     module_with_images(&name, false, &["v1"]);
-    kubectl(&[
-        "patch",
-        "modules.deckhouse.io",
-        &name,
-        "--type=merge",
-        "-p",
-        r#"{"properties":{"stage":"Experimental"}}"#,
-    ])
-    .assert_code(0);
+    patch_module(&name, r#"{"properties":{"stage":"Experimental"}}"#);
     mpo(&["create", &name, "--tag", "v1", "--force"]).assert_code(0);
     let report = mpo(&["explain", &name, "--no-color"]);
     report.assert_code(1);
@@ -509,12 +499,7 @@ fn the_fix_for_a_disabled_experimental_module_allows_experimental_modules_first(
         fixes[1].starts_with(&format!("kubectl patch moduleconfig {name} ")),
         "{report:?}"
     );
-    let mut shell = std::process::Command::new("sh");
-    shell
-        .arg("-c")
-        .arg(fixes[1])
-        .env("KUBECONFIG", &state().kubeconfig);
-    let alone = crate::support::run(shell);
+    let alone = run_fix(fixes[1]);
     assert_ne!(alone.code, 0, "{alone:?}");
     assert!(
         alone
