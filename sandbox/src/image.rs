@@ -147,7 +147,10 @@ impl Pusher {
         Ok(digest)
     }
 
-    /// Pushes an image manifest with the given layers under `repository:tag`.
+    /// Pushes an image manifest with the given layers under `repository:tag`. Two
+    /// pushes of one blob into one repository at the same moment (the seeder pushes
+    /// images side by side) can leave the registry briefly without the blob's link, and
+    /// the manifest is refused with `MANIFEST_BLOB_UNKNOWN`: the image is pushed again.
     pub async fn push_image(
         &self,
         repository: &str,
@@ -173,13 +176,24 @@ impl Pusher {
         layers: Vec<(Vec<u8>, String)>,
         architecture: &str,
     ) -> anyhow::Result<Pushed> {
+        again_if_blob_unknown(|| self.push_built_image_once(repository, tag, &layers, architecture))
+            .await
+    }
+
+    async fn push_built_image_once(
+        &self,
+        repository: &str,
+        tag: &str,
+        layers: &[(Vec<u8>, String)],
+        architecture: &str,
+    ) -> anyhow::Result<Pushed> {
         let reference = self.reference(repository, tag)?;
         let mut layer_descriptors = Vec::new();
         let mut diff_ids = Vec::new();
         for (gz, diff_id) in layers {
-            diff_ids.push(diff_id);
+            diff_ids.push(diff_id.clone());
             let size = gz.len();
-            let digest = self.push_blob(&reference, gz).await?;
+            let digest = self.push_blob(&reference, gz.clone()).await?;
             layer_descriptors
                 .push(json!({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}));
         }
@@ -203,6 +217,21 @@ impl Pusher {
     /// Pushes a one-layer image whose config carries `created` and `labels`, and whose
     /// manifest carries `annotations` (OCI provenance: source, revision, created, version).
     pub async fn push_annotated_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        layer: &Layer,
+        created: &str,
+        labels: &serde_json::Value,
+        annotations: &serde_json::Value,
+    ) -> anyhow::Result<Pushed> {
+        again_if_blob_unknown(|| {
+            self.push_annotated_image_once(repository, tag, layer, created, labels, annotations)
+        })
+        .await
+    }
+
+    async fn push_annotated_image_once(
         &self,
         repository: &str,
         tag: &str,
@@ -423,4 +452,60 @@ pub async fn push_app_image(
         bail!("unexpected digest {}", pushed.digest);
     }
     Ok(pushed.digest)
+}
+
+/// Runs `push` again (up to four times in all, a little later each time) while the
+/// registry refuses its manifest with `MANIFEST_BLOB_UNKNOWN`: see `Pusher::push_image`.
+async fn again_if_blob_unknown<F, Fut>(mut push: F) -> anyhow::Result<Pushed>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Pushed>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match push().await {
+            Err(error) if attempt < 4 && format!("{error:#}").contains("BLOB_UNKNOWN") => {
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_manifest_refused_for_an_unknown_blob_is_pushed_again() {
+        let calls = std::cell::Cell::new(0);
+        let pushed = again_if_blob_unknown(|| {
+            calls.set(calls.get() + 1);
+            let call = calls.get();
+            async move {
+                if call < 3 {
+                    anyhow::bail!(
+                        "pushing manifest: MANIFEST_BLOB_UNKNOWN: blob unknown to registry"
+                    )
+                }
+                Ok(Pushed {
+                    digest: "sha256:a".into(),
+                    size: 1,
+                })
+            }
+        })
+        .await
+        .expect("pushed on the third try");
+        assert_eq!((pushed.digest.as_str(), calls.get()), ("sha256:a", 3));
+
+        calls.set(0);
+        let refused = again_if_blob_unknown(|| {
+            calls.set(calls.get() + 1);
+            async { anyhow::bail!("pushing manifest: DENIED") }
+        })
+        .await;
+        assert!(refused.is_err());
+        assert_eq!(calls.get(), 1, "other errors are not retried");
+    }
 }
