@@ -336,6 +336,27 @@ async fn run_module(
         "ModuleConfig",
         "moduleconfigs",
     );
+    // A module its ModuleConfig turns off is not run (§4 "Disabled"; gen A deploys it
+    // anyway): the module manager keeps it at IsReady False, reason ModuleConfig.
+    let turned_off = modules
+        .get(module)
+        .await?
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "EnabledByModuleConfig" && c["status"] == "False")
+        });
+    if turned_off {
+        log(
+            "info",
+            "Module is disabled, not run",
+            json!({"module": module, "queue": "main", "version": tag}),
+        );
+        return Ok(());
+    }
     // Start-up writes the running build's version (§4).
     modules
         .patch(
