@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Client, Config};
@@ -25,6 +26,9 @@ pub struct Cluster {
     pub context: String,
     pub server: String,
     pub request_timeout: Option<Duration>,
+    /// Deployment `d8-system/deckhouse`, read once per run however many parts ask
+    /// (`None` inside: absent or not readable).
+    deckhouse: tokio::sync::OnceCell<Option<Deployment>>,
 }
 
 impl Cluster {
@@ -119,11 +123,24 @@ impl Cluster {
             context,
             server,
             request_timeout,
+            deckhouse: Default::default(),
         })
     }
 
     pub fn mpo_api(&self, version: MpoVersion) -> Api<ModulePullOverride> {
         Api::all_with(self.client.clone(), &version)
+    }
+
+    /// The `deckhouse` Deployment in `d8-system` (Deckhouse's version and edition), read
+    /// at most once per run; concurrent callers share the one request.
+    pub async fn deckhouse_deployment(&self) -> Option<Deployment> {
+        self.deckhouse
+            .get_or_init(|| async {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), "d8-system");
+                api.get_opt("deckhouse").await.ok().flatten()
+            })
+            .await
+            .clone()
     }
 
     pub fn modules(&self) -> Api<Module> {
@@ -605,6 +622,7 @@ mod decode_errors {
                 context: "sandbox".into(),
                 server: "http://127.0.0.1:9".into(),
                 request_timeout: None,
+                deckhouse: Default::default(),
             };
             cluster.api_error(err, "list", "moduleconfigs.deckhouse.io")
         };

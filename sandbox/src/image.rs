@@ -147,10 +147,7 @@ impl Pusher {
         Ok(digest)
     }
 
-    /// Pushes an image manifest with the given layers under `repository:tag`. Two
-    /// pushes of one blob into one repository at the same moment (the seeder pushes
-    /// images side by side) can leave the registry briefly without the blob's link, and
-    /// the manifest is refused with `MANIFEST_BLOB_UNKNOWN`: the image is pushed again.
+    /// Pushes an image manifest with the given layers under `repository:tag`.
     pub async fn push_image(
         &self,
         repository: &str,
@@ -176,42 +173,30 @@ impl Pusher {
         layers: Vec<(Vec<u8>, String)>,
         architecture: &str,
     ) -> anyhow::Result<Pushed> {
-        again_if_blob_unknown(|| self.push_built_image_once(repository, tag, &layers, architecture))
-            .await
-    }
-
-    async fn push_built_image_once(
-        &self,
-        repository: &str,
-        tag: &str,
-        layers: &[(Vec<u8>, String)],
-        architecture: &str,
-    ) -> anyhow::Result<Pushed> {
         let reference = self.reference(repository, tag)?;
-        let mut layer_descriptors = Vec::new();
-        let mut diff_ids = Vec::new();
-        for (gz, diff_id) in layers {
-            diff_ids.push(diff_id.clone());
-            let size = gz.len();
-            let digest = self.push_blob(&reference, gz.clone()).await?;
-            layer_descriptors
-                .push(json!({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": size}));
-        }
+        let layer_descriptors: Vec<_> = layers
+            .iter()
+            .map(|(gz, _)| {
+                json!({"mediaType": OCI_LAYER_GZIP, "digest": sha256_digest(gz), "size": gz.len()})
+            })
+            .collect();
+        let diff_ids: Vec<&str> = layers.iter().map(|(_, diff_id)| diff_id.as_str()).collect();
         let config = serde_json::to_vec(&json!({
             "architecture": architecture,
             "os": "linux",
             "config": {},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         }))?;
-        let config_size = config.len();
-        let config_digest = self.push_blob(&reference, config).await?;
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
+            "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(&config), "size": config.len()},
             "layers": layer_descriptors,
         }))?;
-        self.push_manifest(&reference, manifest, OCI_MANIFEST).await
+        let mut blobs: Vec<&[u8]> = layers.iter().map(|(gz, _)| gz.as_slice()).collect();
+        blobs.push(&config);
+        self.push_blobs_then_manifest(&reference, &blobs, manifest)
+            .await
     }
 
     /// Pushes a one-layer image whose config carries `created` and `labels`, and whose
@@ -225,25 +210,8 @@ impl Pusher {
         labels: &serde_json::Value,
         annotations: &serde_json::Value,
     ) -> anyhow::Result<Pushed> {
-        again_if_blob_unknown(|| {
-            self.push_annotated_image_once(repository, tag, layer, created, labels, annotations)
-        })
-        .await
-    }
-
-    async fn push_annotated_image_once(
-        &self,
-        repository: &str,
-        tag: &str,
-        layer: &Layer,
-        created: &str,
-        labels: &serde_json::Value,
-        annotations: &serde_json::Value,
-    ) -> anyhow::Result<Pushed> {
         let reference = self.reference(repository, tag)?;
         let (tar, gz) = layer.archive()?;
-        let size = gz.len();
-        let layer_digest = self.push_blob(&reference, gz).await?;
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
@@ -251,16 +219,35 @@ impl Pusher {
             "config": {"Labels": labels},
             "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&tar)]},
         }))?;
-        let config_size = config.len();
-        let config_digest = self.push_blob(&reference, config).await?;
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
-            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest, "size": size}],
+            "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(&config), "size": config.len()},
+            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256_digest(&gz), "size": gz.len()}],
             "annotations": annotations,
         }))?;
-        self.push_manifest(&reference, manifest, OCI_MANIFEST).await
+        self.push_blobs_then_manifest(&reference, &[&gz, &config], manifest)
+            .await
+    }
+
+    /// Pushes an image's blobs (layers and config), then the manifest that names them.
+    /// Two pushes of one blob into one repository at the same moment (the seeder pushes
+    /// images side by side) can leave the registry briefly without the blob's link, and
+    /// the manifest is refused with `MANIFEST_BLOB_UNKNOWN`: then all is pushed again.
+    async fn push_blobs_then_manifest(
+        &self,
+        reference: &Reference,
+        blobs: &[&[u8]],
+        manifest: Vec<u8>,
+    ) -> anyhow::Result<Pushed> {
+        again_if_blob_unknown(|| async {
+            for blob in blobs {
+                self.push_blob(reference, blob.to_vec()).await?;
+            }
+            self.push_manifest(reference, manifest.clone(), OCI_MANIFEST)
+                .await
+        })
+        .await
     }
 
     /// Pushes an OCI index over already pushed per-platform manifests.
@@ -455,7 +442,8 @@ pub async fn push_app_image(
 }
 
 /// Runs `push` again (up to four times in all, a little later each time) while the
-/// registry refuses its manifest with `MANIFEST_BLOB_UNKNOWN`: see `Pusher::push_image`.
+/// registry refuses its manifest with `MANIFEST_BLOB_UNKNOWN`: see
+/// `Pusher::push_blobs_then_manifest`.
 async fn again_if_blob_unknown<F, Fut>(mut push: F) -> anyhow::Result<Pushed>
 where
     F: FnMut() -> Fut,

@@ -4,8 +4,6 @@
 //! the same APIs: without the Deckhouse version the answer says so rather than guess;
 //! D's DKP release is unconfirmed, so a Deckhouse ≥ 1.77 is "C or D".
 
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
 use serde::Serialize;
 
 use crate::cluster::Cluster;
@@ -50,8 +48,7 @@ pub fn minor(version: &str) -> Option<u32> {
 /// The Deckhouse version and edition: the Deployment's `core.deckhouse.io/version` and
 /// `core.deckhouse.io/edition` annotations, else a `vX.Y.Z` image tag (`…/ce:v1.66.4`).
 pub async fn deckhouse(cluster: &Cluster) -> (Option<String>, Option<String>) {
-    let api: Api<Deployment> = Api::namespaced(cluster.client.clone(), "d8-system");
-    let Ok(Some(deployment)) = api.get_opt("deckhouse").await else {
+    let Some(deployment) = cluster.deckhouse_deployment().await else {
         return (None, None);
     };
     let annotations = deployment.metadata.annotations.unwrap_or_default();

@@ -47,24 +47,19 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> Result<Outcome> {
     if !args.yes && args.dry_run == DryRun::None && !plans.is_empty() {
         let names: Vec<&str> = plans.iter().map(|(name, _)| name.as_str()).collect();
         let listed = names.join(" ");
-        if !ctx.printer.interactive() {
-            return Err(
-                Error::usage(format!("refusing to delete {listed} without confirmation"))
-                    .with_hint(format!(
-                        "pass --yes: kubectl mpo delete {} --yes",
-                        if args.all {
-                            "--all".to_string()
-                        } else {
-                            listed.clone()
-                        }
-                    )),
-            );
-        }
         let question = match names.as_slice() {
             [one] => format!("Delete modulepulloverride {one}?"),
             many => format!("Delete {} modulepulloverrides ({listed})?", many.len()),
         };
-        if !crate::output::confirm(&question)? {
+        let refusal = || {
+            Error::usage(format!("refusing to delete {listed} without confirmation")).with_hint(
+                format!(
+                    "pass --yes: kubectl mpo delete {} --yes",
+                    if args.all { "--all" } else { listed.as_str() }
+                ),
+            )
+        };
+        if !ctx.printer.ask(&question, refusal)? {
             ctx.printer.note("nothing was deleted");
             return Ok(Outcome::Success);
         }

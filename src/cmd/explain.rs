@@ -170,21 +170,13 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
             jiff::Timestamp::now(),
         )
     {
-        let at = steps
-            .iter()
-            .position(|s| s.id == "override")
-            .map_or(steps.len(), |i| i + 1);
-        steps.insert(at, step);
+        insert_after_override(&mut steps, step);
     }
     if let Some(step) = existing
         .as_ref()
         .and_then(|mpo| checks::stale_renew_key(name, mpo, &controller.generation))
     {
-        let at = steps
-            .iter()
-            .position(|s| s.id == "override")
-            .map_or(steps.len(), |i| i + 1);
-        steps.insert(at, step);
+        insert_after_override(&mut steps, step);
     }
     let provenance = provenance.filter(|p| !p.is_empty());
 
@@ -331,6 +323,15 @@ fn summary(report: &Report) -> String {
                 .into()
         }
     }
+}
+
+/// Puts `step` right after the override's own step (at the end when there is none).
+fn insert_after_override(steps: &mut Vec<Step>, step: Step) {
+    let at = steps
+        .iter()
+        .position(|s| s.id == "override")
+        .map_or(steps.len(), |i| i + 1);
+    steps.insert(at, step);
 }
 
 #[cfg(test)]

@@ -114,18 +114,18 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            if !ctx.printer.interactive() {
-                return Err(Error::usage(format!(
+            let question = format!(
+                "Redeploy {unchanged} overrides whose image did not change (a Deckhouse restart each on gen D)?"
+            );
+            let refusal = || {
+                Error::usage(format!(
                     "refusing to redeploy {unchanged} unchanged overrides without confirmation"
                 ))
                 .with_hint(format!(
                     "pass --yes to redeploy them (kubectl mpo renew {again} --yes), or only re-check: kubectl mpo renew {again} --check-only"
-                )));
-            }
-            let question = format!(
-                "Redeploy {unchanged} overrides whose image did not change (a Deckhouse restart each on gen D)?"
-            );
-            if !crate::output::confirm(&question)? {
+                ))
+            };
+            if !ctx.printer.ask(&question, refusal)? {
                 ctx.printer.note(format!(
                     "nothing was renewed; to only re-check: kubectl mpo renew {again} --check-only"
                 ));

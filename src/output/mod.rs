@@ -227,6 +227,15 @@ impl Printer {
         self.stdin_terminal && self.err.terminal
     }
 
+    /// Asks `question` on a terminal; elsewhere nobody can answer, and the command
+    /// refuses with `refusal` (a usage error that names the flag which confirms).
+    pub fn ask(&self, question: &str, refusal: impl FnOnce() -> Error) -> Result<bool> {
+        if !self.interactive() {
+            return Err(refusal());
+        }
+        confirm(question)
+    }
+
     /// A digest as a person reads it on `to`: `sha256:` and 12 hex digits on a terminal,
     /// whole where a program may read it (a pipe, a file).
     pub fn digest_on(&self, to: To, digest: &str) -> String {
