@@ -4,12 +4,16 @@
 //! value is a usage error naming its flag before any command runs, and each command
 //! lists in its help only the `-o` formats it supports.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::names::shown;
+pub use crate::names::{
+    ImageArg, ModuleName, ScanInterval, Tag, parse_image_arg, parse_module_name,
+    parse_scan_interval, parse_source_name, parse_tag,
+};
 use crate::validate;
 
 #[derive(Debug, Parser)]
@@ -130,6 +134,27 @@ pub struct GlobalArgs {
     pub insecure_skip_tls_verify: Option<bool>,
 }
 
+impl GlobalArgs {
+    /// The connection settings the cluster layer takes (kubectl's `ToRESTConfig`).
+    pub fn connect_options(&self) -> crate::cluster::ConnectOptions {
+        crate::cluster::ConnectOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+            request_timeout: self.request_timeout,
+            no_color: self.no_color,
+            verbose: self.verbose,
+            server: self.server.clone(),
+            token: self.token.clone(),
+            as_user: self.as_user.clone(),
+            as_group: self.as_group.clone(),
+            certificate_authority: self.certificate_authority.clone(),
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a ModulePullOverride: run MODULE from the registry tag TAG
@@ -212,13 +237,8 @@ pub enum Command {
     Version(VersionArgs),
 }
 
-/// `-o` for commands that print one object (create, edit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ObjectFormat {
-    Json,
-    Yaml,
-    Name,
-}
+pub use crate::app::overrides::DryRun;
+pub use crate::output::ObjectFormat;
 
 /// `-o` for `status`: the objects, their names, the table with more columns, or
 /// kubectl's `jsonpath=TEMPLATE` and `custom-columns=SPEC` over the JSON rows.
@@ -325,14 +345,6 @@ pub enum NamesFormat {
     Name,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum DryRun {
-    #[default]
-    None,
-    Client,
-    Server,
-}
-
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Wait until the controller reports the result
@@ -346,6 +358,16 @@ pub struct WaitArgs {
     /// What --wait waits for: the module running (default) or only the override's Ready
     #[arg(long, value_enum, default_value = "module")]
     pub wait_for: WaitFor,
+}
+
+impl WaitArgs {
+    /// The wait these flags ask for, `None` without `--wait`.
+    pub fn plan(&self) -> Option<crate::app::wait::Plan> {
+        self.wait.then_some(crate::app::wait::Plan {
+            timeout: self.timeout,
+            follow_module: self.wait_for == WaitFor::Module,
+        })
+    }
 }
 
 /// `--wait-for`: how far `--wait` follows a deploy.
@@ -672,6 +694,16 @@ pub struct RegistryFallbackArgs {
     pub registry_ca: Option<PathBuf>,
 }
 
+impl RegistryFallbackArgs {
+    pub fn spec(&self) -> crate::app::sources::FallbackSpec {
+        crate::app::sources::FallbackSpec {
+            registry_repo: self.registry_repo.clone(),
+            registry_config: self.registry_config.clone(),
+            registry_ca: self.registry_ca.clone(),
+        }
+    }
+}
+
 /// Caps on image reads: a hostile or broken image ends with an error naming the flag,
 /// never with an exhausted machine. The defaults are `ImageLimits::default()`.
 #[derive(Debug, Clone, Args)]
@@ -918,127 +950,6 @@ pub fn kubectl_verbosity(
         }
     }
     out
-}
-
-/// A module name, checked at parse time: a DNS-1123 label of at most 63 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ModuleName(String);
-
-/// An OCI tag, checked at parse time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tag(String);
-
-/// A `scanInterval` as the user wrote it (sent as is) and its length.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanInterval {
-    pub text: String,
-    pub duration: Duration,
-}
-
-/// `MODULE`, `MODULE:TAG` or `MODULE@sha256:DIGEST`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageArg {
-    pub module: ModuleName,
-    pub tag: Option<Tag>,
-    /// `sha256:` and 64 lower-case hex digits.
-    pub digest: Option<String>,
-}
-
-impl ImageArg {
-    /// The tag or the digest given, if any (the registry reads either).
-    pub fn reference(&self) -> Option<String> {
-        self.digest
-            .clone()
-            .or_else(|| self.tag.as_ref().map(|tag| tag.to_string()))
-    }
-}
-
-macro_rules! string_newtype {
-    ($name:ident) => {
-        impl std::ops::Deref for $name {
-            type Target = str;
-            fn deref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-    };
-}
-string_newtype!(ModuleName);
-string_newtype!(Tag);
-
-/// A validation error as clap shows it: the message, then the hint.
-fn shown(err: crate::error::Error) -> String {
-    match err.hint {
-        Some(hint) => format!("{}\n  hint: {hint}", err.message),
-        None => err.message,
-    }
-}
-
-pub fn parse_module_name(text: &str) -> Result<ModuleName, String> {
-    validate::module_name(text).map_err(shown)?;
-    Ok(ModuleName(text.to_string()))
-}
-
-fn parse_source_name(text: &str) -> Result<ModuleName, String> {
-    validate::module_name(text).map_err(|err| shown(err.context("invalid ModuleSource name")))?;
-    Ok(ModuleName(text.to_string()))
-}
-
-pub fn parse_tag(text: &str) -> Result<Tag, String> {
-    validate::image_tag(text).map_err(shown)?;
-    Ok(Tag(text.to_string()))
-}
-
-fn parse_scan_interval(text: &str) -> Result<ScanInterval, String> {
-    let duration = validate::scan_interval(text).map_err(shown)?;
-    Ok(ScanInterval {
-        text: text.to_string(),
-        duration,
-    })
-}
-
-fn parse_image_arg(text: &str) -> Result<ImageArg, String> {
-    if let Some((module, digest)) = text.split_once('@') {
-        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(format!(
-                "{:?} is not a digest: sha256: and 64 lower-case hex digits, as in MODULE@sha256:…",
-                crate::output::inline(digest)
-            ));
-        }
-        return Ok(ImageArg {
-            module: parse_module_name(module)?,
-            tag: None,
-            digest: Some(digest.to_string()),
-        });
-    }
-    let (module, tag) = match text.split_once(':') {
-        Some((module, tag)) => (module, Some(parse_tag(tag)?)),
-        None => (text, None),
-    };
-    Ok(ImageArg {
-        module: parse_module_name(module)?,
-        tag,
-        digest: None,
-    })
 }
 
 /// A positive duration (`--timeout`, `--registry-timeout`).

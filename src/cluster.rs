@@ -8,7 +8,6 @@ use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Api, Client, Config};
 
-use crate::cli::GlobalArgs;
 use crate::deckhouse::resources::{
     GROUP, Module, ModuleConfig, ModulePullOverride, ModuleRelease, ModuleSource, MpoVersion,
 };
@@ -16,7 +15,10 @@ use crate::error::{Error, Result};
 
 pub mod decode;
 pub mod log;
+mod options;
 pub mod retry;
+
+pub use options::ConnectOptions;
 
 /// A connected cluster: the client plus what error messages need to say where.
 #[derive(Clone)]
@@ -34,7 +36,7 @@ pub struct Cluster {
 impl Cluster {
     /// Loads kubeconfig like kubectl: `--kubeconfig`, else `$KUBECONFIG` (several files,
     /// merged), else `~/.kube/config`, else the in-cluster service account.
-    pub async fn connect(global: &GlobalArgs) -> Result<Self> {
+    pub async fn connect(global: &ConnectOptions) -> Result<Self> {
         let request_timeout = (!global.request_timeout.is_zero()).then_some(global.request_timeout);
         let options = KubeConfigOptions {
             context: global.context.clone(),
@@ -60,7 +62,7 @@ impl Cluster {
                     .or_else(|| kubeconfig.current_context.clone())
                     .unwrap_or_default();
                 // OIDC refresh with write-back and exec plugin checks (src/auth).
-                let paths = crate::auth::kubeconfig_paths(global);
+                let paths = crate::auth::kubeconfig_paths(global.kubeconfig.as_deref());
                 exec_layer =
                     crate::auth::prepare(&mut kubeconfig, &paths, &options, request_timeout)
                         .await?;
@@ -296,7 +298,7 @@ fn decode_message(err: &serde_json::Error) -> String {
     decode::plain_problem(&text)
 }
 
-fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {
+fn load_kubeconfig(global: &ConnectOptions) -> Result<Option<Kubeconfig>> {
     if let Some(path) = &global.kubeconfig {
         return Kubeconfig::read_from(path)
             .map(Some)
@@ -305,7 +307,7 @@ fn load_kubeconfig(global: &GlobalArgs) -> Result<Option<Kubeconfig>> {
     if std::env::var_os("KUBECONFIG").is_some_and(|value| !value.is_empty()) {
         // As kubectl: files of the list that do not exist are skipped; the others are
         // merged in order (the first to set a value wins).
-        let paths = crate::auth::kubeconfig_paths(global);
+        let paths = crate::auth::kubeconfig_paths(global.kubeconfig.as_deref());
         let mut merged: Option<Kubeconfig> = None;
         for path in paths.iter().filter(|path| path.exists()) {
             let next = Kubeconfig::read_from(path)
@@ -395,7 +397,7 @@ fn check_names(kubeconfig: &Kubeconfig, options: &KubeConfigOptions) -> Result<(
 fn apply_flags(
     kubeconfig: &mut Kubeconfig,
     options: &KubeConfigOptions,
-    global: &GlobalArgs,
+    global: &ConnectOptions,
 ) -> Result<()> {
     use kube::config::{AuthInfo, Context, NamedAuthInfo, NamedCluster, NamedContext};
     let any = global.server.is_some()
@@ -667,10 +669,9 @@ mod hostile_kubeconfig {
             std::process::id()
         ));
         std::fs::write(&path, text).expect("write kubeconfig");
-        let global = GlobalArgs {
+        let global = ConnectOptions {
             kubeconfig: Some(path.clone()),
-            request_timeout: Duration::ZERO,
-            ..GlobalArgs::default()
+            ..ConnectOptions::default()
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,18 +1,8 @@
 //! `kubectl-mpo`: parse the command line, run the command, map the result to an exit code.
 
-mod app;
-mod auth;
-mod chunks;
-mod cli;
-mod cluster;
-mod cmd;
-mod deckhouse;
-mod error;
-mod output;
-mod registry;
-mod validate;
-
 use std::process::ExitCode;
+
+use kubectl_mpo::{app, cli, cmd, output};
 
 fn main() -> ExitCode {
     // `kubectl-mpo __complete WORD...`: what the completion helper and scripts call.

@@ -1,45 +1,99 @@
 #!/usr/bin/env bash
-# Runs all tests: unit tests; the whole end-to-end suite against a sandbox of the
-# default controller generation (C, target/sandbox-test); then, per other generation
-# (docs/deckhouse-real.md §1), a sandbox of its own running the `generations` e2e group
-# (gen A also the old-cluster tests, gen D with the index digest rule of §3.1).
-# GENERATIONS="A B D" picks which; sandboxes are torn down whatever the outcome.
+# Runs all tests, printing the time of each phase at the end:
+#   unit     unit and component tests of both crates (no sandbox);
+#   build    the binaries and the end-to-end test binaries, once;
+#   gen C    a sandbox of the default controller generation (docs/deckhouse-real.md §1):
+#            the whole end-to-end suite, E2E_THREADS at a time, then the tests listed in
+#            tests/e2e/serial.txt one by one;
+#   gen B, D the same sandbox switched in place (sandbox/scripts/set-generation.sh):
+#            the `generations` group (gen D with the index digest rule of §3.1);
+#   gen A    MPO v1alpha1 only, so a sandbox of its own, started in the background while
+#            gen C's suite runs: the `generations` group and the old-cluster tests.
+# GENERATIONS="A B D" picks the other generations; sandboxes are torn down whatever the
+# outcome. Arguments are passed to every end-to-end run (e.g. a test name filter).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 MPO_PREREQS_QUIET=1 scripts/prereqs.sh
 MAIN_DIR="${TEST_SANDBOX_DIR:-$ROOT/target/sandbox-test}"
+A_DIR="$MAIN_DIR-gen-A"
 GENERATIONS="${GENERATIONS:-A B D}"
+THREADS="${E2E_THREADS:-8}"
+export MPO_SANDBOX_PREBUILT=1
 
-cargo test --workspace --lib --bins
+mapfile -t SERIAL < <(grep -v '^\s*\(#\|$\)' tests/e2e/serial.txt)
+SKIP=()
+for test in "${SERIAL[@]}"; do SKIP+=(--skip "$test"); done
 
-gen_dir() { echo "$MAIN_DIR-gen-$1"; }
+TIMES=()
+STARTED=$SECONDS
+status=0
+# phase NAME COMMAND...: runs COMMAND, records its time and whether it failed.
+phase() {
+  local name=$1 start=$SECONDS code=0
+  shift
+  printf '\n[test] === %s\n' "$name" >&2
+  "$@" || code=$?
+  TIMES+=("$(printf '%-44s %5ds  %s' "$name" $((SECONDS - start)) "$([[ $code == 0 ]] && echo ok || echo "FAILED ($code)")")")
+  if [[ $code != 0 ]]; then status=$code; fi
+  return 0
+}
+has_gen() { [[ " $GENERATIONS " == *" $1 "* ]]; }
+
+A_PID=""
 cleanup() {
-  SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh || true
-  for gen in $GENERATIONS; do
-    SANDBOX_DIR="$(gen_dir "$gen")" sandbox/scripts/down.sh || true
-  done
+  [[ -n "$A_PID" ]] && kill "$A_PID" 2>/dev/null
+  SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh 2>/dev/null || true
+  SANDBOX_DIR="$A_DIR" sandbox/scripts/down.sh 2>/dev/null || true
+  printf '\n[test] phase times\n' >&2
+  for line in "${TIMES[@]}"; do printf '[test]   %s\n' "$line" >&2; done
+  printf '[test]   %-44s %5ds\n' total $((SECONDS - STARTED)) >&2
 }
 trap cleanup EXIT
 
-status=0
-SANDBOX_DIR="$MAIN_DIR" GEN=C sandbox/scripts/up.sh
-MPO_SANDBOX_DIR="$MAIN_DIR" cargo test --workspace --test e2e --no-fail-fast -- "$@" || status=$?
-SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh
+build() {
+  cargo build --workspace --bins
+  cargo test --workspace --tests --no-run
+}
+e2e() { MPO_SANDBOX_DIR="$1" cargo test --workspace --test "$2" --no-fail-fast -- "${@:3}"; }
 
-for gen in $GENERATIONS; do
-  dir="$(gen_dir "$gen")"
+phase "unit and component tests" cargo test --workspace --lib --bins
+phase "build" build
+((status == 0)) || exit $status
+
+phase "sandbox up (gen C)" env SANDBOX_DIR="$MAIN_DIR" GEN=C sandbox/scripts/up.sh
+((status == 0)) || exit $status
+if has_gen A; then
+  # Its start-up overlaps gen C's suite, which mostly waits on the controller.
+  (SANDBOX_DIR="$A_DIR" GEN=A sandbox/scripts/up.sh >"$MAIN_DIR.gen-A.log" 2>&1) &
+  A_PID=$!
+fi
+
+phase "e2e gen C ($THREADS threads)" e2e "$MAIN_DIR" e2e --test-threads "$THREADS" --exact "${SKIP[@]}" "$@"
+phase "e2e gen C (serial: tests/e2e/serial.txt)" e2e "$MAIN_DIR" e2e --test-threads 1 --exact "${SERIAL[@]}" "$@"
+
+for gen in B D; do
+  has_gen "$gen" || continue
   rule=child
   [[ "$gen" == D ]] && rule=index
-  SANDBOX_DIR="$dir" GEN="$gen" DIGEST_RULE="$rule" sandbox/scripts/up.sh
-  MPO_SANDBOX_DIR="$dir" cargo test --workspace --test e2e --no-fail-fast -- generations:: || status=$?
-  if [[ "$gen" == A ]]; then
-    MPO_SANDBOX_DIR="$dir" cargo test --workspace --test e2e_v1alpha1 --no-fail-fast -- "$@" || status=$?
-  fi
-  SANDBOX_DIR="$dir" sandbox/scripts/down.sh
+  phase "switch to gen $gen" env SANDBOX_DIR="$MAIN_DIR" GEN="$gen" DIGEST_RULE="$rule" sandbox/scripts/set-generation.sh
+  phase "e2e gen $gen (generations::)" e2e "$MAIN_DIR" e2e --test-threads "$THREADS" generations:: "$@"
 done
+SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh
 
-# Distribution: the release archive installs with a real krew and runs.
-scripts/krew-check.sh || status=$?
+if [[ -n "$A_PID" ]]; then
+  wait_for_a() {
+    local code=0
+    wait "$A_PID" || code=$?
+    A_PID=""
+    ((code == 0)) || { cat "$MAIN_DIR.gen-A.log" >&2; return "$code"; }
+  }
+  phase "sandbox up (gen A, rest of its start-up)" wait_for_a
+  if [[ -f "$A_DIR/state.json" ]]; then
+    phase "e2e gen A (generations::)" e2e "$A_DIR" e2e --test-threads "$THREADS" generations:: "$@"
+    phase "e2e gen A (old cluster)" e2e "$A_DIR" e2e_v1alpha1 --test-threads "$THREADS" "$@"
+  fi
+  SANDBOX_DIR="$A_DIR" sandbox/scripts/down.sh
+fi
 exit $status

@@ -53,8 +53,12 @@ CONTROL_PLANE="$("$ROOT/sandbox/scripts/build-control-plane.sh")"
 log "control plane binaries: $CONTROL_PLANE"
 OIDC_BIN="$("$ROOT/sandbox/scripts/build-oidc.sh")"
 log "OpenID Connect provider: $OIDC_BIN"
-log "building kubectl-mpo and mpo-sandbox"
-(cd "$ROOT" && cargo build --quiet --workspace --bins)
+# MPO_SANDBOX_PREBUILT=1: the caller built them (make test starts a second sandbox
+# while its tests hold cargo's build lock).
+if [[ "${MPO_SANDBOX_PREBUILT:-}" != 1 ]]; then
+  log "building kubectl-mpo and mpo-sandbox"
+  (cd "$ROOT" && cargo build --quiet --workspace --bins)
+fi
 SANDBOX_BIN="$TARGET_DIR/debug/mpo-sandbox"
 # `kubectl mpo <TAB>`: kubectl looks for the completion helper on PATH, and env.sh puts
 # this directory there.

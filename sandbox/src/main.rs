@@ -33,6 +33,19 @@ enum Command {
         #[arg(long, default_value = "child")]
         digest_rule: String,
     },
+    /// Switch a running sandbox (MPO v1alpha2) to another controller generation in place:
+    /// the simulator settings, the deckhouse Deployment's version and state.json.
+    /// Restart the simulator afterwards (sandbox/scripts/set-generation.sh does both).
+    SetGeneration {
+        #[arg(long)]
+        state: PathBuf,
+        /// B, C or D (A serves MPO v1alpha1 only: a sandbox of its own)
+        #[arg(long)]
+        generation: String,
+        /// child or index (§3.1)
+        #[arg(long, default_value = "child")]
+        digest_rule: String,
+    },
     /// Run the Deckhouse controller simulator until killed.
     Simulate {
         #[arg(long)]
@@ -142,6 +155,20 @@ async fn main() -> anyhow::Result<()> {
                 &digest_rule,
             )
             .await
+        }
+        Command::SetGeneration {
+            state,
+            generation,
+            digest_rule,
+        } => {
+            let generation = simulator::Generation::parse(&generation)
+                .filter(|g| *g != simulator::Generation::A)
+                .context("--generation must be B, C or D (gen A needs a sandbox of its own)")?;
+            anyhow::ensure!(
+                matches!(digest_rule.as_str(), "child" | "index"),
+                "--digest-rule must be child or index"
+            );
+            seed::set_generation(&load(&state)?, generation, &digest_rule).await
         }
         Command::Simulate { state } => simulator::run(&load(&state)?).await,
         Command::TokenServer(args) => token_server::run(args).await,

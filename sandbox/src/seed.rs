@@ -304,6 +304,47 @@ pub async fn run(
     seed_image_workflow(state, &client, mpo_version).await
 }
 
+/// Switches a running sandbox to `generation` in place: the simulator settings (only
+/// the generation and the digest rule; the others go back to their defaults), the
+/// deckhouse Deployment's version, and `state.json`, which the tests read.
+pub async fn set_generation(
+    state: &State,
+    generation: crate::simulator::Generation,
+    digest_rule: &str,
+) -> anyhow::Result<()> {
+    let client = crate::client(state).await?;
+    let settings: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    let map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": crate::simulator::SETTINGS_NAME, "namespace": "default"},
+        "data": {
+            "generation": generation.name(), "digestRule": digest_rule, "edition": "ce",
+            "recheckSeconds": "60", "sourceRescanSeconds": "180",
+        },
+    });
+    // A replace, not a merge: settings a test left behind do not carry over.
+    let mut current = settings.get(crate::simulator::SETTINGS_NAME).await?;
+    current.data = serde_json::from_value(map["data"].clone())?;
+    settings
+        .replace(
+            crate::simulator::SETTINGS_NAME,
+            &kube::api::PostParams::default(),
+            &current,
+        )
+        .await?;
+    deckhouse_deployment(&client, generation).await?;
+    // Edited as JSON: every field up.sh wrote stays as it was.
+    let path = state.dir.join("state.json");
+    let mut written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    written["generation"] = json!(generation.name());
+    written["digest_rule"] = json!(digest_rule);
+    let temporary = state.dir.join("state.json.new");
+    std::fs::write(&temporary, serde_json::to_string_pretty(&written)?)?;
+    std::fs::rename(&temporary, &path)?;
+    Ok(())
+}
+
 /// The `deckhouse` Deployment in `d8-system`, as a cluster of this generation runs it:
 /// the image tag and the `core.deckhouse.io/version` and `core.deckhouse.io/edition`
 /// annotations carry the Deckhouse version and edition (no controller runs its pods).

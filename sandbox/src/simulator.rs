@@ -67,6 +67,11 @@ impl Generation {
     }
 }
 
+/// Sandbox-only annotation on a ModulePullOverride: the renew behaviour (`legacy`:
+/// only the bare key re-checks; `modern`: `modules.deckhouse.io/renew: "true"` forces a
+/// redeploy, §3.2) the simulator plays for that override, whatever the generation.
+pub const RENEW_STYLE: &str = "sandbox.kubectl-mpo.test/renew-style";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub generation: Generation,
@@ -131,6 +136,24 @@ impl Settings {
                 .filter(|edition| !edition.is_empty())
                 .unwrap_or_else(|| "ce".to_string()),
         }
+    }
+
+    /// The settings for one override: the annotation [`RENEW_STYLE`] (`legacy` or
+    /// `modern`) on it overrides `renewStyle`, so that a test can play either renew
+    /// behaviour on its own object while other tests run.
+    fn for_object(mut self, mpo: &DynamicObject) -> Self {
+        let style = mpo
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(RENEW_STYLE))
+            .map(|style| style.trim());
+        match style {
+            Some("legacy") => self.renew_modern = false,
+            Some("modern") => self.renew_modern = true,
+            _ => {}
+        }
+        self
     }
 
     /// Reconciles at once: one on gen D (§3.2); 8 elsewhere, so that the default
@@ -560,7 +583,7 @@ async fn reconcile(apis: &Apis, name: &str) -> anyhow::Result<Option<Duration>> 
     let Some(mpo) = apis.mpo.get_opt(name).await? else {
         return Ok(None);
     };
-    let settings = apis.settings().await;
+    let settings = apis.settings().await.for_object(&mpo);
     if apis.gen_a {
         return reconcile_gen_a(apis, &mpo, &settings).await;
     }

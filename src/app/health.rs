@@ -4,19 +4,19 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 
 use super::logs;
+use super::wait;
 use super::{Ctx, Outcome};
 use crate::cluster::Cluster;
 use crate::deckhouse::health::{ModuleHealth, RunVerdict, Stage, judge};
-use crate::deckhouse::resources::ModulePullOverride;
+use crate::deckhouse::resources::{Module, ModuleConfig, ModulePullOverride};
 use crate::error::{Error, Kind, Result};
 use crate::output::{To, Tone, humanize, inline};
-
-/// How often the module is looked at while it starts (`--wait` answers within it).
-const POLL: Duration = Duration::from_millis(150);
 
 /// The Module's health now; `None` when there is no Module.
 pub async fn module_health(cluster: &Cluster, name: &str) -> Result<Option<ModuleHealth>> {
@@ -33,31 +33,10 @@ pub async fn module_health(cluster: &Cluster, name: &str) -> Result<Option<Modul
     Ok(Some(ModuleHealth::of(&module, config.as_ref())))
 }
 
-/// Whether a deckhouse Pod started at or after `since` (Deckhouse restarted); `None`
-/// when Pods cannot be read.
-async fn restarted_since(cluster: &Cluster, since: Option<jiff::Timestamp>) -> Option<bool> {
-    let since = since?;
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), logs::NAMESPACE);
-    let list = pods
-        .list(&ListParams::default().labels(logs::SELECTOR))
-        .await
-        .ok()?;
-    Some(list.items.iter().any(|pod| {
-        pod.metadata.deletion_timestamp.is_none()
-            && pod
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|created| {
-                    created.0 >= since.round(jiff::Unit::Second).unwrap_or(since)
-                })
-    }))
-}
-
 /// The first stage, when a `--wait` that follows the module starts: the controller
 /// checks the override.
-pub fn announce_checking(ctx: &Ctx, name: &str, wait: &crate::cli::WaitArgs) {
-    if wait.wait && wait.wait_for == crate::cli::WaitFor::Module {
+pub fn announce_checking(ctx: &Ctx, name: &str, wait: &super::wait::Plan) {
+    if wait.follow_module {
         show_checking(ctx, name);
     }
 }
@@ -99,9 +78,22 @@ fn show_stage(ctx: &Ctx, name: &str, stage: Stage, shown: &mut Option<Stage>) {
     }
 }
 
+/// What the module watch has seen: one update of the Module, its ModuleConfig, or a
+/// deckhouse Pod.
+enum Seen {
+    Module(Option<Module>),
+    Config(Option<ModuleConfig>),
+    /// A deckhouse Pod started (not deleting): when.
+    Pod(Option<jiff::Timestamp>),
+    ModuleWatchFailed(kube::runtime::watcher::Error),
+}
+
 /// After the override's Ready (`object`), waits until the module runs or fails.
 /// `expect_restart`: a deploy happened, so the Module's status is only an answer once
-/// Deckhouse has started again.
+/// Deckhouse has started again. The Module, its ModuleConfig and the deckhouse Pods are
+/// watched (kube-runtime watchers, riding out an API server restart): every change is
+/// judged as it arrives. The ModuleConfig and the Pods may not be readable; the wait
+/// then goes on without them.
 pub async fn follow_module(
     ctx: &Ctx,
     cluster: &Cluster,
@@ -115,23 +107,114 @@ pub async fn follow_module(
     let deployed_at = object
         .updated_at()
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
     // `checking` was shown when the wait began; the controller's Ready says it has
     // downloaded the image (the download itself writes no status, deckhouse-real §3.11).
     let mut shown = Some(Stage::Checking);
     show_stage(ctx, &name, Stage::Downloading, &mut shown);
     let mut seen_starting = !expect_restart;
+
+    let config = wait::watch_config(cluster);
+    let modules =
+        wait::watch_object(cluster.modules(), &name, config.clone()).map(|seen| match seen {
+            Ok(module) => Seen::Module(module),
+            Err(err) => Seen::ModuleWatchFailed(err),
+        });
+    // Not readable (a developer's role): no settings errors, as `None`.
+    let configs = wait::watch_object(cluster.module_configs(), &name, config.clone())
+        .map(|seen| Seen::Config(seen.ok().flatten()));
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), logs::NAMESPACE);
+    let pods = watcher(pods, config.labels(logs::SELECTOR))
+        .backoff(wait::RideOut::new(wait::WATCH_FAILURE_GRACE))
+        .applied_objects()
+        .filter_map(|pod| {
+            futures::future::ready(pod.ok().map(|pod| {
+                let started = pod
+                    .metadata
+                    .creation_timestamp
+                    .filter(|_| pod.metadata.deletion_timestamp.is_none())
+                    .map(|created| created.0);
+                Seen::Pod(started)
+            }))
+        });
+    let mut updates = std::pin::pin!(futures::stream::select(
+        futures::stream::select(modules, configs),
+        pods
+    ));
+    let mut module: Option<Option<Module>> = None;
+    let mut module_config: Option<ModuleConfig> = None;
+    let mut config_known = false;
+    let mut last_failure = None;
+    let mut phase = None;
     loop {
-        let Some(health) = module_health(cluster, &name).await? else {
+        let update = tokio::select! {
+            update = updates.next() => update,
+            _ = &mut deadline => {
+                return Err(Error::condition(format!(
+                    "timed out after {} waiting for module {name} to run {tag} (phase {})",
+                    humanize(timeout),
+                    phase.as_deref().unwrap_or("unknown")
+                ))
+                .with_hint(format!(
+                    "see its health with: kubectl mpo explain {name}; its log with: kubectl mpo logs {name}"
+                )));
+            }
+            _ = tokio::signal::ctrl_c() => {
+                return Err(Error::new(Kind::Interrupted, format!("interrupted while waiting for module {name}; nothing was changed by the wait")));
+            }
+        };
+        match update {
+            Some(Seen::Module(seen)) => {
+                last_failure = None;
+                module = Some(seen);
+            }
+            Some(Seen::Config(seen)) => {
+                config_known = true;
+                module_config = seen;
+            }
+            Some(Seen::Pod(started)) => {
+                let since = deployed_at.map(|at| at.round(jiff::Unit::Second).unwrap_or(at));
+                if started
+                    .zip(since)
+                    .is_some_and(|(started, since)| started >= since)
+                {
+                    seen_starting = true;
+                }
+            }
+            Some(Seen::ModuleWatchFailed(err)) => {
+                if let Some(error) = wait::final_watch_error(cluster, &err) {
+                    return Err(error);
+                }
+                ctx.printer
+                    .debug(1, format!("watch of module {name} restarted: {err}"));
+                last_failure = Some(err);
+                continue;
+            }
+            None => {
+                return Err(Error::runtime(format!(
+                    "lost the API server {} while waiting for module {name}{}",
+                    cluster.place(),
+                    last_failure
+                        .map(|err| format!(": {err}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        // Judged once the Module and its ModuleConfig (or that it cannot be read) are in.
+        let Some(current) = &module else { continue };
+        if !config_known {
+            continue;
+        }
+        let Some(current) = current else {
             return Err(Error::condition(format!(
                 "module {name:?} disappeared while waiting for it to run"
             )));
         };
+        let health = ModuleHealth::of(current, module_config.as_ref());
+        phase.clone_from(&health.phase);
         if matches!(health.phase.as_deref(), Some("Installing" | "Reconciling")) {
             seen_starting = true;
-        }
-        if !seen_starting {
-            seen_starting = restarted_since(cluster, deployed_at).await.unwrap_or(false);
         }
         match judge(&health, &tag, seen_starting) {
             RunVerdict::Running => {
@@ -150,22 +233,6 @@ pub async fn follow_module(
                 return Ok(Outcome::ConditionFailed);
             }
             RunVerdict::Pending(stage) => show_stage(ctx, &name, stage, &mut shown),
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Error::condition(format!(
-                "timed out after {} waiting for module {name} to run {tag} (phase {})",
-                humanize(timeout),
-                health.phase.as_deref().unwrap_or("unknown")
-            ))
-            .with_hint(format!(
-                "see its health with: kubectl mpo explain {name}; its log with: kubectl mpo logs {name}"
-            )));
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = tokio::signal::ctrl_c() => {
-                return Err(Error::new(Kind::Interrupted, format!("interrupted while waiting for module {name}; nothing was changed by the wait")));
-            }
         }
     }
 }

@@ -15,8 +15,7 @@ pub mod sources;
 pub mod tags;
 pub mod wait;
 
-use crate::cli::GlobalArgs;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ConnectOptions};
 use crate::error::Result;
 use crate::output::Printer;
 
@@ -32,14 +31,14 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// What every command gets: the global flags and the printer.
+/// What every command gets: how to connect and the printer.
 pub struct Ctx {
-    pub global: GlobalArgs,
+    pub connect: ConnectOptions,
     pub printer: Printer,
 }
 
 impl Ctx {
     pub async fn cluster(&self) -> Result<Cluster> {
-        Cluster::connect(&self.global).await
+        Cluster::connect(&self.connect).await
     }
 }

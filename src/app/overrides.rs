@@ -5,10 +5,11 @@ use kube::Resource;
 use kube::api::{Patch, PatchParams, PostParams};
 
 use super::Ctx;
-use crate::cli::{DryRun, ModuleName, ObjectFormat};
 use crate::cluster::{Cluster, decode};
 use crate::deckhouse::resources::{ModulePullOverride, MpoVersion};
 use crate::error::{Error, Result};
+use crate::names::ModuleName;
+use crate::output::ObjectFormat;
 
 /// The resource, for messages and RBAC hints (`kubectl auth can-i VERB RESOURCE`).
 pub const RESOURCE: &str = "modulepulloverrides.deckhouse.io";
@@ -20,6 +21,16 @@ pub const FIELD_MANAGER: &str = "kubectl-mpo";
 /// (lower-case singular kind, group, name).
 pub fn name_of(name: &str) -> String {
     format!("modulepulloverride.deckhouse.io/{name}")
+}
+
+/// `--dry-run`: send nothing (`client`), or let the API server check the write
+/// without keeping it (`server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DryRun {
+    #[default]
+    None,
+    Client,
+    Server,
 }
 
 /// What a dry run adds to a message.
@@ -256,7 +267,7 @@ mod tests {
     fn printed(format: ObjectFormat) -> String {
         let (printer, out, _) = Printer::capture(false, 0);
         let ctx = Ctx {
-            global: Default::default(),
+            connect: Default::default(),
             printer,
         };
         let object = ModulePullOverride {

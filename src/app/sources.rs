@@ -13,7 +13,6 @@ use futures::StreamExt;
 use super::Ctx;
 use super::diagnose::World;
 use super::overrides::Overrides;
-use crate::cli::RegistryFallbackArgs;
 use crate::cluster::Cluster;
 use crate::deckhouse::layout::is_hash_tag;
 use crate::deckhouse::resources::{ModulePullOverride, ModuleSource};
@@ -46,9 +45,17 @@ impl Fallback {
     }
 }
 
+/// `--registry-repo`, `--registry-config` and `--registry-ca` as given, not yet read.
+#[derive(Debug, Clone, Default)]
+pub struct FallbackSpec {
+    pub registry_repo: Option<String>,
+    pub registry_config: Option<std::path::PathBuf>,
+    pub registry_ca: Option<std::path::PathBuf>,
+}
+
 /// Reads and checks `--registry-repo`, `--registry-config` and `--registry-ca` (bad
 /// values are usage errors, before any request). `None` without `--registry-repo`.
-pub fn fallback(args: &RegistryFallbackArgs) -> Result<Option<Fallback>> {
+pub fn fallback(args: &FallbackSpec) -> Result<Option<Fallback>> {
     let Some(given) = args.registry_repo.as_deref() else {
         return Ok(None);
     };
@@ -522,70 +529,4 @@ pub async fn registry_digests(
         .into_iter()
         .map(|lookup| lookup.result.and_then(|r| r.ok()).map(|d| d.digest))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    /// The command of a hint (`...: kubectl mpo ARGS`), parsed as the binary would.
-    fn parses(hint: &str) -> bool {
-        let Some((_, command)) = hint.split_once("kubectl mpo ") else {
-            return true;
-        };
-        let words = std::iter::once("kubectl-mpo").chain(command.split_whitespace());
-        crate::cli::Cli::try_parse_from(words).is_ok()
-    }
-
-    #[test]
-    fn registry_hints_name_the_registry_used_and_parse() {
-        let fallback =
-            RegistryTarget::from_docker_config("reg.io/modules", None, None, None).expect("target");
-        let mut source = RegistryTarget::with_docker_cfg("reg.io/modules", None, None, None);
-        source.name = "test".into();
-        for kind in [
-            RegistryErrorKind::NotFound,
-            RegistryErrorKind::Unauthorized,
-            RegistryErrorKind::Config,
-            RegistryErrorKind::Limit,
-        ] {
-            for module in [Some("echo"), None] {
-                let err = RegistryError::timed_out("x", Duration::from_secs(1));
-                let err = RegistryError { kind, ..err };
-                let via_fallback = registry_error(&fallback, module, err.clone());
-                let hint = via_fallback.hint.unwrap_or_default();
-                assert!(
-                    !hint.contains("--source") && !hint.contains("explain"),
-                    "{hint}"
-                );
-                assert!(parses(&hint), "{hint}");
-                let hint = registry_error(&source, module, err)
-                    .hint
-                    .unwrap_or_default();
-                assert!(parses(&hint), "{hint}");
-            }
-        }
-        // An unknown repository sends the user to the modules that exist, never back to
-        // the `registry tags` command that just failed.
-        let unknown = RegistryError {
-            kind: RegistryErrorKind::NotFound,
-            message:
-                "list tags of modules/echo: NameUnknown: repository name not known to registry"
-                    .into(),
-        };
-        for (target, flag) in [
-            (&source, "--source test"),
-            (&fallback, "--registry-repo reg.io/modules"),
-        ] {
-            let hint = registry_error(target, Some("echo"), unknown.clone())
-                .hint
-                .unwrap_or_default();
-            assert!(
-                hint.ends_with(&format!("kubectl mpo registry modules {flag}")),
-                "{hint}"
-            );
-            assert!(parses(&hint), "{hint}");
-        }
-    }
 }

@@ -6,21 +6,31 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::Condition;
 use kube::runtime::watcher;
 
 use super::Ctx;
 use super::Outcome;
 use super::diagnose;
 use super::overrides::{Overrides, RESOURCE};
-use crate::cli::{WaitArgs, WaitFor};
 use crate::cluster::Cluster;
 use crate::deckhouse::checks::is_ready;
 use crate::deckhouse::resources::{ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
 use crate::output::{To, Tone, humanize};
 
+/// What a `--wait` asks for, as the command decided it from its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// The whole wait's budget, counted from when the write was sent.
+    pub timeout: Duration,
+    /// Follow a Ready override on to the module running (`--wait-for=module`).
+    pub follow_module: bool,
+}
+
 /// How long a wait rides out a failing watch before it gives up on the API server.
-const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(10);
+pub const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(10);
 
 /// The controller has judged the override: a message (gen B–D), or gen A's empty
 /// message with a digest.
@@ -123,11 +133,6 @@ pub fn renew_reacted(
     }
 }
 
-/// The override no longer exists.
-pub fn is_gone(object: Option<&ModulePullOverride>) -> bool {
-    object.is_none()
-}
-
 /// The error for an override deleted while a command waited for its verdict.
 pub fn deleted_while_waiting(name: &str) -> Error {
     Error::condition(format!(
@@ -137,26 +142,26 @@ pub fn deleted_while_waiting(name: &str) -> Error {
 
 /// Watches one override until `condition` holds (the object, or `None` when it is
 /// gone), `timeout` passes (exit 1) or the user presses Ctrl-C. Only reads:
-/// interrupting leaves nothing half-written.
+/// interrupting leaves nothing half-written. Conditions are kube-runtime's
+/// [`Condition`]s (`conditions::is_deleted(uid)`, or the ones above).
 pub async fn wait_for(
     ctx: &Ctx,
     overrides: &Overrides,
     name: &str,
     timeout: Duration,
     waiting_for: &str,
-    condition: impl Fn(Option<&ModulePullOverride>) -> bool,
+    condition: impl Condition<ModulePullOverride>,
 ) -> Result<Option<ModulePullOverride>> {
     let spinner = ctx
         .printer
         .spinner(format!("waiting for {name}: {waiting_for}"));
-    let config = watch_config(&overrides.cluster).fields(&format!("metadata.name={name}"));
-    let mut events = std::pin::pin!(watcher(overrides.api.clone(), config));
+    let config = watch_config(&overrides.cluster);
+    let mut objects = std::pin::pin!(watch_object(overrides.api.clone(), name, config));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut seen_any = false;
-    // When the watch started failing; a blip (an API server restart) is ridden out,
-    // a server that stays away ends the wait as a runtime failure, not a timeout.
-    let mut failing_since: Option<tokio::time::Instant> = None;
+    // The last failure of the watch: a blip (an API server restart) is ridden out by
+    // the backoff, a server that stays away ends the wait as a runtime failure.
+    let mut last_failure: Option<watcher::Error> = None;
     loop {
         tokio::select! {
             _ = &mut deadline => {
@@ -168,50 +173,126 @@ pub async fn wait_for(
                 drop(spinner);
                 return Err(Error::new(Kind::Interrupted, format!("interrupted while waiting for {name}; nothing was changed by the wait")));
             }
-            event = events.next() => {
-                let event = match event {
-                    Some(Ok(event)) => {
-                        failing_since = None;
-                        event
+            next = objects.next() => match next {
+                Some(Ok(seen)) => {
+                    last_failure = None;
+                    if condition.matches_object(seen.as_ref()) {
+                        return Ok(seen);
                     }
-                    Some(Err(err)) => {
-                        if let Some(error) = final_watch_error(&overrides.cluster, &err) {
-                            drop(spinner);
-                            return Err(error);
-                        }
-                        ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
-                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                        if since.elapsed() >= WATCH_FAILURE_GRACE {
-                            drop(spinner);
-                            return Err(Error::runtime(format!(
-                                "lost the API server {} while waiting for {name}: {err}",
-                                overrides.cluster.place()
-                            ))
-                            .with_hint(format!(
-                                "what was sent before the wait is saved; once the cluster answers, check it with: kubectl mpo status {name}"
-                            ))
-                            .with_source(err));
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue;
+                }
+                Some(Err(err)) => {
+                    if let Some(error) = final_watch_error(&overrides.cluster, &err) {
+                        drop(spinner);
+                        return Err(error);
                     }
-                    None => return Err(Error::runtime(format!("the watch of {name} ended unexpectedly"))),
-                };
-                let seen = match event {
-                    watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                        seen_any = true;
-                        Some(object)
-                    }
-                    watcher::Event::Delete(_) => None,
-                    // An empty initial list means the object does not exist (any more).
-                    watcher::Event::InitDone if !seen_any => None,
-                    watcher::Event::Init | watcher::Event::InitDone => continue,
-                };
-                if condition(seen.as_ref()) {
-                    return Ok(seen);
+                    ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
+                    last_failure = Some(err);
+                }
+                None => {
+                    drop(spinner);
+                    return Err(lost_api_server(&overrides.cluster, name, last_failure));
                 }
             }
         }
+    }
+}
+
+/// The error for a watch the backoff gave up on.
+fn lost_api_server(cluster: &Cluster, name: &str, failure: Option<watcher::Error>) -> Error {
+    let error = Error::runtime(format!(
+        "lost the API server {} while waiting for {name}{}",
+        cluster.place(),
+        failure
+            .as_ref()
+            .map(|err| format!(": {err}"))
+            .unwrap_or_default()
+    ))
+    .with_hint(format!(
+        "what was sent before the wait is saved; once the cluster answers, check it with: kubectl mpo status {name}"
+    ));
+    match failure {
+        Some(err) => error.with_source(err),
+        None => error,
+    }
+}
+
+/// One object's watch, as kube-runtime's `watch_object` gives it: the object on every
+/// change, `None` when it is deleted or when a list (the first, or a re-list after the
+/// watch fell too far behind) no longer has it. Unlike `watch_object` it takes the
+/// watch config (timeouts that fit `--request-timeout`) and rides out failures with
+/// [`RideOut`], closing once the API server has been away for [`WATCH_FAILURE_GRACE`].
+pub fn watch_object<K>(
+    api: kube::Api<K>,
+    name: &str,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = std::result::Result<Option<K>, watcher::Error>> + Send + use<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = config.fields(&format!("metadata.name={name}"));
+    watcher(api, config)
+        .backoff(RideOut::new(WATCH_FAILURE_GRACE))
+        // Whether the object was in the list being read: reset on every Init, so that
+        // a re-list without it reports it gone.
+        .scan(false, |seen, event| {
+            match &event {
+                Ok(watcher::Event::Init) => *seen = false,
+                Ok(watcher::Event::InitApply(_)) => *seen = true,
+                _ => {}
+            }
+            futures::future::ready(Some((*seen, event)))
+        })
+        .filter_map(|(seen, event)| {
+            futures::future::ready(match event {
+                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    Some(Ok(Some(object)))
+                }
+                Ok(watcher::Event::Delete(_)) => Some(Ok(None)),
+                Ok(watcher::Event::InitDone) if !seen => Some(Ok(None)),
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(err) => Some(Err(err)),
+            })
+        })
+}
+
+/// kube-runtime's default watch backoff (client-go's parameters), which gives up once
+/// the watch has failed without a break for `grace`: a restarting API server is ridden
+/// out, one that stays away closes the stream. Any event resets it.
+pub struct RideOut {
+    inner: watcher::DefaultBackoff,
+    grace: Duration,
+    failing_since: Option<std::time::Instant>,
+}
+
+impl RideOut {
+    pub fn new(grace: Duration) -> Self {
+        RideOut {
+            inner: watcher::DefaultBackoff::default(),
+            grace,
+            failing_since: None,
+        }
+    }
+}
+
+impl Iterator for RideOut {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let since = *self
+            .failing_since
+            .get_or_insert_with(std::time::Instant::now);
+        let left = self.grace.checked_sub(since.elapsed())?;
+        if left.is_zero() {
+            return None;
+        }
+        self.inner.next().map(|delay| delay.min(left))
+    }
+}
+
+impl kube::runtime::utils::Backoff for RideOut {
+    fn reset(&mut self) {
+        self.failing_since = None;
+        self.inner.reset();
     }
 }
 
@@ -319,7 +400,7 @@ pub async fn report_and_follow(
     before: Option<&ModulePullOverride>,
     settled: &ModulePullOverride,
     to: To,
-    wait: &WaitArgs,
+    wait: &Plan,
     started: tokio::time::Instant,
 ) -> Result<Outcome> {
     report_and_follow_after_checks(ctx, overrides, before, settled, to, wait, started, false).await
@@ -334,13 +415,13 @@ pub async fn report_and_follow_after_checks(
     before: Option<&ModulePullOverride>,
     settled: &ModulePullOverride,
     to: To,
-    wait: &WaitArgs,
+    wait: &Plan,
     started: tokio::time::Instant,
     explained: bool,
 ) -> Result<Outcome> {
     let name = settled.metadata.name.as_deref().unwrap_or_default();
     let outcome = report_verdict_after_checks(ctx, overrides, name, settled, to, explained).await?;
-    if outcome != Outcome::Success || wait.wait_for != WaitFor::Module || !is_ready(settled) {
+    if outcome != Outcome::Success || !wait.follow_module || !is_ready(settled) {
         return Ok(outcome);
     }
     let remaining = wait.timeout.saturating_sub(started.elapsed());
@@ -479,8 +560,14 @@ mod tests {
     }
 
     #[test]
-    fn gone_is_gone() {
-        assert!(is_gone(None));
-        assert!(!is_gone(Some(&ModulePullOverride::default())));
+    fn ride_out_backs_off_within_the_grace_and_starts_again_after_an_event() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = RideOut::new(Duration::from_millis(300));
+        let first = backoff.next().expect("a first delay");
+        assert!(first <= Duration::from_millis(300), "{first:?}");
+        std::thread::sleep(Duration::from_millis(320));
+        assert_eq!(backoff.next(), None, "given up once the grace is spent");
+        backoff.reset();
+        assert!(backoff.next().is_some(), "an event starts a new grace");
     }
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 use base64::Engine;
 use kube::config::{ExecAuthCluster, KubeConfigOptions, Kubeconfig};
 
-use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 
 pub use exec::describe_auth_error;
@@ -22,9 +21,9 @@ pub use token_layer::TokenLayer;
 
 /// The kubeconfig files in the order kubectl reads them: `--kubeconfig`, else every
 /// file of `$KUBECONFIG`, else `~/.kube/config`.
-pub fn kubeconfig_paths(global: &GlobalArgs) -> Vec<PathBuf> {
-    if let Some(path) = &global.kubeconfig {
-        return vec![path.clone()];
+pub fn kubeconfig_paths(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(path) = explicit {
+        return vec![path.to_path_buf()];
     }
     if let Some(value) = std::env::var_os("KUBECONFIG")
         && !value.is_empty()

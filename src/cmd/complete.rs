@@ -396,7 +396,7 @@ fn positionals(command: &clap::Command, index: usize, walk: &Walk) -> (Candidate
 
 /// Context, cluster or user names of the kubeconfig (all files of `$KUBECONFIG`).
 fn kubeconfig_names(global: &GlobalArgs, kind: &str) -> Vec<String> {
-    let paths = crate::auth::kubeconfig_paths(global);
+    let paths = crate::auth::kubeconfig_paths(global.kubeconfig.as_deref());
     let mut names = BTreeSet::new();
     for path in paths {
         let Ok(config) = kube::config::Kubeconfig::read_from(&path) else {
@@ -426,7 +426,7 @@ fn cluster_names(global: &GlobalArgs, what: Names) -> Vec<String> {
         return Vec::new();
     };
     runtime.block_on(async {
-        let Ok(cluster) = Cluster::connect(global).await else {
+        let Ok(cluster) = Cluster::connect(&global.connect_options()).await else {
             return Vec::new();
         };
         let params = kube::api::ListParams::default();

@@ -135,14 +135,14 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
             To::Out
         }
     };
-    if args.wait.wait && args.dry_run == DryRun::None {
+    if let Some(plan) = args.wait.plan().filter(|_| args.dry_run == DryRun::None) {
         let started = tokio::time::Instant::now();
-        crate::app::health::announce_checking(ctx, &module, &args.wait);
+        crate::app::health::announce_checking(ctx, &module, &plan);
         let settled = wait::wait_for(
             ctx,
             &overrides,
             &module,
-            args.wait.timeout,
+            plan.timeout,
             "controller verdict",
             has_verdict,
         )
@@ -150,7 +150,7 @@ pub async fn run(ctx: &Ctx, args: CreateArgs) -> Result<Outcome> {
         .ok_or_else(|| deleted_while_waiting(&module))?;
         // With --force the failing checks are above already; they are not repeated.
         return wait::report_and_follow_after_checks(
-            ctx, &overrides, None, &settled, verdict_to, &args.wait, started, !checks.ok,
+            ctx, &overrides, None, &settled, verdict_to, &plan, started, !checks.ok,
         )
         .await;
     }

@@ -4,12 +4,13 @@ use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 
 use crate::app::overrides::{CLIENT_DRY_RUN, Overrides, RESOURCE, dry_run_note, name_of};
-use crate::app::wait::{self, is_gone};
+use crate::app::wait;
 use crate::app::{Ctx, Outcome};
 use crate::cli::{DeleteArgs, DryRun, NameFormat};
 use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
 use crate::output::{To, Tone};
+use kube::runtime::wait::conditions;
 
 pub async fn run(ctx: &Ctx, args: DeleteArgs) -> Result<Outcome> {
     let overrides = Overrides::connect(ctx).await?;
@@ -89,14 +90,17 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> Result<Outcome> {
         ctx.printer.note(CLIENT_DRY_RUN);
     }
     if args.wait.wait && args.dry_run == DryRun::None {
-        for (name, _) in &plans {
+        for (name, current) in &plans {
+            // Gone, or gone and made again under the same name (another uid), as
+            // kubectl wait --for=delete counts it.
+            let uid = current.metadata.uid.clone().unwrap_or_default();
             wait::wait_for(
                 ctx,
                 &overrides,
                 name,
                 args.wait.timeout,
                 "finalizer removal",
-                is_gone,
+                conditions::is_deleted(&uid),
             )
             .await?;
             let to = if args.output.is_some() {

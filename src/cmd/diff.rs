@@ -70,7 +70,7 @@ struct Report {
 }
 
 pub async fn run(ctx: &Ctx, args: DiffArgs) -> Result<Outcome> {
-    let fallback = sources::fallback(&args.fallback)?;
+    let fallback = sources::fallback(&args.fallback.spec())?;
     let limits = ImageLimits::from(&args.limits);
     let name: &str = &args.module;
     let overrides = Overrides::connect(ctx).await?;

@@ -150,14 +150,14 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             To::Out
         }
     };
-    if args.wait.wait && args.dry_run == DryRun::None {
+    if let Some(plan) = args.wait.plan().filter(|_| args.dry_run == DryRun::None) {
         let started = tokio::time::Instant::now();
-        crate::app::health::announce_checking(ctx, &module, &args.wait);
+        crate::app::health::announce_checking(ctx, &module, &plan);
         let settled = wait::wait_for(
             ctx,
             &overrides,
             &module,
-            args.wait.timeout,
+            plan.timeout,
             "controller verdict on the new spec",
             new_verdict_on(
                 &original,
@@ -173,7 +173,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
             Some(&original),
             &settled,
             verdict_to,
-            &args.wait,
+            &plan,
             started,
         )
         .await;

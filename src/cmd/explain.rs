@@ -59,7 +59,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
         .map(|t| t.to_string())
         .or_else(|| existing.as_ref().map(|o| o.spec.image_tag.clone()));
 
-    let fallback = crate::app::sources::fallback(&args.fallback)?;
+    let fallback = crate::app::sources::fallback(&args.fallback.spec())?;
     if let Some(fallback) = fallback.as_ref().filter(|_| !args.offline) {
         fallback.announce(ctx);
     }

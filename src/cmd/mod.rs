@@ -23,7 +23,7 @@ use crate::output::Printer;
 
 pub fn run(cli: Cli, printer: Printer) -> Result<Outcome> {
     let ctx = Ctx {
-        global: cli.global,
+        connect: cli.global.connect_options(),
         printer,
     };
     // `version` needs no runtime: keep start-up minimal.

@@ -49,27 +49,39 @@ pub async fn run(ctx: &Ctx, command: RegistryCommand) -> Result<Outcome> {
 }
 
 struct Target {
-    overrides: Overrides,
+    /// `None` with `--registry-repo`: the registry is read without the cluster.
+    overrides: Option<Overrides>,
     source: RegistryTarget,
     client: SourceRegistry,
 }
 
 async fn target(ctx: &Ctx, module: Option<&str>, common: &RegistryArgs) -> Result<Target> {
-    let fallback = sources::fallback(&common.fallback)?;
+    let fallback = sources::fallback(&common.fallback.spec())?;
     if fallback.is_some() && common.source.is_some() {
         return Err(Error::usage(
             "--source and --registry-repo exclude each other: choose a ModuleSource or a repo",
         ));
     }
-    let overrides = Overrides::connect(ctx).await?;
-    let source = sources::choose_target(
-        ctx,
-        &overrides.cluster,
-        module,
-        common.source.as_deref(),
-        fallback.as_ref(),
-    )
-    .await?;
+    // With --registry-repo the registry is all there is to ask: no cluster is needed,
+    // and none is contacted (as crane needs none).
+    let (overrides, source) = match fallback {
+        Some(fallback) => {
+            fallback.announce(ctx);
+            (None, fallback.target)
+        }
+        None => {
+            let overrides = Overrides::connect(ctx).await?;
+            let source = sources::choose_target(
+                ctx,
+                &overrides.cluster,
+                module,
+                common.source.as_deref(),
+                None,
+            )
+            .await?;
+            (Some(overrides), source)
+        }
+    };
     let client = sources::client_for(&source, REGISTRY_TIMEOUT)?;
     Ok(Target {
         overrides,
@@ -158,13 +170,15 @@ async fn tags(ctx: &Ctx, args: &RegistryTagsArgs) -> Result<Outcome> {
         }
         return Ok(Outcome::Success);
     }
-    let current = target
-        .overrides
-        .get(module)
-        .await
-        .ok()
-        .flatten()
-        .map(|o| o.spec.image_tag);
+    let current = match &target.overrides {
+        Some(overrides) => overrides
+            .get(module)
+            .await
+            .ok()
+            .flatten()
+            .map(|o| o.spec.image_tag),
+        None => None,
+    };
     let spinner = ctx.printer.spinner(format!(
         "reading {} tags of {}/{module}",
         names.len(),
@@ -274,6 +288,19 @@ fn render_tags(printer: &crate::output::Printer, details: &[TagDetail], wide: bo
     printer.table(&headers, &rows);
 }
 
+/// The module's override; with `--registry-repo` the cluster is asked only here, when
+/// the override's tag is wanted.
+async fn current_override(
+    ctx: &Ctx,
+    target: &Target,
+    module: &str,
+) -> Result<Option<crate::deckhouse::resources::ModulePullOverride>> {
+    match &target.overrides {
+        Some(overrides) => overrides.get(module).await,
+        None => Overrides::connect(ctx).await?.get(module).await,
+    }
+}
+
 /// `MODULE[:TAG|@DIGEST]`; without either, the override's tag.
 async fn image_target(
     ctx: &Ctx,
@@ -284,7 +311,7 @@ async fn image_target(
     let target = target(ctx, Some(&module), common).await?;
     let tag = match image.reference() {
         Some(reference) => reference,
-        None => match target.overrides.get(&module).await? {
+        None => match current_override(ctx, &target, &module).await? {
             Some(mpo) => {
                 ctx.printer.note(format!(
                     "using tag {} of override {module}",
@@ -553,4 +580,75 @@ async fn releases(
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The hints a registry error prints name commands this command line takes.
+#[cfg(test)]
+mod registry_hint_tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use crate::app::sources::registry_error;
+    use crate::registry::{RegistryError, RegistryErrorKind, RegistryTarget};
+
+    /// The command of a hint (`...: kubectl mpo ARGS`), parsed as the binary would.
+    fn parses(hint: &str) -> bool {
+        let Some((_, command)) = hint.split_once("kubectl mpo ") else {
+            return true;
+        };
+        let words = std::iter::once("kubectl-mpo").chain(command.split_whitespace());
+        crate::cli::Cli::try_parse_from(words).is_ok()
+    }
+
+    #[test]
+    fn registry_hints_name_the_registry_used_and_parse() {
+        let fallback =
+            RegistryTarget::from_docker_config("reg.io/modules", None, None, None).expect("target");
+        let mut source = RegistryTarget::with_docker_cfg("reg.io/modules", None, None, None);
+        source.name = "test".into();
+        for kind in [
+            RegistryErrorKind::NotFound,
+            RegistryErrorKind::Unauthorized,
+            RegistryErrorKind::Config,
+            RegistryErrorKind::Limit,
+        ] {
+            for module in [Some("echo"), None] {
+                let err = RegistryError::timed_out("x", Duration::from_secs(1));
+                let err = RegistryError { kind, ..err };
+                let via_fallback = registry_error(&fallback, module, err.clone());
+                let hint = via_fallback.hint.unwrap_or_default();
+                assert!(
+                    !hint.contains("--source") && !hint.contains("explain"),
+                    "{hint}"
+                );
+                assert!(parses(&hint), "{hint}");
+                let hint = registry_error(&source, module, err)
+                    .hint
+                    .unwrap_or_default();
+                assert!(parses(&hint), "{hint}");
+            }
+        }
+        // An unknown repository sends the user to the modules that exist, never back to
+        // the `registry tags` command that just failed.
+        let unknown = RegistryError {
+            kind: RegistryErrorKind::NotFound,
+            message:
+                "list tags of modules/echo: NameUnknown: repository name not known to registry"
+                    .into(),
+        };
+        for (target, flag) in [
+            (&source, "--source test"),
+            (&fallback, "--registry-repo reg.io/modules"),
+        ] {
+            let hint = registry_error(target, Some("echo"), unknown.clone())
+                .hint
+                .unwrap_or_default();
+            assert!(
+                hint.ends_with(&format!("kubectl mpo registry modules {flag}")),
+                "{hint}"
+            );
+            assert!(parses(&hint), "{hint}");
+        }
+    }
 }

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
-use kube::runtime::watcher;
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde::Serialize;
 
 use crate::app::diagnose::World;
@@ -65,7 +67,7 @@ struct Document<'a> {
 
 pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
     let view = View::of(&args)?;
-    let fallback = sources::fallback(&args.fallback)?;
+    let fallback = sources::fallback(&args.fallback.spec())?;
     let overrides = Overrides::connect(ctx).await?;
     let names_only = args.output == Some(ListFormat::Name) && !args.watch;
     // The Modules, ModuleConfigs and ModuleSources are listed while the overrides are:
@@ -140,6 +142,7 @@ pub async fn run(ctx: &Ctx, args: StatusArgs) -> Result<Outcome> {
             &view,
             &world,
             fallback.as_ref(),
+            &items,
             rows,
         )
         .await;
@@ -707,13 +710,16 @@ pub fn print_causes(printer: &Printer, rows: &[Row]) {
     ));
 }
 
-/// How long `--watch` rides out a failing watch before it gives up on the API server.
-const WATCH_FAILURE_GRACE: Duration = Duration::from_secs(10);
-
 /// `--watch`: on a terminal the table is redrawn in place as overrides change; off a
 /// terminal each changed row is appended (as `kubectl get -w`), an unchanged row is not
 /// repeated; with `-o json|yaml` each changed row is printed as its own object. Ctrl-C
 /// ends it with exit 130.
+///
+/// The overrides are mirrored by kube-runtime's reflector: after every change, and
+/// after a re-list (a watch that fell behind, an API server restart), the mirror is
+/// compared with what was shown, so a change or a deletion made while the watch was
+/// away is shown too.
+#[allow(clippy::too_many_arguments)]
 async fn watch(
     ctx: &Ctx,
     overrides: &Overrides,
@@ -721,9 +727,11 @@ async fn watch(
     view: &View,
     world: &World,
     fallback: Option<&RegistryTarget>,
+    items: &[ModulePullOverride],
     initial: Vec<Row>,
 ) -> Result<Outcome> {
     let names: Vec<String> = args.modules.iter().map(|m| m.to_string()).collect();
+    let wanted = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
     let objects = matches!(view.format, Some(ListFormat::Json | ListFormat::Yaml));
     let redraw = !objects && ctx.printer.stdout_is_terminal();
     let print_object = |row: &Row| -> Result<()> {
@@ -735,11 +743,21 @@ async fn watch(
             _ => ctx.printer.json(row),
         }
     };
-    let mut shown: std::collections::BTreeMap<String, Row> = initial
+    let mut shown: BTreeMap<String, Row> = initial
         .iter()
         .map(|row| (row.name.clone(), row.clone()))
         .collect();
-    let draw_all = |shown: &std::collections::BTreeMap<String, Row>| -> Result<()> {
+    // The resourceVersion each shown row was made from.
+    let mut versions: BTreeMap<String, String> = items
+        .iter()
+        .filter_map(|o| {
+            Some((
+                o.metadata.name.clone()?,
+                o.metadata.resource_version.clone()?,
+            ))
+        })
+        .collect();
+    let draw_all = |shown: &BTreeMap<String, Row>| -> Result<()> {
         let mut rows: Vec<Row> = shown.values().cloned().collect();
         view.sort(&mut rows);
         // Home and clear, then the whole table: a redraw, not appended rows.
@@ -760,94 +778,120 @@ async fn watch(
     if let Some(selector) = &args.selector {
         config = config.labels(selector);
     }
-    let stream = watcher(overrides.api.clone(), config);
+    let writer = reflector::store::Writer::new(overrides.version);
+    let mirror = writer.as_reader();
+    let stream = watcher(overrides.api.clone(), config)
+        .backoff(wait::RideOut::new(wait::WATCH_FAILURE_GRACE))
+        .reflect(writer);
     let mut stream = std::pin::pin!(stream);
-    let mut seen_initial = false;
-    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut last_failure = None;
     loop {
         let event = tokio::select! {
-            event = stream.try_next() => event,
+            event = stream.next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(Outcome::Interrupted),
         };
-        let event = match event {
-            Ok(event) => {
-                failing_since = None;
-                event
-            }
-            Err(err) => {
+        match event {
+            // The mirror holds a whole list only once it is read to the end.
+            Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
+            Some(Ok(_)) => last_failure = None,
+            Some(Err(err)) => {
                 if let Some(error) = wait::final_watch_error(&overrides.cluster, &err) {
                     return Err(error);
                 }
                 // A dropped connection or an API server restart: the watcher resumes
-                // from its last resourceVersion on the next poll; a server that stays
-                // away ends the watch.
+                // (or lists again) after the backoff.
                 ctx.printer
                     .debug(1, format!("watch of overrides restarted: {err}"));
-                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= WATCH_FAILURE_GRACE {
-                    return Err(Error::runtime(format!(
-                        "lost the API server {} while watching overrides: {err}",
-                        overrides.cluster.place()
-                    ))
-                    .with_source(err));
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                last_failure = Some(err);
                 continue;
             }
-        };
-        let changed = match event {
-            Some(watcher::Event::InitDone) => {
-                seen_initial = true;
+            None => {
+                let error = Error::runtime(format!(
+                    "lost the API server {} while watching overrides{}",
+                    overrides.cluster.place(),
+                    last_failure
+                        .as_ref()
+                        .map(|err| format!(": {err}"))
+                        .unwrap_or_default()
+                ));
+                return Err(match last_failure {
+                    Some(err) => error.with_source(err),
+                    None => error,
+                });
+            }
+        }
+        let now: Vec<std::sync::Arc<ModulePullOverride>> = mirror
+            .state()
+            .into_iter()
+            .filter(|o| wanted(o.metadata.name.as_deref().unwrap_or_default()))
+            .collect();
+        let gone: Vec<String> = versions
+            .keys()
+            .filter(|name| !now.iter().any(|o| o.metadata.name.as_deref() == Some(name)))
+            .cloned()
+            .collect();
+        for name in gone {
+            versions.remove(&name);
+            if shown.remove(&name).is_none() {
                 continue;
             }
-            Some(watcher::Event::Apply(object)) if seen_initial => object,
-            Some(watcher::Event::Delete(object)) if seen_initial => {
-                let name = object.metadata.name.unwrap_or_default();
-                if !names.is_empty() && !names.contains(&name) {
-                    continue;
-                }
-                shown.remove(&name);
-                if redraw {
-                    draw_all(&shown)?;
-                } else if !objects {
-                    ctx.printer.line(format!(
-                        "{}   (deleted)",
-                        ctx.printer.paint(&name, Tone::Bold)
-                    ));
-                }
-                continue;
+            if redraw {
+                draw_all(&shown)?;
+            } else if !objects {
+                ctx.printer.line(format!(
+                    "{}   (deleted)",
+                    ctx.printer.paint(&name, Tone::Bold)
+                ));
             }
-            Some(_) => continue,
-            None => return Ok(Outcome::Success),
-        };
-        let name = changed.metadata.name.clone().unwrap_or_default();
-        if !names.is_empty() && !names.contains(&name) {
+        }
+        let changed: Vec<ModulePullOverride> = now
+            .iter()
+            .filter(|o| {
+                let name = o.metadata.name.as_deref().unwrap_or_default();
+                versions.get(name) != o.metadata.resource_version.as_ref()
+            })
+            .map(|o| ModulePullOverride::clone(o))
+            .collect();
+        if changed.is_empty() {
             continue;
         }
-        let Some(row) = rows(
+        for object in &changed {
+            if let (Some(name), Some(version)) =
+                (&object.metadata.name, &object.metadata.resource_version)
+            {
+                versions.insert(name.clone(), version.clone());
+            }
+        }
+        let mut fresh = rows(
             world,
             fallback,
-            std::slice::from_ref(&changed),
+            &changed,
             args.offline,
             args.registry_timeout,
             args.output == Some(ListFormat::Wide),
             &ctx.printer,
         )
-        .await
-        .pop() else {
-            continue;
-        };
-        if shown.get(&name) == Some(&row) {
+        .await;
+        view.sort(&mut fresh);
+        let fresh: Vec<Row> = fresh
+            .into_iter()
             // Only metadata changed (an annotation): the row reads the same.
+            .filter(|row| shown.get(&row.name) != Some(row))
+            .collect();
+        if fresh.is_empty() {
             continue;
         }
-        shown.insert(name, row.clone());
+        for row in &fresh {
+            shown.insert(row.name.clone(), row.clone());
+        }
         if objects {
-            print_object(&row)?;
+            for row in &fresh {
+                print_object(row)?;
+            }
         } else if redraw {
             draw_all(&shown)?;
         } else {
-            view.print(&ctx.printer, std::slice::from_ref(&row), false)?;
+            view.print(&ctx.printer, &fresh, false)?;
         }
     }
 }

@@ -34,7 +34,7 @@ where
 }
 
 /// The ModulePullOverride API version a cluster serves, chosen by discovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub enum MpoVersion {
     V1alpha1,
     #[default]

@@ -25,6 +25,15 @@ use crate::error::{Error, Result};
 use sanitize::{TONE_BASE, TONE_RESET};
 
 /// The kind of emphasis a cell or line gets on a colour terminal.
+/// `-o` for commands that print one object (create, edit): kubectl's JSON, YAML and
+/// name printers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectFormat {
+    Json,
+    Yaml,
+    Name,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
     Plain,

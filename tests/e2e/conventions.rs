@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use crate::support::{
     command, eventually, kubectl, module_with_images, mpo, mpo_field, on_terminal, quiet_override,
-    simulator_settings_lock, state, unique,
+    state, unique,
 };
 use crate::validation::mpo_exists;
 
@@ -307,7 +307,6 @@ fn interrupt(pid: u32) {
 
 #[test]
 fn edit_wait_ignores_the_controllers_late_answer_to_the_previous_tag() {
-    let _settings = simulator_settings_lock();
     let name = ready_override("conv-edit-race");
     let simulator = std::fs::read_to_string(state().dir.join("pids/simulator.pid"))
         .expect("simulator pid")

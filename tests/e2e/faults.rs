@@ -292,6 +292,8 @@ fn ctrl_c_during_wait_exits_promptly_and_leaves_the_override_whole() {
 struct ApiServerProxy {
     port: u16,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// New connections wait (accepted, nothing relayed) until `release()`.
+    hold: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
@@ -307,32 +309,27 @@ impl ApiServerProxy {
         let proxy = ApiServerProxy {
             port,
             cut: Default::default(),
+            hold: Default::default(),
             open: Default::default(),
         };
-        let (cut, open) = (proxy.cut.clone(), proxy.open.clone());
+        let (cut, hold, open) = (proxy.cut.clone(), proxy.hold.clone(), proxy.open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
-                let Ok(mut client) = client else { continue };
+                let Ok(client) = client else { continue };
                 if cut.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is closed at once
                 }
-                let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let (Ok(mut client_reader), Ok(mut server_writer)) =
-                    (client.try_clone(), server.try_clone())
-                else {
-                    continue;
-                };
-                if let Ok(mut open) = open.lock() {
-                    open.extend(client.try_clone().ok());
-                    open.extend(server.try_clone().ok());
-                }
+                let (upstream, hold, open) = (upstream.clone(), hold.clone(), open.clone());
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut client_reader, &mut server_writer);
-                });
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut server, &mut client);
+                    // A held connection is relayed once released: what the client
+                    // sent meanwhile waits in the socket.
+                    let (held, released) = &*hold;
+                    let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+                    while *held {
+                        held = released.wait(held).unwrap_or_else(|p| p.into_inner());
+                    }
+                    drop(held);
+                    relay(client, &upstream, &open);
                 });
             }
         });
@@ -341,8 +338,24 @@ impl ApiServerProxy {
 
     fn cut(&self) {
         self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Ok(open) = self.open.lock() {
-            for stream in open.iter() {
+        self.close_open();
+    }
+
+    /// Closes every open connection and holds new ones until [`Self::release`]: the
+    /// client's watch breaks, and its attempts to come back wait without failing.
+    fn hold(&self) {
+        *self.hold.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.close_open();
+    }
+
+    fn release(&self) {
+        *self.hold.0.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.hold.1.notify_all();
+    }
+
+    fn close_open(&self) {
+        if let Ok(mut open) = self.open.lock() {
+            for stream in open.drain(..) {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
             }
         }
@@ -359,6 +372,30 @@ impl ApiServerProxy {
         );
         crate::support::temp_file("proxy", ".kubeconfig", &text)
     }
+}
+
+/// Relays one client connection to the API server at `upstream` until either side
+/// closes; both sockets are kept in `open` so that they can be cut.
+fn relay(
+    mut client: std::net::TcpStream,
+    upstream: &str,
+    open: &std::sync::Mutex<Vec<std::net::TcpStream>>,
+) {
+    let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
+        return;
+    };
+    let (Ok(mut client_reader), Ok(mut server_writer)) = (client.try_clone(), server.try_clone())
+    else {
+        return;
+    };
+    if let Ok(mut open) = open.lock() {
+        open.extend(client.try_clone().ok());
+        open.extend(server.try_clone().ok());
+    }
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_reader, &mut server_writer);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
 }
 
 #[test]
@@ -400,5 +437,219 @@ fn api_server_lost_during_wait_is_a_runtime_failure_and_the_override_stays_whole
     assert_eq!(
         crate::support::mpo_field(&name, ".spec.scanInterval"),
         "15s"
+    );
+}
+
+/// Stops the sandbox's kube-apiserver and starts it again with the same command line
+/// (its watch cache starts empty, so a watch that asks to resume from an older
+/// resourceVersion is answered 410 Gone and must list again), then waits until it is
+/// ready. Only for tests in tests/e2e/serial.txt: every other test needs the server.
+fn restart_api_server() {
+    let state = crate::support::state();
+    let pid_file = state.dir.join("pids/kube-apiserver.pid");
+    let pid = std::fs::read_to_string(&pid_file).expect("kube-apiserver pid");
+    let pid = pid.trim();
+    let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).expect("its command line");
+    let mut words = command_line
+        .split(|b| *b == 0)
+        .filter(|word| !word.is_empty())
+        .map(|word| String::from_utf8_lossy(word).into_owned());
+    let program = words.next().expect("program");
+    let args: Vec<String> = words.collect();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, pid])
+            .status()
+            .expect("kill")
+            .success()
+    };
+    assert!(signal("-TERM"), "stopping kube-apiserver");
+    let stopped = Instant::now();
+    while signal("-0") {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "kube-apiserver did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(state.dir.join("logs/kube-apiserver.log"))
+        .expect("its log");
+    let mut child = std::process::Command::new("setsid")
+        .arg(&program)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start kube-apiserver");
+    // down.sh stops it by this file; it outlives the test, reaped when it ends.
+    std::fs::write(&pid_file, child.id().to_string()).expect("pid file");
+    std::thread::spawn(move || child.wait());
+    crate::support::eventually(90, "kube-apiserver ready again", || {
+        crate::support::kubectl(&["get", "--raw", "/readyz"]).code == 0
+    });
+}
+
+/// An override that stays after `delete` until the test removes its own finalizer.
+fn held_override(prefix: &str) -> String {
+    let name = unique(prefix);
+    crate::support::quiet_override(&name, &["v1"]);
+    kubectl(&[
+        "patch",
+        "modulepulloverrides.deckhouse.io",
+        &name,
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/finalizers/-","value":"test.kubectl-mpo/hold"}]"#,
+    ])
+    .assert_code(0);
+    name
+}
+
+fn release_finalizer(name: &str) {
+    kubectl(&[
+        "patch",
+        "modulepulloverrides.deckhouse.io",
+        name,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .assert_code(0);
+}
+
+/// `delete --wait` follows the override through a watch. When the watch breaks and the
+/// override goes while it is away (the API server restarted meanwhile, so the watch
+/// lists again), the list without it ends the wait at once: it is gone.
+#[test]
+fn delete_wait_sees_an_override_deleted_while_the_api_server_was_away() {
+    let name = held_override("gone-in-gap");
+    let proxy = ApiServerProxy::start();
+    let kubeconfig_file = proxy.kubeconfig();
+    let kubeconfig = kubeconfig_file.path().display().to_string();
+    let child = crate::support::command(&[
+        "delete",
+        &name,
+        "--yes",
+        "--wait",
+        "--timeout",
+        "90s",
+        "-v",
+        "--kubeconfig",
+        &kubeconfig,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    crate::support::eventually(20, "the delete to be sent", || {
+        !crate::support::mpo_field(&name, ".metadata.deletionTimestamp").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.hold();
+    restart_api_server();
+    release_finalizer(&name);
+    crate::support::eventually(20, "the override to be gone", || {
+        !crate::validation::mpo_exists(&name)
+    });
+    let released = Instant::now();
+    proxy.release();
+    let output = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("{name} is gone")),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        released.elapsed() < Duration::from_secs(30),
+        "answered once the watch came back, not at --timeout: {:?}",
+        released.elapsed()
+    );
+}
+
+/// `status --watch` mirrors the overrides. Changes and deletions made while its watch
+/// is away (the API server restarted, so the watch lists again) are shown once it is
+/// back, as rows and `(deleted)` lines.
+#[test]
+fn status_watch_shows_changes_made_while_the_api_server_was_away() {
+    let changed = unique("watch-gap-edit");
+    crate::support::quiet_override(&changed, &["v1"]);
+    let deleted = unique("watch-gap-delete");
+    crate::support::quiet_override(&deleted, &["v1"]);
+    let proxy = ApiServerProxy::start();
+    let kubeconfig_file = proxy.kubeconfig();
+    let kubeconfig = kubeconfig_file.path().display().to_string();
+    let mut child = crate::support::command(&[
+        "status",
+        &changed,
+        &deleted,
+        "--watch",
+        "--offline",
+        "-v",
+        "--kubeconfig",
+        &kubeconfig,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().expect("lines").push(line);
+            }
+        })
+    };
+    let shown = |text: &str| {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(text))
+    };
+    crate::support::eventually(30, "the first table", || shown(&deleted));
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.hold();
+    restart_api_server();
+    kubectl(&[
+        "patch",
+        "modulepulloverrides.deckhouse.io",
+        &changed,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"imageTag":"changed-in-the-gap"}}"#,
+    ])
+    .assert_code(0);
+    kubectl(&[
+        "delete",
+        "modulepulloverrides.deckhouse.io",
+        &deleted,
+        "--wait=true",
+    ])
+    .assert_code(0);
+    proxy.release();
+    crate::support::eventually(40, "the change and the deletion", || {
+        shown("changed-in-the-gap") && shown("(deleted)")
+    });
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    let _ = reader.join();
+    let text = lines.lock().expect("lines").join("\n");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&deleted) && l.contains("(deleted)")),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }

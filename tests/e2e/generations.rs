@@ -394,8 +394,6 @@ fn delete_layers(module: &str, digest: &str) {
 /// unchanged digest and is removed after it; A–C only re-check and keep the key.
 #[test]
 fn the_modern_renew_key_forces_a_redeploy_only_on_gen_d() {
-    // Other tests switch the renew style live; not while this one runs.
-    let _settings = crate::support::simulator_settings_lock();
     let (name, _) = deployed("gen-renew");
     let before = mpo_field(&name, ".status.updatedAt");
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -437,7 +435,6 @@ fn the_modern_renew_key_forces_a_redeploy_only_on_gen_d() {
 /// gen A and B, which never remove the key, it removes a stale one.
 #[test]
 fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
-    let _settings = crate::support::simulator_settings_lock();
     let (name, _) = deployed("gen-renew-plugin");
     let key = ".metadata.annotations.modules\\.deckhouse\\.io/renew";
     let certain = matches!(generation(), 'A' | 'B');
@@ -488,7 +485,6 @@ fn renew_sets_the_modern_key_only_where_it_may_redeploy() {
 /// the modern key. On gen A and B nothing is asked.
 #[test]
 fn renewing_several_unchanged_overrides_is_asked_for_where_it_may_redeploy() {
-    let _settings = crate::support::simulator_settings_lock();
     let (first, _) = deployed("gen-many");
     let (second, _) = deployed("gen-many");
     let key = ".metadata.annotations.modules\\.deckhouse\\.io/renew";

@@ -1,8 +1,7 @@
 //! create / edit / renew / delete against the sandbox, checked with kubectl.
 
 use crate::support::{
-    eventually, kubectl, module_with_images, mpo, mpo_field, push_module, set_simulator,
-    simulator_settings_lock, unique,
+    eventually, kubectl, module_with_images, mpo, mpo_field, push_module, set_renew_style, unique,
 };
 use crate::validation::mpo_exists;
 
@@ -154,11 +153,10 @@ fn edit_in_an_editor_keeps_a_concurrent_change_to_another_field() {
 
 #[test]
 fn renew_works_with_both_controller_styles() {
-    let _settings = simulator_settings_lock();
     let name = unique("life-renew");
     crate::support::quiet_override(&name, &["v1"]);
 
-    set_simulator("renewStyle", "legacy");
+    set_renew_style(&name, "legacy");
     let new_digest = push_module(&name, "v1", "pushed again");
     let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
     run.assert_code(0);
@@ -168,7 +166,7 @@ fn renew_works_with_both_controller_styles() {
     );
     assert_eq!(mpo_field(&name, ".status.imageDigest"), new_digest);
 
-    set_simulator("renewStyle", "modern");
+    set_renew_style(&name, "modern");
     let before = mpo_field(&name, ".status.updatedAt");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
@@ -185,7 +183,7 @@ fn renew_works_with_both_controller_styles() {
         .is_empty()
     });
     // Back to the sandbox generation's own renew behaviour.
-    set_simulator("renewStyle", "");
+    set_renew_style(&name, "");
 }
 
 #[test]
@@ -287,13 +285,12 @@ fn create_preflight_refuses_each_blocked_case_with_its_cause() {
 
 #[test]
 fn renew_wait_reports_unchanged_on_a_legacy_controller() {
-    let _settings = simulator_settings_lock();
     let name = unique("life-same");
     let digests = module_with_images(&name, true, &["v1"]);
     mpo(&["create", &name, "--tag", "v1", "--wait"]).assert_code(0);
-    set_simulator("renewStyle", "legacy");
+    set_renew_style(&name, "legacy");
     let run = mpo(&["renew", &name, "--wait", "--timeout", "60s"]);
-    set_simulator("renewStyle", "");
+    set_renew_style(&name, "");
     run.assert_code(0);
     assert!(run.stdout.contains("unchanged"), "{run:?}");
     assert_eq!(mpo_field(&name, ".status.imageDigest"), digests[0]);

@@ -231,13 +231,12 @@ fn forced_create_prints_its_problem_once_and_source_is_warned() {
 /// Review P5: Ctrl-C during `--wait` clears the spinner line before the message.
 #[test]
 fn interrupted_wait_clears_the_spinner_line() {
-    let _settings = simulator_settings_lock();
     let name = unique("interrupt-wait");
     quiet_override(&name, &["v1"]);
     // An older controller writes nothing on an unchanged digest, so the wait lasts.
-    set_simulator("renewStyle", "legacy");
+    set_renew_style(&name, "legacy");
     let run = on_terminal(&["renew", &name, "--wait", "--timeout", "60s"], &["\x03"]);
-    set_simulator("renewStyle", "modern");
+    set_renew_style(&name, "modern");
     let text = run.all();
     let spinner = text
         .rfind(&format!("waiting for {name}: controller re-check"))

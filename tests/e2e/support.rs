@@ -222,15 +222,24 @@ pub fn push_module(name: &str, tag: &str, note: &str) -> String {
         .unwrap_or_else(|err| panic!("pushing {name}:{tag}: {err:#}"))
 }
 
-/// Tests that change simulator settings take this lock, so they never overlap.
-pub fn simulator_settings_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub fn set_simulator(key: &str, value: &str) {
-    block_on(mpo_sandbox::fixtures::set_simulator(state(), key, value))
-        .unwrap_or_else(|err| panic!("setting simulator {key}: {err:#}"));
+/// The renew behaviour the simulator plays for one override (`legacy`, `modern`, or
+/// `""` for the generation's own), set on that override alone so that tests running
+/// beside it are not touched.
+pub fn set_renew_style(name: &str, style: &str) {
+    let key = mpo_sandbox::simulator::RENEW_STYLE;
+    let change = if style.is_empty() {
+        format!("{key}-")
+    } else {
+        format!("{key}={style}")
+    };
+    kubectl(&[
+        "annotate",
+        "--overwrite",
+        "modulepulloverrides.deckhouse.io",
+        name,
+        &change,
+    ])
+    .assert_code(0);
 }
 
 /// Polls `check` until it returns true or `seconds` pass.
