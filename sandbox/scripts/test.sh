@@ -4,11 +4,12 @@
 #   build    the binaries and the end-to-end test binaries, once;
 #   gen C    a sandbox of the default controller generation (docs/deckhouse-real.md §1):
 #            the whole end-to-end suite, E2E_THREADS at a time, then the tests listed in
-#            tests/e2e/serial.txt one by one;
+#            tests/e2e/serial.txt (a few at once, then those that must run alone);
 #   gen B, D the same sandbox switched in place (sandbox/scripts/set-generation.sh):
 #            the `generations` group (gen D with the index digest rule of §3.1);
-#   gen A    MPO v1alpha1 only, so a sandbox of its own, started in the background while
-#            gen C's suite runs: the `generations` group and the old-cluster tests.
+#   gen A    MPO v1alpha1 only, so a sandbox of its own, started and tested in the
+#            background while gen C's suite runs: the `generations` group and the
+#            old-cluster tests.
 # GENERATIONS="A B D" picks the other generations; sandboxes are torn down whatever the
 # outcome. Arguments are passed to every end-to-end run (e.g. a test name filter).
 set -euo pipefail
@@ -18,13 +19,18 @@ cd "$ROOT"
 MPO_PREREQS_QUIET=1 scripts/prereqs.sh
 MAIN_DIR="${TEST_SANDBOX_DIR:-$ROOT/target/sandbox-test}"
 A_DIR="$MAIN_DIR-gen-A"
+A_LOG="$MAIN_DIR.gen-A.log"
 GENERATIONS="${GENERATIONS:-A B D}"
 THREADS="${E2E_THREADS:-8}"
 export MPO_SANDBOX_PREBUILT=1
 
-mapfile -t SERIAL < <(grep -v '^\s*\(#\|$\)' tests/e2e/serial.txt)
+# tests/e2e/serial.txt: `timed` tests run after the pool, TIMED_THREADS at once; `alone`
+# tests run last, one by one.
+TIMED_THREADS="${TIMED_THREADS:-3}"
+mapfile -t TIMED < <(awk '$1 == "timed" {print $2}' tests/e2e/serial.txt)
+mapfile -t ALONE < <(awk '$1 == "alone" {print $2}' tests/e2e/serial.txt)
 SKIP=()
-for test in "${SERIAL[@]}"; do SKIP+=(--skip "$test"); done
+for test in "${TIMED[@]}" "${ALONE[@]}"; do SKIP+=(--skip "$test"); done
 
 TIMES=()
 STARTED=$SECONDS
@@ -58,20 +64,34 @@ build() {
 }
 e2e() { MPO_SANDBOX_DIR="$1" cargo test --workspace --test "$2" --no-fail-fast -- "${@:3}"; }
 
-phase "unit and component tests" cargo test --workspace --lib --bins
+phase "unit and component tests" cargo test --workspace --lib --bins --test component
 phase "build" build
 ((status == 0)) || exit $status
 
 phase "sandbox up (gen C)" env SANDBOX_DIR="$MAIN_DIR" GEN=C sandbox/scripts/up.sh
 ((status == 0)) || exit $status
 if has_gen A; then
-  # Its start-up overlaps gen C's suite, which mostly waits on the controller.
-  (SANDBOX_DIR="$A_DIR" GEN=A sandbox/scripts/up.sh >"$MAIN_DIR.gen-A.log" 2>&1) &
+  # Gen A's sandbox and tests run beside gen C's suite, which mostly waits on the
+  # controller; its output and phase times are shown when it ends.
+  gen_a() {
+    TIMES=()
+    status=0
+    phase "sandbox up (gen A, beside gen C)" env SANDBOX_DIR="$A_DIR" GEN=A sandbox/scripts/up.sh
+    if ((status == 0)); then
+      phase "e2e gen A (generations::)" e2e "$A_DIR" e2e --test-threads "$THREADS" generations:: "$@"
+      phase "e2e gen A (old cluster)" e2e "$A_DIR" e2e_v1alpha1 --test-threads "$THREADS" "$@"
+    fi
+    SANDBOX_DIR="$A_DIR" sandbox/scripts/down.sh
+    printf '%s\n' "${TIMES[@]}" >"$A_LOG.times"
+    return "$status"
+  }
+  gen_a "$@" >"$A_LOG" 2>&1 &
   A_PID=$!
 fi
 
 phase "e2e gen C ($THREADS threads)" e2e "$MAIN_DIR" e2e --test-threads "$THREADS" --exact "${SKIP[@]}" "$@"
-phase "e2e gen C (serial: tests/e2e/serial.txt)" e2e "$MAIN_DIR" e2e --test-threads 1 --exact "${SERIAL[@]}" "$@"
+phase "e2e gen C (timed, $TIMED_THREADS threads)" e2e "$MAIN_DIR" e2e --test-threads "$TIMED_THREADS" --exact "${TIMED[@]}" "$@"
+phase "e2e gen C (alone, one by one)" e2e "$MAIN_DIR" e2e --test-threads 1 --exact "${ALONE[@]}" "$@"
 
 for gen in B D; do
   has_gen "$gen" || continue
@@ -83,17 +103,12 @@ done
 SANDBOX_DIR="$MAIN_DIR" sandbox/scripts/down.sh
 
 if [[ -n "$A_PID" ]]; then
-  wait_for_a() {
-    local code=0
-    wait "$A_PID" || code=$?
-    A_PID=""
-    ((code == 0)) || { cat "$MAIN_DIR.gen-A.log" >&2; return "$code"; }
-  }
-  phase "sandbox up (gen A, rest of its start-up)" wait_for_a
-  if [[ -f "$A_DIR/state.json" ]]; then
-    phase "e2e gen A (generations::)" e2e "$A_DIR" e2e --test-threads "$THREADS" generations:: "$@"
-    phase "e2e gen A (old cluster)" e2e "$A_DIR" e2e_v1alpha1 --test-threads "$THREADS" "$@"
-  fi
-  SANDBOX_DIR="$A_DIR" sandbox/scripts/down.sh
+  code=0
+  wait "$A_PID" || code=$?
+  A_PID=""
+  printf '\n[test] === gen A (ran beside gen C)\n' >&2
+  cat "$A_LOG" >&2
+  [[ -f "$A_LOG.times" ]] && mapfile -t -O "${#TIMES[@]}" TIMES <"$A_LOG.times"
+  ((code == 0)) || status=$code
 fi
 exit $status

@@ -218,7 +218,8 @@ pub async fn wait_settled(state: &State, module: &str, enabled: bool) -> anyhow:
     // test starts from a settled module.
     let modules = deckhouse_api(&client, "v1alpha1", "Module", "modules");
     let want = if enabled { "True" } else { "False" };
-    for _ in 0..100 {
+    // 30 s: a machine busy with a parallel test suite slows the module manager.
+    for _ in 0..300 {
         let object = modules.get(module).await?;
         let source = object
             .data

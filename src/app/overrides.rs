@@ -6,10 +6,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 
 use super::Ctx;
 use crate::cluster::{Cluster, decode};
-use crate::deckhouse::resources::{ModulePullOverride, MpoVersion};
+use crate::deckhouse::resources::{ModulePullOverride, MpoSpec, MpoVersion};
 use crate::error::{Error, Result};
 use crate::names::ModuleName;
 use crate::output::ObjectFormat;
+use serde_json::{Map, Value, json};
 
 /// The resource, for messages and RBAC hints (`kubectl auth can-i VERB RESOURCE`).
 pub const RESOURCE: &str = "modulepulloverrides.deckhouse.io";
@@ -184,6 +185,73 @@ impl Overrides {
             })
     }
 
+    /// The one way an existing override is changed (`edit`, `undo`, `renew`): a merge
+    /// patch of the spec fields and annotations of `update`, guarded by the
+    /// resourceVersion it was made on. When someone else wrote meanwhile (409), the
+    /// override is read again: a change to a spec field this write sets stops it,
+    /// naming the fields, with nothing applied; any other change (the controller's
+    /// status, another field) gets the write again on top, its history entry made anew
+    /// from the current object so that no revision is lost.
+    pub async fn update(
+        &self,
+        printer: &crate::output::Printer,
+        original: &ModulePullOverride,
+        update: &Update<'_>,
+    ) -> Result<ModulePullOverride> {
+        let name = original.metadata.name.clone().unwrap_or_default();
+        let mut current = original.clone();
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let mut annotations = update.annotations.clone();
+            if let Some(history) = update.history {
+                annotations.insert(
+                    super::history::HISTORY_ANNOTATION.into(),
+                    history(&current).into(),
+                );
+            }
+            let mut patch = serde_json::json!({
+                "metadata": { "resourceVersion": current.metadata.resource_version },
+            });
+            if !annotations.is_empty() {
+                patch["metadata"]["annotations"] = annotations.into();
+            }
+            let spec = update.changes.spec_patch();
+            if !spec.is_empty() {
+                patch["spec"] = spec.into();
+            }
+            if let Some(updated) = self
+                .guarded_merge_patch(&name, &patch, update.dry_run, "patch")
+                .await?
+            {
+                return Ok(updated);
+            }
+            let now = self.require(&name).await?;
+            let collisions = update.changes.collisions(&original.spec, &now.spec);
+            if !collisions.is_empty() {
+                return Err(Error::runtime(format!(
+                    "modulepulloverride {name:?} was changed by someone else meanwhile: {}; your {} was not applied",
+                    collisions.join(", "),
+                    update.what
+                ))
+                .with_hint(format!(
+                    "look at it now (kubectl mpo history {name}, kubectl get mpo {name} -o yaml) and run the {} again",
+                    update.what
+                )));
+            }
+            printer.debug(
+                1,
+                format!(
+                    "{name} changed meanwhile in other fields; writing the {} again on top",
+                    update.what
+                ),
+            );
+            current = now;
+        }
+        Err(Error::runtime(format!(
+            "modulepulloverride {name:?} keeps changing; gave up after {MAX_CONFLICT_RETRIES} attempts"
+        ))
+        .with_hint("something else is writing this override continuously; find it with: kubectl get mpo -o yaml --show-managed-fields"))
+    }
+
     /// A JSON merge patch; `dry_run` asks the API server to validate without persisting.
     pub async fn merge_patch(
         &self,
@@ -220,6 +288,118 @@ impl Overrides {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
             Err(err) => Err(self.cluster.api_error(err, verb, RESOURCE)),
         }
+    }
+}
+
+/// How often [`Overrides::update`] writes again over someone else's change.
+const MAX_CONFLICT_RETRIES: usize = 5;
+
+/// One change to an existing override, for [`Overrides::update`].
+pub struct Update<'a> {
+    pub changes: Changes,
+    /// Annotations to set (`null` removes one).
+    pub annotations: serde_json::Map<String, serde_json::Value>,
+    /// The history annotation's new value, made from the object the write lands on.
+    pub history: Option<&'a (dyn Fn(&ModulePullOverride) -> String + Sync)>,
+    pub dry_run: bool,
+    /// The command's word for the change (`edit`, `undo`, `renew`), for messages.
+    pub what: &'static str,
+}
+
+/// The spec fields a write sets; `None` leaves a field alone.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Changes {
+    pub tag: Option<String>,
+    pub scan_interval: Option<String>,
+    pub rollback: Option<bool>,
+}
+
+impl Changes {
+    /// Drops the fields that already have the wanted value.
+    pub fn against(&self, spec: &MpoSpec) -> Changes {
+        Changes {
+            tag: self.tag.clone().filter(|t| *t != spec.image_tag),
+            scan_interval: self
+                .scan_interval
+                .clone()
+                .filter(|s| Some(s) != spec.scan_interval.as_ref()),
+            rollback: self.rollback.filter(|r| Some(*r) != spec.rollback),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tag.is_none() && self.scan_interval.is_none() && self.rollback.is_none()
+    }
+
+    pub fn apply_to(&self, spec: &mut MpoSpec) {
+        if let Some(tag) = &self.tag {
+            spec.image_tag = tag.clone();
+        }
+        if let Some(interval) = &self.scan_interval {
+            spec.scan_interval = Some(interval.clone());
+        }
+        if let Some(rollback) = self.rollback {
+            spec.rollback = Some(rollback);
+        }
+    }
+
+    pub fn spec_patch(&self) -> Map<String, Value> {
+        let mut spec = Map::new();
+        if let Some(tag) = &self.tag {
+            spec.insert("imageTag".into(), json!(tag));
+        }
+        if let Some(interval) = &self.scan_interval {
+            spec.insert("scanInterval".into(), json!(interval));
+        }
+        if let Some(rollback) = self.rollback {
+            spec.insert("rollback".into(), json!(rollback));
+        }
+        spec
+    }
+
+    /// The fields this edit sets that `theirs` changed away from `base`.
+    pub fn collisions(&self, base: &MpoSpec, theirs: &MpoSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.tag.is_some() && base.image_tag != theirs.image_tag {
+            out.push(format!(
+                "spec.imageTag ({} -> {})",
+                base.image_tag, theirs.image_tag
+            ));
+        }
+        if self.scan_interval.is_some() && base.scan_interval != theirs.scan_interval {
+            out.push(format!(
+                "spec.scanInterval ({} -> {})",
+                base.scan_interval.as_deref().unwrap_or("<unset>"),
+                theirs.scan_interval.as_deref().unwrap_or("<unset>")
+            ));
+        }
+        if self.rollback.is_some() && base.rollback != theirs.rollback {
+            out.push(format!(
+                "spec.rollback ({:?} -> {:?})",
+                base.rollback, theirs.rollback
+            ));
+        }
+        out
+    }
+
+    pub fn describe(&self, before: &MpoSpec) -> String {
+        let mut parts = Vec::new();
+        if let Some(tag) = &self.tag {
+            parts.push(format!("imageTag {} -> {tag}", before.image_tag));
+        }
+        if let Some(interval) = &self.scan_interval {
+            parts.push(format!(
+                "scanInterval {} -> {interval}",
+                before.scan_interval.as_deref().unwrap_or("<unset>")
+            ));
+        }
+        if let Some(rollback) = self.rollback {
+            parts.push(format!(
+                "rollback {} -> {rollback}",
+                before.rollback.unwrap_or(false)
+            ));
+        }
+        parts.join(", ")
     }
 }
 

@@ -7,21 +7,21 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::app::diagnose;
 use crate::app::history;
-use crate::app::overrides::{CLIENT_DRY_RUN, Overrides, dry_run_note, name_of, print_object};
+use crate::app::overrides::{
+    CLIENT_DRY_RUN, Changes, Overrides, Update, dry_run_note, name_of, print_object,
+};
 use crate::app::sources;
 use crate::app::wait::{self, deleted_while_waiting, new_verdict_on};
 use crate::app::{Ctx, Outcome};
 use crate::cli::{DryRun, EditArgs};
-use crate::deckhouse::resources::{ModulePullOverride, MpoSpec};
+use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
 use crate::output::To;
 use crate::validate;
-
-const MAX_CONFLICT_RETRIES: usize = 5;
 
 pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     let module = args.module.to_string();
@@ -70,7 +70,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
     // The new tag is checked as `create` checks it: a tag the override could not
     // become Ready with is refused unless --force.
     let mut expected_digests = Vec::new();
-    let mut history_value = None;
+    let mut history_entry = None;
     if let Some(tag) = &changes.tag {
         let checks = diagnose::preflight(
             ctx,
@@ -106,13 +106,7 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
                 )));
             }
         }
-        history_value = Some(history::record(
-            Some(&original),
-            tag,
-            checks.registry_digest.as_deref(),
-            "edit",
-            &jiff::Timestamp::now().to_string(),
-        ));
+        history_entry = Some((tag.to_string(), checks.registry_digest.clone()));
     }
 
     if args.dry_run == DryRun::Client {
@@ -126,15 +120,32 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
 
-    let updated = write(
-        ctx,
-        &overrides,
-        &original,
-        &changes,
-        history_value.as_deref(),
-        args.dry_run == DryRun::Server,
-    )
-    .await?;
+    let history_entry = history_entry.map(|(tag, digest)| {
+        move |current: &ModulePullOverride| {
+            history::record(
+                Some(current),
+                &tag,
+                digest.as_deref(),
+                "edit",
+                &jiff::Timestamp::now().to_string(),
+            )
+        }
+    });
+    let updated = overrides
+        .update(
+            &ctx.printer,
+            &original,
+            &Update {
+                changes: changes.clone(),
+                annotations: Map::new(),
+                history: history_entry
+                    .as_ref()
+                    .map(|entry| entry as &(dyn Fn(&ModulePullOverride) -> String + Sync)),
+                dry_run: args.dry_run == DryRun::Server,
+                what: "edit",
+            },
+        )
+        .await?;
     let verdict_to = match args.output {
         Some(format) => {
             print_object(ctx, &updated, overrides.version, format)?;
@@ -179,151 +190,6 @@ pub async fn run(ctx: &Ctx, args: EditArgs) -> Result<Outcome> {
         .await;
     }
     Ok(Outcome::Success)
-}
-
-/// The spec fields an edit sets; `None` leaves a field alone.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Changes {
-    tag: Option<String>,
-    scan_interval: Option<String>,
-    rollback: Option<bool>,
-}
-
-impl Changes {
-    /// Drops the fields that already have the wanted value.
-    fn against(&self, spec: &MpoSpec) -> Changes {
-        Changes {
-            tag: self.tag.clone().filter(|t| *t != spec.image_tag),
-            scan_interval: self
-                .scan_interval
-                .clone()
-                .filter(|s| Some(s) != spec.scan_interval.as_ref()),
-            rollback: self.rollback.filter(|r| Some(*r) != spec.rollback),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.tag.is_none() && self.scan_interval.is_none() && self.rollback.is_none()
-    }
-
-    fn apply_to(&self, spec: &mut MpoSpec) {
-        if let Some(tag) = &self.tag {
-            spec.image_tag = tag.clone();
-        }
-        if let Some(interval) = &self.scan_interval {
-            spec.scan_interval = Some(interval.clone());
-        }
-        if let Some(rollback) = self.rollback {
-            spec.rollback = Some(rollback);
-        }
-    }
-
-    fn spec_patch(&self) -> Map<String, Value> {
-        let mut spec = Map::new();
-        if let Some(tag) = &self.tag {
-            spec.insert("imageTag".into(), json!(tag));
-        }
-        if let Some(interval) = &self.scan_interval {
-            spec.insert("scanInterval".into(), json!(interval));
-        }
-        if let Some(rollback) = self.rollback {
-            spec.insert("rollback".into(), json!(rollback));
-        }
-        spec
-    }
-
-    /// The fields this edit sets that `theirs` changed away from `base`.
-    fn collisions(&self, base: &MpoSpec, theirs: &MpoSpec) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.tag.is_some() && base.image_tag != theirs.image_tag {
-            out.push(format!(
-                "spec.imageTag ({} -> {})",
-                base.image_tag, theirs.image_tag
-            ));
-        }
-        if self.scan_interval.is_some() && base.scan_interval != theirs.scan_interval {
-            out.push(format!(
-                "spec.scanInterval ({} -> {})",
-                base.scan_interval.as_deref().unwrap_or("<unset>"),
-                theirs.scan_interval.as_deref().unwrap_or("<unset>")
-            ));
-        }
-        if self.rollback.is_some() && base.rollback != theirs.rollback {
-            out.push(format!(
-                "spec.rollback ({:?} -> {:?})",
-                base.rollback, theirs.rollback
-            ));
-        }
-        out
-    }
-
-    fn describe(&self, before: &MpoSpec) -> String {
-        let mut parts = Vec::new();
-        if let Some(tag) = &self.tag {
-            parts.push(format!("imageTag {} -> {tag}", before.image_tag));
-        }
-        if let Some(interval) = &self.scan_interval {
-            parts.push(format!(
-                "scanInterval {} -> {interval}",
-                before.scan_interval.as_deref().unwrap_or("<unset>")
-            ));
-        }
-        if let Some(rollback) = self.rollback {
-            parts.push(format!(
-                "rollback {} -> {rollback}",
-                before.rollback.unwrap_or(false)
-            ));
-        }
-        parts.join(", ")
-    }
-}
-
-/// Patches only the changed fields, guarded by the resourceVersion that was read.
-async fn write(
-    ctx: &Ctx,
-    overrides: &Overrides,
-    original: &ModulePullOverride,
-    changes: &Changes,
-    history_value: Option<&str>,
-    dry_run: bool,
-) -> Result<ModulePullOverride> {
-    let name = original.metadata.name.clone().unwrap_or_default();
-    let mut resource_version = original.metadata.resource_version.clone();
-    for _ in 0..MAX_CONFLICT_RETRIES {
-        let mut patch = json!({
-            "metadata": { "resourceVersion": resource_version },
-            "spec": changes.spec_patch(),
-        });
-        if let Some(value) = history_value {
-            patch["metadata"]["annotations"] = json!({ history::HISTORY_ANNOTATION: value });
-        }
-        match overrides
-            .guarded_merge_patch(&name, &patch, dry_run, "patch")
-            .await?
-        {
-            Some(updated) => return Ok(updated),
-            None => {
-                let current = overrides.require(&name).await?;
-                let collisions = changes.collisions(&original.spec, &current.spec);
-                if !collisions.is_empty() {
-                    return Err(Error::runtime(format!(
-                        "modulepulloverride {name:?} was changed by someone else while editing: {}; your edit was not applied",
-                        collisions.join(", ")
-                    ))
-                    .with_hint(format!("look at the current state (kubectl get mpo {name} -o yaml) and run the edit again")));
-                }
-                ctx.printer.debug(
-                    1,
-                    format!(
-                        "{name} changed meanwhile in other fields; re-applying the edit on top"
-                    ),
-                );
-                resource_version = current.metadata.resource_version.clone();
-            }
-        }
-    }
-    Err(Error::runtime(format!("modulepulloverride {name:?} keeps changing; gave up after {MAX_CONFLICT_RETRIES} attempts"))
-        .with_hint("something else is writing this override continuously; find it with: kubectl get mpo -o yaml --show-managed-fields"))
 }
 
 /// `$KUBE_EDITOR`, else `$EDITOR`, as kubectl picks them.
@@ -594,6 +460,8 @@ impl CaughtSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deckhouse::resources::MpoSpec;
+    use serde_json::json;
 
     fn spec(tag: &str, interval: &str, rollback: bool) -> MpoSpec {
         MpoSpec {

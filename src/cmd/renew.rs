@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::app::diagnose;
 use crate::app::history;
-use crate::app::overrides::{Overrides, name_of};
+use crate::app::overrides::{Changes, Overrides, Update, name_of};
 use crate::app::sources::registry_digests;
 use crate::app::wait::{self, deleted_while_waiting, renew_reacted};
 use crate::app::{Ctx, Outcome};
@@ -144,26 +144,38 @@ pub async fn run(ctx: &Ctx, args: RenewArgs) -> Result<Outcome> {
                 let overrides = &overrides;
                 async move {
                     let name = target.metadata.name.clone().unwrap_or_default();
-                    let value = history::record(
-                        Some(target),
-                        &target.spec.image_tag,
-                        expected.as_deref(),
-                        "renew",
-                        &stamp,
-                    );
+                    let history_entry = |current: &ModulePullOverride| {
+                        history::record(
+                            Some(current),
+                            &current.spec.image_tag,
+                            expected.as_deref(),
+                            "renew",
+                            &stamp,
+                        )
+                    };
                     // On gen A and B the modern key does nothing and is never removed:
                     // left there, it would force a redeploy after an upgrade to gen D.
-                    let mut annotations = json!({
-                        LEGACY_RENEW_ANNOTATION: stamp,
-                        history::HISTORY_ANNOTATION: value,
-                    });
+                    let mut annotations = serde_json::Map::new();
+                    annotations.insert(LEGACY_RENEW_ANNOTATION.into(), json!(stamp));
                     // A re-check only leaves the modern key as it is where it may work.
                     if !may_be_d || forces_redeploy {
-                        annotations[RENEW_ANNOTATION] = json!(forces_redeploy.then_some("true"));
+                        annotations.insert(
+                            RENEW_ANNOTATION.into(),
+                            json!(forces_redeploy.then_some("true")),
+                        );
                     }
-                    let patch = json!({ "metadata": { "annotations": annotations } });
                     overrides
-                        .merge_patch(&name, &patch, false, "patch")
+                        .update(
+                            &ctx.printer,
+                            target,
+                            &Update {
+                                changes: Changes::default(),
+                                annotations,
+                                history: Some(&history_entry),
+                                dry_run: false,
+                                what: "renew",
+                            },
+                        )
                         .await
                         .map(|_| name)
                 }

@@ -2,14 +2,13 @@
 //! history back, after the same image checks as `edit --tag`, and warns when that tag
 //! now points to another digest than the one recorded.
 
-use serde_json::json;
-
 use crate::app::diagnose;
 use crate::app::history;
-use crate::app::overrides::{Overrides, name_of};
+use crate::app::overrides::{Changes, Overrides, Update, name_of};
 use crate::app::wait::{self, deleted_while_waiting, new_verdict_since};
 use crate::app::{Ctx, Outcome};
 use crate::cli::UndoArgs;
+use crate::deckhouse::resources::ModulePullOverride;
 use crate::error::{Error, Result};
 use crate::output::{To, short_digest};
 
@@ -73,46 +72,34 @@ pub async fn run(ctx: &Ctx, args: UndoArgs) -> Result<Outcome> {
         )),
         _ => {}
     }
-    // The controller writes the status meanwhile: re-read and retry while the tag
-    // itself is unchanged; a tag someone else changed stops the undo.
-    let mut current = original.clone();
-    let mut written = false;
-    for _ in 0..5 {
-        let value = history::record(
-            Some(&current),
+    // The controller writes the status meanwhile: the write is made again on top, while
+    // the tag itself is unchanged; a tag someone else changed stops the undo.
+    let digest = checks.registry_digest.clone();
+    let history_entry = |current: &ModulePullOverride| {
+        history::record(
+            Some(current),
             &tag,
-            checks.registry_digest.as_deref(),
+            digest.as_deref(),
             "undo",
             &jiff::Timestamp::now().to_string(),
-        );
-        let patch = json!({
-            "metadata": {
-                "resourceVersion": current.metadata.resource_version,
-                "annotations": { history::HISTORY_ANNOTATION: value },
+        )
+    };
+    overrides
+        .update(
+            &ctx.printer,
+            &original,
+            &Update {
+                changes: Changes {
+                    tag: Some(tag.clone()),
+                    ..Changes::default()
+                },
+                annotations: serde_json::Map::new(),
+                history: Some(&history_entry),
+                dry_run: false,
+                what: "undo",
             },
-            "spec": { "imageTag": tag },
-        });
-        if overrides
-            .guarded_merge_patch(&module, &patch, false, "patch")
-            .await?
-            .is_some()
-        {
-            written = true;
-            break;
-        }
-        current = overrides.require(&module).await?;
-        if current.spec.image_tag != original.spec.image_tag {
-            break;
-        }
-    }
-    if !written {
-        return Err(Error::runtime(format!(
-            "modulepulloverride {module:?} changed while undoing; nothing was changed"
-        ))
-        .with_hint(format!(
-            "look at it again with: kubectl mpo history {module}"
-        )));
-    }
+        )
+        .await?;
     ctx.printer.line(format!(
         "{} set back to revision {}: imageTag {} -> {tag}",
         name_of(&module),
