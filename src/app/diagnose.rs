@@ -9,7 +9,7 @@ use super::Ctx;
 use super::overrides::Overrides;
 use super::sources;
 use crate::cluster::{Cluster, decode};
-use crate::deckhouse::checks::{self, ClusterFacts, DeckhouseEnv, Judge, Step, StepState};
+use crate::deckhouse::checks::{self, ClusterFacts, DeckhouseEnv, Judge, Step, StepId, StepState};
 use crate::deckhouse::resources::{
     Module, ModuleConfig, ModulePullOverride, ModuleSource, MpoVersion,
 };
@@ -203,7 +203,7 @@ impl World {
             .find(|s| {
                 s.state == StepState::Failed
                     || (s.state == StepState::Unknown
-                        && !(s.id == "source" && self.sources.is_none()))
+                        && !(s.id == StepId::Source && self.sources.is_none()))
             })
             .map(|s| s.cause.clone().unwrap_or_else(|| s.summary.clone()));
         (cause, verdict.source)
@@ -415,7 +415,7 @@ pub async fn preflight(
     if diagnosis
         .steps
         .iter()
-        .any(|s| s.id == "source" && s.state == StepState::Unknown)
+        .any(|s| s.id == StepId::Source && s.state == StepState::Unknown)
     {
         ctx.printer.note(format!(
             "note: you may not read ModuleSources, so tag {tag} was not checked in the registry"
@@ -428,9 +428,7 @@ pub async fn preflight(
     }
     // An image without the files the checks read passes, and says so.
     for step in diagnosis.steps.iter().filter(|s| {
-        s.id.starts_with("image-")
-            && s.state == StepState::Passed
-            && s.summary.contains("not checked")
+        s.id.is_image() && s.state == StepState::Passed && s.summary.contains("not checked")
     }) {
         ctx.printer.note(&step.summary);
     }
@@ -439,7 +437,7 @@ pub async fn preflight(
         image_failed: diagnosis
             .steps
             .iter()
-            .any(|s| s.id.starts_with("image-") && s.state == StepState::Failed),
+            .any(|s| s.id.is_image() && s.state == StepState::Failed),
         registry_digest: diagnosis.registry_digest().map(|d| d.digest.clone()),
         registry_index_digest: diagnosis
             .registry_digest()

@@ -4,7 +4,7 @@
 //! and required modules. The judging is in `deckhouse::image_checks`.
 
 use crate::cluster::{Cluster, decode};
-use crate::deckhouse::checks::{Step, StepState};
+use crate::deckhouse::checks::{Step, StepId, StepState};
 use crate::deckhouse::image_checks::{self, CONFIG_VALUES, ClusterEnv, MODULE_YAML};
 use crate::deckhouse::resources::ModuleConfig;
 use crate::registry::{ImageLimits, ReadPlan, SourceRegistry};
@@ -32,7 +32,7 @@ pub async fn image_steps(
         Ok(tree) => tree,
         Err(err) => {
             return vec![Step {
-                id: "image-read",
+                id: StepId::ImageRead,
                 state: StepState::Unknown,
                 summary: format!(
                     "{module}:{tag} could not be read: settings, requirements and stage not checked"

@@ -9,7 +9,7 @@ use crate::app::sources::REGISTRY_TIMEOUT;
 use crate::app::tags::ProvenancePair;
 use crate::app::{Ctx, Outcome};
 use crate::cli::{ExplainArgs, ReportFormat};
-use crate::deckhouse::checks::{self, Step, StepState, SyncState, is_ready};
+use crate::deckhouse::checks::{self, Step, StepId, StepState, SyncState, is_ready};
 use crate::deckhouse::health::health_steps;
 use crate::error::Result;
 use crate::output::{Printer, To, Tone, print_steps};
@@ -186,7 +186,7 @@ pub async fn run(ctx: &Ctx, args: ExplainArgs) -> Result<Outcome> {
     // For another --tag, the question is whether that tag would work.
     let healthy = !steps
         .iter()
-        .any(|s| s.state == StepState::Failed && (!other_tag || s.id != "override"))
+        .any(|s| s.state == StepState::Failed && (!other_tag || s.id != StepId::Override))
         && (other_tag
             || existing
                 .as_ref()
@@ -275,7 +275,7 @@ fn summary(report: &Report) -> String {
         let failed = report
             .steps
             .iter()
-            .find(|s| s.state == StepState::Failed && s.id != "override");
+            .find(|s| s.state == StepState::Failed && s.id != StepId::Override);
         return match (failed, report.predicted_message.as_deref()) {
             (None, _) => format!(
                 "OK: tag {tag} would become Ready (the override runs {own} now): kubectl mpo edit {module} --tag {tag}"
@@ -307,7 +307,7 @@ fn summary(report: &Report) -> String {
     let predicted = report
         .predicted_message
         .as_deref()
-        .filter(|_| failed.is_none_or(|step| !step.id.starts_with("module-")));
+        .filter(|_| failed.is_none_or(|step| !step.id.is_module_health()));
     match (failed, predicted) {
         (Some(step), Some(message)) if exists => format!(
             "Problem: {}; the controller reports (or will report) {message:?}.",
@@ -329,7 +329,7 @@ fn summary(report: &Report) -> String {
 fn insert_after_override(steps: &mut Vec<Step>, step: Step) {
     let at = steps
         .iter()
-        .position(|s| s.id == "override")
+        .position(|s| s.id == StepId::Override)
         .map_or(steps.len(), |i| i + 1);
     steps.insert(at, step);
 }
@@ -338,7 +338,7 @@ fn insert_after_override(steps: &mut Vec<Step>, step: Step) {
 mod tests {
     use super::*;
 
-    fn step(id: &'static str, state: StepState, summary: &str) -> Step {
+    fn step(id: StepId, state: StepState, summary: &str) -> Step {
         Step {
             id,
             state,
@@ -369,14 +369,14 @@ mod tests {
                 updated_at: None,
             },
             steps: vec![
-                step("module", StepState::Passed, "Module echo exists"),
+                step(StepId::Module, StepState::Passed, "Module echo exists"),
                 step(
-                    "embedded",
+                    StepId::Embedded,
                     StepState::Passed,
                     "not embedded: the module comes from a ModuleSource",
                 ),
                 step(
-                    "enabled",
+                    StepId::Enabled,
                     StepState::Failed,
                     "Module echo is disabled (turned off)",
                 ),

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::checks::{Step, StepState};
+use super::checks::{Step, StepId, StepState};
 use super::resources::{Module, ModuleConfig, ModuleSource};
 
 /// The health fields `status -o json` prints under `module`.
@@ -165,7 +165,7 @@ pub fn in_plain_words(health: &ModuleHealth) -> String {
 }
 
 fn step(
-    id: &'static str,
+    id: StepId,
     state: StepState,
     summary: String,
     cause: Option<String>,
@@ -196,7 +196,7 @@ pub fn health_steps(
         let words = in_plain_words(health);
         steps.push(match judge(health, tag, true) {
             RunVerdict::Running => step(
-                "module-health",
+                StepId::ModuleHealth,
                 StepState::Passed,
                 format!("module {name} runs {tag}: {words} (its log: kubectl mpo logs {name})"),
                 None,
@@ -216,7 +216,7 @@ pub fn health_steps(
                     _ => vec![format!("read the module's errors: {logs}")],
                 };
                 step(
-                    "module-health",
+                    StepId::ModuleHealth,
                     StepState::Failed,
                     format!("module {name} does not run: {words}"),
                     Some(why),
@@ -226,7 +226,7 @@ pub fn health_steps(
             RunVerdict::Pending(_) => {
                 let version = health.version.as_deref().unwrap_or("<none>");
                 step(
-                    "module-health",
+                    StepId::ModuleHealth,
                     StepState::Warning,
                     format!("module {name} is not running {tag} yet: {words} (version {version})"),
                     Some("Deckhouse restarts after a deploy and then starts the module; this takes a while".into()),
@@ -236,7 +236,7 @@ pub fn health_steps(
         });
         if let Some(hooks) = &health.hooks_state {
             steps.push(step(
-                "module-hooks",
+                StepId::ModuleHooks,
                 StepState::Failed,
                 format!("hook errors: {hooks}"),
                 Some("a hook of the module failed; Deckhouse retries it".into()),
@@ -245,7 +245,7 @@ pub fn health_steps(
         }
         if let Some(error) = &health.config_error {
             steps.push(step(
-                "module-settings",
+                StepId::ModuleSettings,
                 StepState::Failed,
                 format!("ModuleConfig {name} settings are invalid: {error}"),
                 Some("the settings do not match the image's openapi/config-values.yaml".into()),
@@ -269,7 +269,7 @@ pub fn health_steps(
         // is deleted and the module returns to its release channel.
         match error {
             Some(error) => steps.push(step(
-                "source-errors",
+                StepId::SourceErrors,
                 StepState::Warning,
                 format!(
                     "ModuleSource {source_name} reports an error for {name}: {error} ({timing})"
@@ -285,7 +285,7 @@ pub fn health_steps(
                 vec![format!("kubectl get modulesource {source_name} -o yaml")],
             )),
             None => steps.push(step(
-                "source-errors",
+                StepId::SourceErrors,
                 StepState::Passed,
                 format!("ModuleSource {source_name} reports no error for {name} ({timing})"),
                 None,

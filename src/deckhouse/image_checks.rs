@@ -11,7 +11,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::checks::{Step, StepState};
+use super::checks::{Step, StepId, StepState};
 
 pub const CONFIG_VALUES: &str = "openapi/config-values.yaml";
 pub const MODULE_YAML: &str = "module.yaml";
@@ -50,7 +50,7 @@ pub struct ClusterEnv {
     pub allow_experimental: Option<bool>,
 }
 
-fn step(id: &'static str, state: StepState, summary: impl Into<String>) -> Step {
+fn step(id: StepId, state: StepState, summary: impl Into<String>) -> Step {
     Step {
         id,
         state,
@@ -66,7 +66,7 @@ pub fn parse_definition(raw: &[u8]) -> Result<ModuleDefinition, Step> {
     let text = String::from_utf8_lossy(raw);
     serde_saphyr::from_str::<ModuleDefinition>(&text).map_err(|err| {
         let mut failed = step(
-            "image-definition",
+            StepId::ImageDefinition,
             StepState::Failed,
             format!("{MODULE_YAML} of the image cannot be read"),
         );
@@ -86,13 +86,13 @@ pub fn check_settings(
 ) -> Step {
     let Some(raw) = schema else {
         return step(
-            "image-settings",
+            StepId::ImageSettings,
             StepState::Passed,
             format!("{module}:{tag} has no {CONFIG_VALUES}: settings not checked"),
         );
     };
     let failed = |summary: String, cause: String, message: String| {
-        let mut s = step("image-settings", StepState::Failed, summary);
+        let mut s = step(StepId::ImageSettings, StepState::Failed, summary);
         s.cause = Some(cause);
         s.controller_message = Some(format!("Validation error: {message}"));
         s
@@ -133,7 +133,7 @@ pub fn check_settings(
         .collect();
     let Some((path, rule, message)) = errors.first() else {
         return step(
-            "image-settings",
+            StepId::ImageSettings,
             StepState::Passed,
             format!("ModuleConfig {module} settings match the schema of {module}:{tag}"),
         );
@@ -210,7 +210,7 @@ pub fn satisfies(constraint: &str, version: &semver::Version) -> Option<bool> {
 }
 
 fn version_step(
-    id: &'static str,
+    id: StepId,
     what: &str,
     constraint: &str,
     have: Option<&str>,
@@ -273,7 +273,7 @@ pub fn check_requirements(
 ) -> Vec<Step> {
     let Some(requirements) = &definition.requirements else {
         return vec![step(
-            "image-requirements",
+            StepId::ImageRequirements,
             StepState::Passed,
             format!("{module}:{tag} states no requirements in {MODULE_YAML}"),
         )];
@@ -281,7 +281,7 @@ pub fn check_requirements(
     let mut steps = Vec::new();
     if let Some(constraint) = &requirements.deckhouse {
         steps.push(version_step(
-            "image-requirements",
+            StepId::ImageRequirements,
             "Deckhouse",
             constraint,
             env.deckhouse_version.as_deref(),
@@ -291,7 +291,7 @@ pub fn check_requirements(
     }
     if let Some(constraint) = &requirements.kubernetes {
         steps.push(version_step(
-            "image-requirements",
+            StepId::ImageRequirements,
             "Kubernetes",
             constraint,
             env.kubernetes_version.as_deref(),
@@ -302,13 +302,13 @@ pub fn check_requirements(
     for (required, constraint) in &requirements.modules {
         match env.module_enabled.get(required).copied().flatten() {
             Some(true) => steps.push(step(
-                "image-requirements",
+                StepId::ImageRequirements,
                 StepState::Passed,
                 format!("{module}:{tag} needs module {required} {constraint}: enabled"),
             )),
             Some(false) => {
                 let mut s = step(
-                    "image-requirements",
+                    StepId::ImageRequirements,
                     StepState::Failed,
                     format!("{module}:{tag} needs module {required} {constraint}: not enabled"),
                 );
@@ -322,7 +322,7 @@ pub fn check_requirements(
             }
             None => {
                 let mut s = step(
-                    "image-requirements",
+                    StepId::ImageRequirements,
                     StepState::Unknown,
                     format!(
                         "{module}:{tag} needs module {required} {constraint}: its ModuleConfig could not be read"
@@ -335,7 +335,7 @@ pub fn check_requirements(
     }
     if steps.is_empty() {
         steps.push(step(
-            "image-requirements",
+            StepId::ImageRequirements,
             StepState::Passed,
             format!("{module}:{tag} states no requirements in {MODULE_YAML}"),
         ));
@@ -355,20 +355,20 @@ pub fn check_stage(
     if !stage.eq_ignore_ascii_case("experimental") {
         let shown = if stage.is_empty() { "no stage" } else { stage };
         return step(
-            "image-stage",
+            StepId::ImageStage,
             StepState::Passed,
             format!("{module}:{tag} is {shown}: no allowance needed"),
         );
     }
     match env.allow_experimental {
         Some(true) => step(
-            "image-stage",
+            StepId::ImageStage,
             StepState::Passed,
             format!("{module}:{tag} is Experimental: allowed by the deckhouse ModuleConfig"),
         ),
         allowed => {
             let mut s = step(
-                "image-stage",
+                StepId::ImageStage,
                 if allowed.is_none() {
                     StepState::Unknown
                 } else {
@@ -400,7 +400,7 @@ pub fn image_steps(
     let mut steps = vec![check_settings(module, tag, schema_raw, settings)];
     match definition_raw.map(parse_definition) {
         None => steps.push(step(
-            "image-definition",
+            StepId::ImageDefinition,
             StepState::Passed,
             format!("{module}:{tag} has no {MODULE_YAML}: requirements and stage not checked"),
         )),
@@ -450,7 +450,7 @@ pub fn missing_tag_step(
     scan_interval: &str,
 ) -> Step {
     let mut s = step(
-        "missing-tag",
+        StepId::MissingTag,
         StepState::Failed,
         format!("the override's tag {tag} is gone from the registry"),
     );
