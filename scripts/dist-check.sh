@@ -118,8 +118,10 @@ sed -n 's/^  shortDescription: //p' "$MANIFEST" | awk '{ if (length($0) >= 50) e
 sed 's/^/   /' "$WORK/serve/v$VERSION/checksums.txt"
 
 step "validate-krew-manifest (installs every platform from the server)"
-"$BIN/validate-krew-manifest" -manifest "$MANIFEST" 2>&1 | grep -E "validation OK|installed fine|F[0-9]{4}" | sed 's/^[IWEF][0-9]* [0-9:.]* *[0-9]* [a-z_.]*:[0-9]*\] //; s/^/   /'
-ok "validate-krew-manifest: valid, all 6 platforms installed"
+"$BIN/validate-krew-manifest" -manifest "$MANIFEST" >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "validate-krew-manifest"; }
+grep -E "validation OK|platform|installed" "$WORK/out" | sed -E 's/^[IWEF][0-9]{4} [0-9:.]+ +[0-9]+ [a-z_.-]+:[0-9]+\] //; s/^[0-9\/]+ [0-9:]+ //; s/^/   /'
+grep -q "all 6 spec.platforms installed fine" "$WORK/out" || fail "validate-krew-manifest did not install all six platforms"
+ok "validate-krew-manifest: valid, every platform installed from http://127.0.0.1:$PORT"
 
 step "a checksum that lies is refused"
 for lie in zero wrong; do
@@ -136,7 +138,7 @@ for lie in zero wrong; do
   if KREW_ROOT="$WORK/krew-lie-$lie" kubectl krew install --manifest="$bad/mpo.yaml" >"$WORK/out" 2>&1; then
     fail "krew installed a manifest with a $lie checksum"
   fi
-  ok "krew refuses it too: $(grep -m1 -io 'checksum[^,]*\|sha256[^,]*' "$WORK/out" || tail -1 "$WORK/out")"
+  ok "krew refuses it too: $(grep -m1 -o 'sha256` value [0-9a-f]* is not valid\|checksum does not match' "$WORK/out" || tail -1 "$WORK/out")"
 done
 
 step "custom krew index: install $VERSION, upgrade to $NEXT, uninstall"
@@ -158,7 +160,8 @@ check_version() { # VERSION
   local line
   line="$(kubectl mpo version --client)"
   [[ "$line" == "kubectl-mpo $1 (commit "* ]] || fail "kubectl mpo version --client: '$line', expected version $1"
-  [[ "$line" != *"commit unknown"* && "$line" != *"built unknown"* ]] || fail "no commit or build date: '$line'"
+  [[ "$line" == *"(commit $(git rev-parse HEAD), built "* && "$line" != *"built unknown"* ]] ||
+    fail "kubectl mpo version --client: '$line' does not name commit $(git rev-parse HEAD) and its date"
   ok "kubectl mpo version --client: $line"
 }
 check_version "$VERSION"
@@ -180,7 +183,8 @@ publish "$NEXT" "$WORK/build-next"
 index_commit "$NEXT"
 ok "published $NEXT into the index ($(git -C "$INDEX" log --oneline | wc -l) commits)"
 kubectl krew upgrade mpo >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "krew upgrade mpo"; }
-ok "kubectl krew upgrade mpo: $(grep -m1 -i 'upgrad' "$WORK/out")"
+grep -q "Upgraded plugin: mpo" "$WORK/out" || { cat "$WORK/out"; fail "krew upgrade did not upgrade mpo"; }
+ok "kubectl krew upgrade mpo: $(grep -m1 -- "-> v$NEXT" "$WORK/out" | tr -s ' '); $(grep -m1 "Upgraded plugin" "$WORK/out")"
 check_version "$NEXT"
 kubectl krew list 2>/dev/null | grep -q "mpo-test/mpo" || kubectl krew list 2>/dev/null | grep -q "^mpo" || fail "krew list does not show mpo"
 kubectl krew uninstall mpo >/dev/null 2>&1
