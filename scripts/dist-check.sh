@@ -48,7 +48,7 @@ done
 mkdir -p "$WORK/tools"
 ln -s "$BIN/krew" "$WORK/tools/kubectl-krew"
 export PATH="$WORK/tools:$PATH" KREW_NO_UPGRADE_CHECK=1
-ok "$(kubectl krew version 2>/dev/null | grep -m1 GitTag | tr -s ' ')"
+ok "sigs.k8s.io/krew $KREW_VERSION: $BIN/krew (as kubectl krew) and $BIN/validate-krew-manifest"
 
 VERSION="$(scripts/release.py meta version)"
 NEXT="$(python3 -c 'import sys; a,b,c=sys.argv[1].split("-")[0].split("."); print(f"{a}.{b}.{int(c)+1}")' "$VERSION")"
@@ -61,17 +61,17 @@ esac
 archive() { echo "kubectl-mpo_${1}_${2%/*}_${2#*/}.tar.gz"; }
 
 step "host archive $VERSION ($HOST, commit $COMMIT): first build"
-MPO_DIST_DIR="$WORK/build1" scripts/dist.sh 2>&1 | sed 's/^/   /'
+MPO_DIST_DIR="$WORK/build1" scripts/dist.sh 2>&1 | sed '/^left out /d; s/^/   /'
 A1="$WORK/build1/$(archive "$VERSION" "$HOST")"
 SUM1="$(sha256sum "$A1" | cut -d' ' -f1)"
 ok "$(basename "$A1") $SUM1"
 
 step "host archive $NEXT: the same sources as the next version"
-MPO_VERSION_OVERRIDE="$NEXT" MPO_DIST_DIR="$WORK/build-next" scripts/dist.sh 2>&1 | sed 's/^/   /'
+MPO_VERSION_OVERRIDE="$NEXT" MPO_DIST_DIR="$WORK/build-next" scripts/dist.sh 2>&1 | sed '/^left out /d; s/^/   /'
 ok "$(basename "$WORK/build-next/$(archive "$NEXT" "$HOST")")"
 
 step "host archive $VERSION again: compiled anew, must be the same bytes"
-MPO_DIST_DIR="$WORK/build2" scripts/dist.sh 2>&1 | sed 's/^/   /'
+MPO_DIST_DIR="$WORK/build2" scripts/dist.sh 2>&1 | sed '/^left out /d; s/^/   /'
 SUM2="$(sha256sum "$WORK/build2/$(archive "$VERSION" "$HOST")" | cut -d' ' -f1)"
 [[ "$SUM1" == "$SUM2" ]] || fail "two builds of $COMMIT differ: $SUM1 vs $SUM2"
 ok "two builds of commit $COMMIT: one sha256 $SUM1"
@@ -81,7 +81,7 @@ mkdir -p "$WORK/serve"
 python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$WORK/serve" >"$WORK/http.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 50); do
-  PORT="$(sed -n 's/.* port \([0-9]*\) .*/\1/p' "$WORK/http.log" | head -1)"
+  PORT="$(awk '/ port [0-9]+ / { for (i = 1; i < NF; i++) if ($i == "port") { print $(i + 1); exit } }' "$WORK/http.log")"
   [[ -n "$PORT" ]] && break
   sleep 0.1
 done
@@ -112,7 +112,7 @@ step "manifest $VERSION for six platforms, from six archives"
 publish "$VERSION" "$WORK/build1"
 MANIFEST="$WORK/serve/v$VERSION/mpo.yaml"
 [[ "$(grep -c '^    uri: http://127.0.0.1' "$MANIFEST")" == 6 ]] || fail "the manifest does not name six platforms"
-if grep -Eq "sha256: '?0{64}" "$MANIFEST"; then fail "a placeholder checksum in $MANIFEST"; fi
+if grep -Eq "sha256: [\"']?0{64}" "$MANIFEST"; then fail "a placeholder checksum in $MANIFEST"; fi
 grep -q "^  homepage: $(scripts/release.py meta repository)$" "$MANIFEST" || fail "homepage is not Cargo.toml's repository"
 sed -n 's/^  shortDescription: //p' "$MANIFEST" | awk '{ if (length($0) >= 50) exit 1 }' || fail "shortDescription is 50 characters or more"
 sed 's/^/   /' "$WORK/serve/v$VERSION/checksums.txt"
@@ -127,12 +127,12 @@ step "a checksum that lies is refused"
 for lie in zero wrong; do
   bad="$WORK/lie-$lie"
   cp -r "$WORK/serve/v$VERSION" "$bad"
-  sum="$(sed -n 's/^    sha256: //p' "$bad/mpo.yaml" | head -1)"
+  sum="$(awk '/^    sha256: / { print $2; exit }' "$bad/mpo.yaml")"
   case "$lie" in
     zero) new="$(printf '0%.0s' $(seq 64))" ;;
-    wrong) new="$(sed -n 's/^    sha256: //p' "$bad/mpo.yaml" | sed -n 2p)" ;;
+    wrong) new="$(sha256sum "$bad/checksums.txt" | cut -d' ' -f1)" ;; # a real sha256, of another file
   esac
-  sed -i "s/^    sha256: $sum$/    sha256: $new/" "$bad/mpo.yaml"
+  sed -i "s/^    sha256: $sum$/    sha256: \"$new\"/" "$bad/mpo.yaml"
   if scripts/release.py verify --dist "$bad" >"$WORK/out" 2>&1; then fail "release.py verify accepted a $lie checksum"; fi
   ok "release.py verify refuses a $lie checksum: $(cat "$WORK/out")"
   if KREW_ROOT="$WORK/krew-lie-$lie" kubectl krew install --manifest="$bad/mpo.yaml" >"$WORK/out" 2>&1; then
@@ -165,7 +165,9 @@ check_version() { # VERSION
   ok "kubectl mpo version --client: $line"
 }
 check_version "$VERSION"
-kubectl plugin list 2>/dev/null | grep -q "^$KREW_ROOT/bin/kubectl-mpo$" || fail "kubectl plugin list does not find $KREW_ROOT/bin/kubectl-mpo"
+# (outputs go to a file first: grep -q would end the pipe early, and pipefail with it)
+kubectl plugin list >"$WORK/out" 2>/dev/null || true
+grep -qx "$KREW_ROOT/bin/kubectl-mpo" "$WORK/out" || fail "kubectl plugin list does not find $KREW_ROOT/bin/kubectl-mpo"
 store="$(echo "$KREW_ROOT/store/mpo/"v*)"
 for file in kubectl-mpo kubectl_complete-mpo LICENSE man/man1/kubectl-mpo.1 man/man1/kubectl-mpo-create.1 \
   completions/kubectl-mpo.bash completions/_kubectl-mpo completions/kubectl-mpo.fish completions/kubectl-mpo.ps1; do
@@ -176,17 +178,19 @@ ok "installed from the index: binary, helper, LICENSE, $(ls "$store/man/man1" | 
 # The one step krew cannot do: the completion helper on PATH, next to the plugin.
 kubectl mpo completion --install-helper >/dev/null
 test -x "$KREW_ROOT/bin/kubectl_complete-mpo" || fail "completion --install-helper did not install the helper"
-kubectl __complete mpo vers 2>/dev/null | cut -f1 | grep -qx version || fail "kubectl __complete mpo does not complete"
+kubectl __complete mpo vers >"$WORK/out" 2>/dev/null || true
+cut -f1 "$WORK/out" | grep -qx version || fail "kubectl __complete mpo does not complete: $(cat "$WORK/out")"
 ok "completion helper installed; kubectl __complete mpo vers -> version"
 
 publish "$NEXT" "$WORK/build-next"
 index_commit "$NEXT"
 ok "published $NEXT into the index ($(git -C "$INDEX" log --oneline | wc -l) commits)"
 kubectl krew upgrade mpo >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "krew upgrade mpo"; }
-grep -q "Upgraded plugin: mpo" "$WORK/out" || { cat "$WORK/out"; fail "krew upgrade did not upgrade mpo"; }
-ok "kubectl krew upgrade mpo: $(grep -m1 -- "-> v$NEXT" "$WORK/out" | tr -s ' '); $(grep -m1 "Upgraded plugin" "$WORK/out")"
+grep -q "^Upgraded plugin: mpo-test/mpo$" "$WORK/out" || { cat "$WORK/out"; fail "krew upgrade did not upgrade mpo-test/mpo"; }
+ok "kubectl krew upgrade mpo: $(grep -m1 "Upgraded plugin" "$WORK/out")"
 check_version "$NEXT"
-kubectl krew list 2>/dev/null | grep -q "mpo-test/mpo" || kubectl krew list 2>/dev/null | grep -q "^mpo" || fail "krew list does not show mpo"
+kubectl krew list >"$WORK/out" 2>/dev/null || true
+grep -q "mpo" "$WORK/out" || fail "krew list does not show mpo: $(cat "$WORK/out")"
 kubectl krew uninstall mpo >/dev/null 2>&1
 [[ ! -e "$KREW_ROOT/bin/kubectl-mpo" ]] || fail "kubectl-mpo is still in $KREW_ROOT/bin after uninstall"
 ok "kubectl krew uninstall mpo: $KREW_ROOT/bin/kubectl-mpo removed"

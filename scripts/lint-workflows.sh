@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # `make lint`'s check of .github/workflows: actionlint (syntax, expressions, and the
 # run: scripts through shellcheck) and zizmor (security: pinned actions, permissions,
-# template injection, credentials left in checkouts...), offline. Both are installed
-# when missing, pinned, into ${MPO_CACHE_DIR:-~/.cache/kubectl-mpo}/bin (actionlint from
-# its Go module, zizmor from PyPI in a venv there); shellcheck comes from apt-get when
-# this user may install packages. zizmor's ignores are in .github/zizmor.yml, each
-# with the reason.
+# template injection, credentials left in checkouts...; the auditor persona: every
+# finding), offline. Both are installed when missing, pinned, into
+# ${MPO_CACHE_DIR:-~/.cache/kubectl-mpo} (actionlint from its Go module into bin/,
+# zizmor from PyPI into a venv); shellcheck comes from apt-get when this user may
+# install packages. zizmor's ignores are in .github/zizmor.yml, each with the reason.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -38,5 +38,5 @@ if ! command -v shellcheck >/dev/null; then
   fi
 fi
 
-"$BIN/actionlint-$ACTIONLINT_VERSION" -color=never
-"$CACHE/zizmor-$ZIZMOR_VERSION/bin/zizmor" --offline --no-progress --config .github/zizmor.yml .github/workflows
+"$BIN/actionlint-$ACTIONLINT_VERSION" -no-color
+"$CACHE/zizmor-$ZIZMOR_VERSION/bin/zizmor" --offline --no-progress --persona auditor --config .github/zizmor.yml .github/workflows

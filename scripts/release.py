@@ -263,7 +263,7 @@ def platform_block(os_name: str, arch: str, uri: str, sha: str) -> str:
     files = [binary_name(os_name), HELPER, "LICENSE", "man", "completions"]
     return (
         f"  - selector:\n      matchLabels:\n        os: {os_name}\n        arch: {arch}\n"
-        f"    uri: {uri}\n    sha256: {sha}\n    bin: {binary_name(os_name)}\n    files:\n"
+        f"    uri: {uri}\n    sha256: \"{sha}\"\n    bin: {binary_name(os_name)}\n    files:\n"
         + "".join(f"      - from: {name}\n        to: .\n" for name in files)
     )
 
