@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: prereqs build release demo test lint fmt sandbox-up sandbox-down bench bench-quick dist krew-check
+.PHONY: prereqs build release demo test lint fmt sandbox-up sandbox-down bench bench-quick dist dist-check release-test krew-check
 
 # Installs the Debian packages the sandbox and the tests need (or names the command).
 prereqs:
@@ -30,6 +30,7 @@ test:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	scripts/lint-workflows.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -43,8 +44,17 @@ bench:
 bench-quick:
 	MPO_BENCH_QUICK=1 scripts/bench.py
 
+# This machine's release archive, its krew manifest and checksums.txt in dist/.
 dist:
 	scripts/dist.sh
 
-krew-check:
-	scripts/krew-check.sh
+# scripts/release.py's unit tests (the manifest renderer and the version checks).
+release-test:
+	python3 -m unittest -q scripts/test_release.py
+
+# The release path with a real krew: reproducible archive, six-platform manifest
+# validated and installed from a local server, install/upgrade from a custom index.
+dist-check:
+	scripts/dist-check.sh
+
+krew-check: dist-check

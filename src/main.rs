@@ -7,8 +7,11 @@ use kubectl_mpo::{app, cli, cmd, output};
 fn main() -> ExitCode {
     // `kubectl-mpo __complete WORD...`: what the completion helper and scripts call.
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|first| first == "__complete") {
-        return cmd::complete::run(args.collect());
+    match args.nth(1) {
+        Some(first) if first == "__complete" => return cmd::complete::run(args.collect()),
+        // `kubectl-mpo __man DIR`: the man pages of the release archives.
+        Some(first) if first == "__man" => return cmd::man::run(args.collect()),
+        _ => {}
     }
     let cli = match cli::Cli::parse_args(cli::kubectl_verbosity(std::env::args_os())) {
         Ok(cli) => cli,

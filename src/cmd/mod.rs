@@ -10,11 +10,12 @@ mod edit;
 mod explain;
 mod history;
 mod logs;
+pub mod man;
 mod registry;
 mod renew;
 mod status;
 mod undo;
-mod version;
+pub mod version;
 
 use crate::app::{Ctx, Outcome};
 use crate::cli::{Cli, Command};
