@@ -282,10 +282,7 @@ pub async fn run(
     let map = json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": crate::simulator::SETTINGS_NAME, "namespace": "default"},
-        "data": {
-            "generation": generation.name(), "digestRule": digest_rule, "edition": "ce",
-            "recheckSeconds": "60", "sourceRescanSeconds": "180",
-        },
+        "data": settings_data(generation, digest_rule),
     });
     settings
         .patch(
@@ -304,6 +301,14 @@ pub async fn run(
     seed_image_workflow(state, &client, mpo_version).await
 }
 
+/// The simulator's settings a sandbox of `generation` starts with.
+fn settings_data(generation: crate::simulator::Generation, digest_rule: &str) -> serde_json::Value {
+    json!({
+        "generation": generation.name(), "digestRule": digest_rule, "edition": "ce",
+        "recheckSeconds": "60", "sourceRescanSeconds": "180",
+    })
+}
+
 /// Switches a running sandbox to `generation` in place: the simulator settings (only
 /// the generation and the digest rule; the others go back to their defaults), the
 /// deckhouse Deployment's version, and `state.json`, which the tests read.
@@ -315,17 +320,9 @@ pub async fn set_generation(
     let client = crate::client(state).await?;
     let settings: Api<k8s_openapi::api::core::v1::ConfigMap> =
         Api::namespaced(client.clone(), "default");
-    let map = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": crate::simulator::SETTINGS_NAME, "namespace": "default"},
-        "data": {
-            "generation": generation.name(), "digestRule": digest_rule, "edition": "ce",
-            "recheckSeconds": "60", "sourceRescanSeconds": "180",
-        },
-    });
     // A replace, not a merge: settings a test left behind do not carry over.
     let mut current = settings.get(crate::simulator::SETTINGS_NAME).await?;
-    current.data = serde_json::from_value(map["data"].clone())?;
+    current.data = serde_json::from_value(settings_data(generation, digest_rule))?;
     settings
         .replace(
             crate::simulator::SETTINGS_NAME,

@@ -183,22 +183,20 @@ pub async fn follow_module(
                 }
             }
             Some(Seen::ModuleWatchFailed(err)) => {
-                if let Some(error) = wait::final_watch_error(cluster, &err) {
-                    return Err(error);
-                }
-                ctx.printer
-                    .debug(1, format!("watch of module {name} restarted: {err}"));
-                last_failure = Some(err);
+                last_failure = Some(wait::ride_out(
+                    ctx,
+                    cluster,
+                    &format!("module {name}"),
+                    err,
+                )?);
                 continue;
             }
             None => {
-                return Err(Error::runtime(format!(
-                    "lost the API server {} while waiting for module {name}{}",
-                    cluster.place(),
-                    last_failure
-                        .map(|err| format!(": {err}"))
-                        .unwrap_or_default()
-                )));
+                return Err(wait::lost_api_server(
+                    cluster,
+                    &format!("waiting for module {name}"),
+                    last_failure,
+                ));
             }
         }
         // Judged once the Module and its ModuleConfig (or that it cannot be read) are in.

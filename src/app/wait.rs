@@ -180,35 +180,49 @@ pub async fn wait_for(
                         return Ok(seen);
                     }
                 }
-                Some(Err(err)) => {
-                    if let Some(error) = final_watch_error(&overrides.cluster, &err) {
+                Some(Err(err)) => match ride_out(ctx, &overrides.cluster, name, err) {
+                    Ok(err) => last_failure = Some(err),
+                    Err(error) => {
                         drop(spinner);
                         return Err(error);
                     }
-                    ctx.printer.debug(1, format!("watch of {name} restarted: {err}"));
-                    last_failure = Some(err);
-                }
+                },
                 None => {
                     drop(spinner);
-                    return Err(lost_api_server(&overrides.cluster, name, last_failure));
+                    return Err(lost_api_server(&overrides.cluster, &format!("waiting for {name}"), last_failure)
+                        .with_hint(format!("what was sent before the wait is saved; once the cluster answers, check it with: kubectl mpo status {name}")));
                 }
             }
         }
     }
 }
 
-/// The error for a watch the backoff gave up on.
-fn lost_api_server(cluster: &Cluster, name: &str, failure: Option<watcher::Error>) -> Error {
+/// A failed watch: the error to end with at once when retrying cannot mend it
+/// ([`final_watch_error`]), else the failure, noted at `-v`, for the backoff to ride
+/// out (`watching` says what, for the note).
+pub fn ride_out(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    watching: &str,
+    err: watcher::Error,
+) -> Result<watcher::Error> {
+    if let Some(error) = final_watch_error(cluster, &err) {
+        return Err(error);
+    }
+    ctx.printer
+        .debug(1, format!("watch of {watching} restarted: {err}"));
+    Ok(err)
+}
+
+/// The error for a watch the backoff gave up on, `doing` what (`waiting for echo`).
+pub fn lost_api_server(cluster: &Cluster, doing: &str, failure: Option<watcher::Error>) -> Error {
     let error = Error::runtime(format!(
-        "lost the API server {} while waiting for {name}{}",
+        "lost the API server {} while {doing}{}",
         cluster.place(),
         failure
             .as_ref()
             .map(|err| format!(": {err}"))
             .unwrap_or_default()
-    ))
-    .with_hint(format!(
-        "what was sent before the wait is saved; once the cluster answers, check it with: kubectl mpo status {name}"
     ));
     match failure {
         Some(err) => error.with_source(err),

@@ -794,30 +794,18 @@ async fn watch(
             // The mirror holds a whole list only once it is read to the end.
             Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
             Some(Ok(_)) => last_failure = None,
+            // A dropped connection or an API server restart: the watcher resumes (or
+            // lists again) after the backoff.
             Some(Err(err)) => {
-                if let Some(error) = wait::final_watch_error(&overrides.cluster, &err) {
-                    return Err(error);
-                }
-                // A dropped connection or an API server restart: the watcher resumes
-                // (or lists again) after the backoff.
-                ctx.printer
-                    .debug(1, format!("watch of overrides restarted: {err}"));
-                last_failure = Some(err);
+                last_failure = Some(wait::ride_out(ctx, &overrides.cluster, "overrides", err)?);
                 continue;
             }
             None => {
-                let error = Error::runtime(format!(
-                    "lost the API server {} while watching overrides{}",
-                    overrides.cluster.place(),
-                    last_failure
-                        .as_ref()
-                        .map(|err| format!(": {err}"))
-                        .unwrap_or_default()
+                return Err(wait::lost_api_server(
+                    &overrides.cluster,
+                    "watching overrides",
+                    last_failure,
                 ));
-                return Err(match last_failure {
-                    Some(err) => error.with_source(err),
-                    None => error,
-                });
             }
         }
         let now: Vec<std::sync::Arc<ModulePullOverride>> = mirror

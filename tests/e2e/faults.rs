@@ -361,6 +361,21 @@ impl ApiServerProxy {
         }
     }
 
+    /// Starts the plugin with `args` (and `-v`) through the proxy, its output piped;
+    /// the kubeconfig file lives as long as the second value.
+    fn spawn(&self, args: &[&str]) -> (std::process::Child, tempfile::NamedTempFile) {
+        let kubeconfig = self.kubeconfig();
+        let path = kubeconfig.path().display().to_string();
+        let mut all = args.to_vec();
+        all.extend(["-v", "--kubeconfig", &path]);
+        let child = crate::support::command(&all)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        (child, kubeconfig)
+    }
+
     /// The sandbox's admin kubeconfig, with the server address of the proxy (same
     /// certificate: the proxy only relays bytes); removed when the file is dropped.
     fn kubeconfig(&self) -> tempfile::NamedTempFile {
@@ -532,23 +547,8 @@ fn release_finalizer(name: &str) {
 fn delete_wait_sees_an_override_deleted_while_the_api_server_was_away() {
     let name = held_override("gone-in-gap");
     let proxy = ApiServerProxy::start();
-    let kubeconfig_file = proxy.kubeconfig();
-    let kubeconfig = kubeconfig_file.path().display().to_string();
-    let child = crate::support::command(&[
-        "delete",
-        &name,
-        "--yes",
-        "--wait",
-        "--timeout",
-        "90s",
-        "-v",
-        "--kubeconfig",
-        &kubeconfig,
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn");
+    let (child, _kubeconfig) =
+        proxy.spawn(&["delete", &name, "--yes", "--wait", "--timeout", "90s"]);
     crate::support::eventually(20, "the delete to be sent", || {
         !crate::support::mpo_field(&name, ".metadata.deletionTimestamp").is_empty()
     });
@@ -586,22 +586,8 @@ fn status_watch_shows_changes_made_while_the_api_server_was_away() {
     let deleted = unique("watch-gap-delete");
     crate::support::quiet_override(&deleted, &["v1"]);
     let proxy = ApiServerProxy::start();
-    let kubeconfig_file = proxy.kubeconfig();
-    let kubeconfig = kubeconfig_file.path().display().to_string();
-    let mut child = crate::support::command(&[
-        "status",
-        &changed,
-        &deleted,
-        "--watch",
-        "--offline",
-        "-v",
-        "--kubeconfig",
-        &kubeconfig,
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("spawn");
+    let (mut child, _kubeconfig) =
+        proxy.spawn(&["status", &changed, &deleted, "--watch", "--offline"]);
     let stdout = child.stdout.take().expect("stdout");
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let reader = {
