@@ -193,16 +193,86 @@ pub fn kubectl_apply(object: &serde_json::Value) -> Run {
     kubectl_with_stdin(&["apply", "-f", "-"], &object.to_string())
 }
 
-/// A JSON field of an override, read with kubectl.
+/// A field of an override, as `kubectl get mpo NAME -o jsonpath={PATH}` prints it
+/// (`.spec.imageTag`, `.metadata.annotations.modules\.deckhouse\.io/renew`,
+/// `.metadata.finalizers[0]`): a string as it is, any other value as JSON, and nothing
+/// for a field or an override that does not exist. Read with the sandbox's own client
+/// rather than a kubectl process: the tests poll it, many at once.
 pub fn mpo_field(name: &str, jsonpath: &str) -> String {
-    let run = kubectl(&[
-        "get",
-        "modulepulloverrides.deckhouse.io",
-        name,
-        "-o",
-        &format!("jsonpath={{{jsonpath}}}"),
-    ]);
-    run.stdout.trim().to_string()
+    let version = if state().generation == "A" {
+        "v1alpha1"
+    } else {
+        "v1alpha2"
+    };
+    let object = block_on(async {
+        let client = mpo_sandbox::client(state()).await?;
+        let api = mpo_sandbox::seed::deckhouse_api(
+            &client,
+            version,
+            "ModulePullOverride",
+            "modulepulloverrides",
+        );
+        anyhow::Ok(api.get_opt(name).await?)
+    })
+    .unwrap_or_else(|err| panic!("reading modulepulloverride {name}: {err:#}"));
+    let Some(object) = object else {
+        return String::new();
+    };
+    let object = serde_json::to_value(object).expect("object as JSON");
+    match json_field(&object, jsonpath) {
+        None => String::new(),
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(serde_json::Value::Null) => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The value at a kubectl-style path: `.`-separated keys (`\.` is a dot inside a
+/// key), each optionally followed by `[N]`.
+fn json_field<'v>(value: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    let mut keys = Vec::new();
+    let mut key = String::new();
+    let mut chars = path.trim_start_matches('.').chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                key.push('.');
+                chars.next();
+            }
+            '.' => keys.push(std::mem::take(&mut key)),
+            _ => key.push(c),
+        }
+    }
+    keys.push(key);
+    let mut at = value;
+    for key in keys {
+        let (name, index) = match key.split_once('[') {
+            Some((name, rest)) => (name.to_string(), rest.trim_end_matches(']').parse().ok()),
+            None => (key, None::<usize>),
+        };
+        at = at.get(&name)?;
+        if let Some(index) = index {
+            at = at.get(index)?;
+        }
+    }
+    Some(at)
+}
+
+#[test]
+fn fields_are_read_as_kubectl_reads_them() {
+    let object = serde_json::json!({
+        "metadata": {"annotations": {"modules.deckhouse.io/renew": "true"}, "finalizers": ["a", "b"]},
+        "spec": {"imageTag": "v1", "rollback": true},
+    });
+    let at = |path| json_field(&object, path).cloned();
+    assert_eq!(at(".spec.imageTag"), Some(serde_json::json!("v1")));
+    assert_eq!(
+        at(".metadata.annotations.modules\\.deckhouse\\.io/renew"),
+        Some(serde_json::json!("true"))
+    );
+    assert_eq!(at(".metadata.finalizers[1]"), Some(serde_json::json!("b")));
+    assert_eq!(at(".spec.rollback"), Some(serde_json::json!(true)));
+    assert_eq!(at(".status.message"), None);
 }
 
 /// A module of source `test`, with images for `tags`; returns their digests.
