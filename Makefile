@@ -31,6 +31,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	scripts/lint-workflows.sh
+	scripts/import-graph.py >/dev/null || scripts/import-graph.py
 
 fmt:
 	$(CARGO) fmt --all

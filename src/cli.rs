@@ -20,7 +20,7 @@ use crate::validate;
 #[command(
     name = "kubectl-mpo",
     bin_name = "kubectl mpo",
-    version = crate::cmd::version::VERSION,
+    version = crate::VERSION,
     about = "Work with Deckhouse ModulePullOverrides: run a module build from a registry tag, \
              see whether the cluster runs it, and learn why not",
     after_help = "Examples:\n  kubectl mpo create echo --tag main-patch-03354 --wait\n  kubectl mpo status\n  kubectl mpo explain echo\n  kubectl mpo renew echo --wait\n  kubectl mpo diff echo --content\n\nExit codes:\n  0    success, healthy, in sync\n  1    the checked condition does not hold (a difference, a conflict, a --wait that timed out);\n       NotFound or AlreadyExists from the server; a --context or --cluster not in the kubeconfig\n  2    usage or invalid input\n  3    cluster or registry unreachable, 401/403, CRDs missing\n  130  interrupted (Ctrl-C)"

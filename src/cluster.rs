@@ -573,20 +573,7 @@ fn kubeconfig_error(err: KubeconfigError, place: &str) -> Error {
     Error::new(kind, message).with_hint(hint).with_source(err)
 }
 
-/// The innermost cause of an error ("connection refused", "certificate unknown"),
-/// or the error itself when that says nothing. Authentication failures get a
-/// description without the credential plugin's command line, environment or output.
-pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    if let Some(description) = crate::auth::describe_auth_error(err) {
-        return description;
-    }
-    let text = crate::error::innermost(err);
-    if text.is_empty() {
-        err.to_string()
-    } else {
-        text
-    }
-}
+pub use crate::auth::short_cause;
 
 #[cfg(test)]
 mod decode_errors {

@@ -7,6 +7,9 @@
 //! the controller does, pure), `cluster`, `auth` and `registry` (adapters), and `output`,
 //! `error`, `names`, `validate`, `chunks`.
 
+/// The version Cargo.toml names (build.rs passes it on, for a release build to check).
+pub const VERSION: &str = env!("MPO_VERSION");
+
 pub mod app;
 pub mod auth;
 pub mod chunks;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Ctx;
 use super::overrides::Overrides;
+use super::report::print_steps;
 use super::sources;
 use crate::cluster::{Cluster, decode};
 use crate::deckhouse::checks::{self, ClusterFacts, DeckhouseEnv, Judge, Step, StepId, StepState};
@@ -14,7 +15,7 @@ use crate::deckhouse::resources::{
     Module, ModuleConfig, ModulePullOverride, ModuleSource, MpoVersion,
 };
 use crate::error::Result;
-use crate::output::{To, print_steps};
+use crate::output::To;
 use crate::registry::{
     RegistryError, RegistryOptions, RegistryTarget, ResolvedDigest, SourceRegistry,
 };
@@ -313,7 +314,7 @@ pub async fn diagnose(cluster: &Cluster, name: &str, request: Request<'_>) -> Re
     // `--registry-repo` wins over the ModuleSource, as in every other command.
     let origin = match (fallback, &source) {
         (Some(fallback), _) => Some((fallback.clone(), None)),
-        (None, Some(source)) => Some((RegistryTarget::from_source(source), Some(source))),
+        (None, Some(source)) => Some((super::sources::target_of(source), Some(source))),
         (None, None) => None,
     };
     if let (Some((target, from_source)), Some(tag), false) = (origin, tag, offline) {

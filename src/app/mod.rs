@@ -11,6 +11,7 @@ pub mod image_preflight;
 pub mod images;
 pub mod logs;
 pub mod overrides;
+pub mod report;
 pub mod sources;
 pub mod tags;
 pub mod wait;

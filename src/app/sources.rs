@@ -45,6 +45,19 @@ impl Fallback {
     }
 }
 
+/// The registry a ModuleSource names, with its dockerCfg, CA and scheme.
+pub fn target_of(source: &ModuleSource) -> RegistryTarget {
+    let registry = &source.spec.registry;
+    let mut target = RegistryTarget::with_docker_cfg(
+        &registry.repo,
+        registry.docker_cfg.as_deref(),
+        registry.ca.as_deref(),
+        registry.scheme.as_deref(),
+    );
+    target.name = source.metadata.name.clone().unwrap_or_default();
+    target
+}
+
 /// `--registry-repo`, `--registry-config` and `--registry-ca` as given, not yet read.
 #[derive(Debug, Clone, Default)]
 pub struct FallbackSpec {
@@ -184,9 +197,9 @@ pub async fn choose_target(
                         "see why and what exists with: kubectl mpo explain {module}"
                     )));
                 }
-                return Ok(RegistryTarget::from_source(sources.first().ok_or_else(
-                    || Error::runtime("the cluster has no ModuleSources"),
-                )?));
+                return Ok(target_of(sources.first().ok_or_else(|| {
+                    Error::runtime("the cluster has no ModuleSources")
+                })?));
             };
             let properties = found.properties.unwrap_or_default();
             if properties.source.as_deref() == Some("Embedded") {
@@ -245,7 +258,7 @@ pub async fn choose_target(
             ),
         );
     }
-    Ok(RegistryTarget::from_source(chosen))
+    Ok(target_of(chosen))
 }
 
 /// A registry client for `target`, with errors in the tool's format.
@@ -449,7 +462,7 @@ pub async fn lookup_all(
         let (cluster_cause, source) = world.cause_and_source(mpo);
         let target = match (fallback, source) {
             (Some(fallback), _) => Some(fallback.clone()),
-            (None, Some(source)) => Some(RegistryTarget::from_source(source)),
+            (None, Some(source)) => Some(target_of(source)),
             (None, None) => None,
         };
         let client = match (&target, offline) {

@@ -176,3 +176,18 @@ fn selected_user(kubeconfig: &Kubeconfig, options: &KubeConfigOptions) -> Option
         .user
         .clone()
 }
+
+/// The innermost cause of an error ("connection refused", "certificate unknown"),
+/// or the error itself when that says nothing. Authentication failures get a
+/// description without the credential plugin's command line, environment or output.
+pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(description) = describe_auth_error(err) {
+        return description;
+    }
+    let text = crate::error::innermost(err);
+    if text.is_empty() {
+        err.to_string()
+    } else {
+        text
+    }
+}

@@ -325,7 +325,7 @@ async fn refresh(
     }
     let client = builder
         .build()
-        .map_err(|err| RefreshFailure::Other(crate::cluster::short_cause(&err)))?;
+        .map_err(|err| RefreshFailure::Other(super::short_cause(&err)))?;
     let discovery_url = format!(
         "{}/.well-known/openid-configuration",
         config.issuer.trim_end_matches('/')
@@ -334,7 +334,7 @@ async fn refresh(
         .get(&discovery_url)
         .send()
         .await
-        .map_err(|err| RefreshFailure::Other(crate::cluster::short_cause(&err)))?;
+        .map_err(|err| RefreshFailure::Other(super::short_cause(&err)))?;
     if !response.status().is_success() {
         return Err(RefreshFailure::Other(format!(
             "discovery {discovery_url} answered {}",
@@ -369,12 +369,12 @@ async fn refresh(
         .body(body)
         .send()
         .await
-        .map_err(|err| RefreshFailure::Other(crate::cluster::short_cause(&err)))?;
+        .map_err(|err| RefreshFailure::Other(super::short_cause(&err)))?;
     let status = response.status();
     let body = response
         .bytes()
         .await
-        .map_err(|err| RefreshFailure::Other(crate::cluster::short_cause(&err)))?;
+        .map_err(|err| RefreshFailure::Other(super::short_cause(&err)))?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<TokenError>(&body) {
             Ok(problem)

@@ -15,9 +15,7 @@ use http::{HeaderMap, Request, Response};
 use kube::client::Body;
 use tower::{BoxError, Layer, Service};
 
-/// Levels as in kubectl (`-v=N`).
-pub const REQUESTS: u8 = 6;
-pub const REQUEST_HEADERS: u8 = 7;
+pub use crate::output::verbosity::{REQUEST_HEADERS, REQUESTS};
 pub const RESPONSE_HEADERS: u8 = 8;
 
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;

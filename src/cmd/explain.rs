@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::app::diagnose;
 use crate::app::overrides::Overrides;
+use crate::app::report::print_steps;
 use crate::app::sources::REGISTRY_TIMEOUT;
 use crate::app::tags::ProvenancePair;
 use crate::app::{Ctx, Outcome};
@@ -12,7 +13,7 @@ use crate::cli::{ExplainArgs, ReportFormat};
 use crate::deckhouse::checks::{self, Step, StepId, StepState, SyncState, is_ready};
 use crate::deckhouse::health::health_steps;
 use crate::error::Result;
-use crate::output::{Printer, To, Tone, print_steps};
+use crate::output::{Printer, To, Tone};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::app::diagnose;
 use crate::app::history;
 use crate::app::overrides::{Changes, Overrides, Update, name_of};
+use crate::app::report::print_steps;
 use crate::app::sources::registry_digests;
 use crate::app::wait::{self, deleted_while_waiting, renew_reacted};
 use crate::app::{Ctx, Outcome};
@@ -23,7 +24,7 @@ use crate::cli::RenewArgs;
 use crate::deckhouse::checks::{StepState, is_ready};
 use crate::deckhouse::resources::{LEGACY_RENEW_ANNOTATION, ModulePullOverride, RENEW_ANNOTATION};
 use crate::error::{Error, Kind, Result};
-use crate::output::{To, Tone, print_steps};
+use crate::output::{To, Tone};
 
 /// How long to wait for a visible reaction before concluding that an older controller
 /// re-checked an unchanged digest (which it does without writing anything).

@@ -10,7 +10,7 @@ use crate::cli::{ReportFormat, VersionArgs};
 use crate::error::Result;
 
 /// The plugin's version: Cargo.toml's `version` (build.rs).
-pub const VERSION: &str = env!("MPO_VERSION");
+pub use crate::VERSION;
 /// The commit built, or `unknown` for a build outside git without `MPO_BUILD_COMMIT`.
 pub const COMMIT: &str = env!("MPO_BUILD_COMMIT");
 /// The commit's date (or `SOURCE_DATE_EPOCH`), RFC 3339 UTC, or `unknown`.

@@ -6,7 +6,6 @@
 
 pub mod jsonpath;
 mod sanitize;
-mod steps;
 pub mod table;
 
 use std::fmt::Write as _;
@@ -19,12 +18,19 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use sanitize::{Layout, bytes_for_terminal, inline, sanitize};
-pub use steps::print_steps;
 
 use crate::error::{Error, Result};
 use sanitize::{TONE_BASE, TONE_RESET};
 
 /// The kind of emphasis a cell or line gets on a colour terminal.
+/// Levels as in kubectl (`-v=N`), shared by the API and the registry request logs.
+pub mod verbosity {
+    /// Each request: method, URL, status, time.
+    pub const REQUESTS: u8 = 6;
+    /// Also the headers (credentials redacted).
+    pub const REQUEST_HEADERS: u8 = 7;
+}
+
 /// `-o` for commands that print one object (create, edit): kubectl's JSON, YAML and
 /// name printers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -470,7 +470,7 @@ impl SourceRegistry {
         // credentials).
         let log = |outcome: &str, started: std::time::Instant| {
             crate::output::trace(
-                crate::cluster::log::REQUESTS,
+                crate::output::verbosity::REQUESTS,
                 format!(
                     "registry {what}: {outcome} in {} ms",
                     started.elapsed().as_millis()
@@ -551,7 +551,7 @@ impl SourceRegistry {
             Err(err) => format!("{:?}", err.kind),
         };
         crate::output::trace(
-            crate::cluster::log::REQUESTS,
+            crate::output::verbosity::REQUESTS,
             format!(
                 "registry {what}: {outcome} in {} ms",
                 started.elapsed().as_millis()

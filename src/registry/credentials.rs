@@ -13,7 +13,6 @@ use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
 use super::error::{RegistryError, RegistryErrorKind};
-use crate::deckhouse::resources::ModuleSource;
 
 #[derive(Deserialize, Default)]
 struct DockerConfig {
@@ -64,20 +63,7 @@ pub struct RegistryTarget {
 pub const FALLBACK_NAME: &str = "(--registry-repo)";
 
 impl RegistryTarget {
-    pub fn from_source(source: &ModuleSource) -> Self {
-        let registry = &source.spec.registry;
-        RegistryTarget {
-            name: source.metadata.name.clone().unwrap_or_default(),
-            repo: registry.repo.clone(),
-            ca: registry.ca.clone(),
-            scheme: registry.scheme.clone(),
-            https_only: false,
-            credentials: Credentials::DockerCfg(registry.docker_cfg.clone()),
-        }
-    }
-
-    /// A registry with a ModuleSource-style dockerCfg.
-    #[cfg(test)]
+    /// A registry with a ModuleSource-style dockerCfg (base64 of a docker config.json).
     pub fn with_docker_cfg(
         repo: &str,
         docker_cfg: Option<&str>,

@@ -1,8 +1,8 @@
 //! The step list of a diagnosis (`explain`, preflight, a failed `--wait`): one line per
 //! check with its mark, then the cause and the fixes under each check that did not pass.
 
-use super::{Printer, To, Tone, inline};
 use crate::deckhouse::checks::{Step, StepState};
+use crate::output::{Printer, To, Tone, inline};
 
 fn mark(printer: &Printer, state: StepState) -> String {
     match state {
