@@ -362,12 +362,14 @@ impl ApiServerProxy {
     }
 
     /// Starts the plugin with `args` (and `-v`) through the proxy, its output piped;
-    /// the kubeconfig file lives as long as the second value.
+    /// the kubeconfig file lives as long as the second value. `--request-timeout 0`
+    /// (no limit, as kubectl): a connection held by the proxy waits for `release()`
+    /// however long the API server takes to come back, instead of timing out.
     fn spawn(&self, args: &[&str]) -> (std::process::Child, tempfile::NamedTempFile) {
         let kubeconfig = self.kubeconfig();
         let path = kubeconfig.path().display().to_string();
         let mut all = args.to_vec();
-        all.extend(["-v", "--kubeconfig", &path]);
+        all.extend(["-v", "--request-timeout", "0", "--kubeconfig", &path]);
         let child = crate::support::command(&all)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
