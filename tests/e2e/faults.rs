@@ -82,10 +82,11 @@ pub(crate) fn module_without_override(mode: &'static str) -> String {
         "spec": {"enabled": true},
     }));
     // The module manager must have given the module its source first.
+    // "active source: NAME" (a failing check says "has no active source").
     crate::support::eventually(10, "the module manager", || {
         mpo(&["explain", &name, "--offline"])
             .stdout
-            .contains("active source")
+            .contains(&format!("active source: {name}"))
     });
     name
 }
