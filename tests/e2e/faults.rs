@@ -495,20 +495,34 @@ fn restart_api_server() {
     while running() && stopped.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(state.dir.join("logs/kube-apiserver.log"))
-        .expect("its log");
-    let mut child = std::process::Command::new("setsid")
-        .arg(&program)
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start kube-apiserver");
+    // Clients retrying the dead port (the simulator, the plugin) may briefly hold it as
+    // their own source port (a TCP self-connect), and the new server then cannot
+    // listen: it exits at once, and is started again until it stays.
+    let mut attempts = 0;
+    let child = loop {
+        attempts += 1;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(state.dir.join("logs/kube-apiserver.log"))
+            .expect("its log");
+        let mut child = std::process::Command::new("setsid")
+            .arg(&program)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start kube-apiserver");
+        std::thread::sleep(Duration::from_secs(2));
+        match child.try_wait() {
+            Ok(None) => break child,
+            _ if attempts < 30 => std::thread::sleep(Duration::from_millis(500)),
+            other => panic!("kube-apiserver does not start again: {other:?}"),
+        }
+    };
     // down.sh stops it by this file; it outlives the test, reaped when it ends.
     std::fs::write(&pid_file, child.id().to_string()).expect("pid file");
+    let mut child = child;
     std::thread::spawn(move || child.wait());
     crate::support::eventually(90, "kube-apiserver ready again", || {
         crate::support::kubectl(&["get", "--raw", "/readyz"]).code == 0
