@@ -636,7 +636,7 @@ fn status_watch_shows_changes_made_while_the_api_server_was_away() {
         &changed,
         "--type=merge",
         "-p",
-        r#"{"spec":{"imageTag":"changed-in-the-gap"}}"#,
+        r#"{"spec":{"imageTag":"gap2"}}"#,
     ])
     .assert_code(0);
     kubectl(&[
@@ -648,7 +648,7 @@ fn status_watch_shows_changes_made_while_the_api_server_was_away() {
     .assert_code(0);
     proxy.release();
     crate::support::eventually(40, "the change and the deletion", || {
-        shown("changed-in-the-gap") && shown("(deleted)")
+        shown("gap2") && shown("(deleted)")
     });
     let _ = child.kill();
     let output = child.wait_with_output().expect("wait");
